@@ -1,0 +1,6 @@
+"""The DeepSPIN network: descriptor, fitting, energy model and model files."""
+
+from .deepspin import DeepSpinModel, ModelConfig
+from .io import ModelFileError, load_model, save_model
+
+__all__ = ["DeepSpinModel", "ModelConfig", "ModelFileError", "load_model", "save_model"]

@@ -1,0 +1,299 @@
+"""DeepSPIN energy model: se_e2_a descriptor over real and spin pseudo-atoms, per-type fitting.
+
+Symbols and variables
+---------------------
+======================  =====================  ===========================================
+symbol                  variable               meaning (units)
+======================  =====================  ===========================================
+R_i                     ``positions``          real-atom positions [N, 3] (Å)
+S_i                     ``spins``              magnetic moments [N, 3] (μB), 0 if non-magnetic
+eta_t                   ``virtual_scale``      pseudo-atom distance per moment, per type (Å/μB)
+R_i + eta S_i           pseudo-atom position   neighbour of type ``t + n_types`` (never a centre)
+E = sum_i E_i           ``energy``             per frame (eV); E_i atomic energies of real atoms
+F = -dE/dR              ``forces``             eV/Å
+omega = -dE/dS          ``torques``            full gradient, eV/μB (zero on non-magnetic atoms)
+W = -dE/d(strain)       ``virial``             per frame [B, 3, 3] (eV), spins held fixed
+======================  =====================  ===========================================
+
+Neighbour blocks follow DeePMD-kit's spin models: the type map is doubled (real types, then one
+pseudo-type per real type; those of non-magnetic types are unused placeholders) and ``sel`` has
+one entry per doubled type. The model is a pure ``torch.nn.Module``: tensors in, tensors out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .descriptor import environment_rows, mlp
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of a DeepSPIN model (names as in DeePMD-kit's se_e2_a spin input).
+
+    ``sel`` may be one int (for every doubled type), one int per real type (repeated for the
+    pseudo-types) or one int per doubled type.
+    """
+
+    type_map: list[str]
+    virtual_scale: list[float]
+    rcut: float = 5.6
+    rcut_smth: float = 5.4
+    sel: list[int] | int = 60
+    neuron: list[int] = field(default_factory=lambda: [25, 50, 100])
+    axis_neuron: int = 16
+    fitting_neuron: list[int] = field(default_factory=lambda: [240, 240, 240])
+    resnet_dt: bool = True
+    env_protection: float = 0.01
+    seed: int = 1
+
+    def __post_init__(self):
+        n = len(self.type_map)
+        if n == 0 or len(set(self.type_map)) != n:
+            raise ValueError(f"type_map must list distinct elements, got {self.type_map}")
+        if len(self.virtual_scale) != n:
+            raise ValueError(f"virtual_scale needs one value per type ({n}), got {self.virtual_scale}")
+        if any(v < 0 for v in self.virtual_scale):
+            raise ValueError(f"virtual_scale must be >= 0 (Å/μB), got {self.virtual_scale}")
+        if not 0.0 < self.rcut_smth < self.rcut:
+            raise ValueError(f"need 0 < rcut_smth < rcut, got rcut_smth={self.rcut_smth}, rcut={self.rcut}")
+        sel = [self.sel] * (2 * n) if isinstance(self.sel, int) else list(self.sel)
+        if len(sel) == n:
+            sel = sel + sel
+        if len(sel) != 2 * n or any(int(s) < 0 for s in sel):
+            raise ValueError(f"sel needs 1, {n} or {2 * n} non-negative ints, got {self.sel}")
+        self.sel = [int(s) for s in sel]
+        if not 0 < self.axis_neuron <= self.neuron[-1]:
+            raise ValueError(f"axis_neuron must be in 1..{self.neuron[-1]}, got {self.axis_neuron}")
+        self.type_map = list(self.type_map)
+        self.virtual_scale = [float(v) for v in self.virtual_scale]
+        self.neuron = [int(v) for v in self.neuron]
+        self.fitting_neuron = [int(v) for v in self.fitting_neuron]
+
+    @property
+    def n_types(self) -> int:
+        return len(self.type_map)
+
+    @property
+    def magnetic(self) -> list[bool]:
+        return [v > 0 for v in self.virtual_scale]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+class DeepSpinModel(nn.Module):
+    """DeepSPIN model (Yang et al., Phys. Rev. B 110, 064427 (2024)) on an edge list.
+
+    Build with ``DeepSpinModel(ModelConfig(...))``; evaluate with :meth:`forward` on tensors
+    (the ASE adaptor is :class:`ase_deepspin.DeepSpinCalculator`). Parameters are float64 unless
+    ``dtype`` says otherwise; the environment statistics (``env_mean``, ``env_std``, per centre
+    type) and the per-type energy bias (``energy_bias``, eV) are buffers saved with the weights.
+    """
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        self.config = config
+        n = config.n_types
+        gen = torch.Generator().manual_seed(config.seed)
+        self.embedding = nn.ModuleList(
+            mlp([1, *config.neuron], timestep=False, linear_output=False, generator=gen, dtype=dtype)
+            for _ in range(n * 2 * n)
+        )
+        n_desc = config.neuron[-1] * config.axis_neuron
+        self.fitting = nn.ModuleList(
+            mlp([n_desc, *config.fitting_neuron, 1], timestep=config.resnet_dt, linear_output=True,
+                generator=gen, dtype=dtype)
+            for _ in range(n)
+        )
+        self.register_buffer("env_mean", torch.zeros(n, 4, dtype=dtype))
+        self.register_buffer("env_std", torch.ones(n, 4, dtype=dtype))
+        self.register_buffer("energy_bias", torch.zeros(n, dtype=dtype))
+        self.register_buffer("virtual_scale", torch.tensor(config.virtual_scale, dtype=dtype))
+        self.register_buffer("sel", torch.tensor(config.sel, dtype=torch.int64))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.env_mean.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.env_mean.device
+
+    @property
+    def n_slots(self) -> int:
+        return int(sum(self.config.sel))
+
+    # ------------------------------------------------------------------ descriptor
+    def edge_vectors(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo, strain=None,
+                     edge_frames=None):
+        """Edge vectors [E, 3] (Å): R_j + n·cell − R_i, plus eta_j S_j for pseudo neighbours.
+
+        ``strain`` ([B, 3, 3], dimensionless) deforms the lattice part only: spins are not
+        lengths, so pseudo-atom offsets are unstrained.
+        """
+        lattice = positions[neighbors] - positions[centers] + offsets  # [E, 3]
+        if strain is not None:
+            lattice = lattice + torch.bmm(lattice.unsqueeze(1), strain[edge_frames]).squeeze(1)
+        eta = self.virtual_scale[atom_types[neighbors]] * pseudo.to(positions.dtype)  # [E]
+        return lattice + eta.unsqueeze(-1) * spins[neighbors]
+
+    def slot_counts(self, center_local, blocks, n_centres):
+        """Filled neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow."""
+        n_blocks = 2 * self.config.n_types
+        counts = torch.bincount(center_local * n_blocks + blocks, minlength=n_centres * n_blocks)
+        counts = counts.view(n_centres, n_blocks)
+        over = counts > self.sel
+        if bool(over.any()):
+            c, b = (int(v) for v in over.nonzero()[0])
+            names = self.block_names()
+            raise ValueError(
+                f"a centre has {int(counts[c, b])} neighbours of block '{names[b]}' within rcut="
+                f"{self.config.rcut} Å but sel allows {int(self.sel[b])}; the model cannot describe "
+                "this environment (DeePMD-kit would silently drop the farthest). Atoms may be too close."
+            )
+        return counts
+
+    def block_names(self) -> list[str]:
+        return list(self.config.type_map) + [f"{t}_spin" for t in self.config.type_map]
+
+    def descriptors(self, env, center_local, center_types, blocks, n_centres, centre_types_local):
+        """se_e2_a descriptors [n_centres, M * axis_neuron] from raw environment rows [E, 4]."""
+        cfg = self.config
+        n_types, n_blocks, width = cfg.n_types, 2 * cfg.n_types, cfg.neuron[-1]
+        mean, std = self.env_mean[center_types], self.env_std[center_types]
+        rows = (env - mean) / std  # [E, 4]
+        pair = center_types * n_blocks + blocks
+        order = torch.argsort(pair, stable=True)
+        sizes = torch.bincount(pair, minlength=n_types * n_blocks).tolist()
+        moment = [rows.new_zeros(n_centres, width) for _ in range(4)]  # sum_j d_j[k] G_j, k = 0..3
+        for p, (idx, size) in enumerate(zip(torch.split(order, sizes), sizes)):
+            if size == 0:
+                continue
+            r = rows[idx]  # [E_p, 4]
+            g = self.embedding[p](r[:, :1])  # [E_p, M]
+            c = center_local[idx]
+            for k in range(4):
+                moment[k] = moment[k].index_add(0, c, r[:, k : k + 1] * g)
+        moment = torch.stack(moment, dim=1)  # [n_centres, 4, M]
+        moment = moment + self.empty_slot_moment(center_local, blocks, n_centres, centre_types_local)
+        t = moment / self.n_slots
+        desc = torch.bmm(t.transpose(1, 2), t[:, :, : cfg.axis_neuron])  # [n_centres, M, axis]
+        return desc.reshape(n_centres, -1)
+
+    def empty_slot_moment(self, center_local, blocks, n_centres, centre_types_local):
+        """Contribution [n_centres, 4, M] of empty slots: (sel − filled) × row0ᵀ G(row0[0])."""
+        cfg = self.config
+        n_types, n_blocks = cfg.n_types, 2 * cfg.n_types
+        empty = (self.sel - self.slot_counts(center_local, blocks, n_centres)).to(self.dtype)  # [n, 2T]
+        row0 = -self.env_mean / self.env_std  # [T, 4]
+        per_pair = torch.stack([
+            torch.stack([
+                row0[ti].unsqueeze(-1) * self.embedding[ti * n_blocks + tb](row0[ti, :1].unsqueeze(0))
+                for tb in range(n_blocks)
+            ])
+            for ti in range(n_types)
+        ])  # [T, 2T, 4, M]
+        return torch.einsum("cb,cbkm->ckm", empty, per_pair[centre_types_local])
+
+    # ------------------------------------------------------------------ energy
+    def atomic_energies(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
+                        first, n_centres, strain=None, atom_frames=None):
+        """Atomic energies (eV) of centres ``first .. first + n_centres - 1`` from their edges."""
+        edge_frames = atom_frames[centers] if strain is not None else None
+        vectors = self.edge_vectors(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
+                                    strain, edge_frames)
+        cfg = self.config
+        env = environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection)
+        center_local = centers - first
+        center_types = atom_types[centers]
+        blocks = atom_types[neighbors] + cfg.n_types * pseudo.to(torch.int64)
+        local_types = atom_types[first : first + n_centres]
+        desc = self.descriptors(env, center_local, center_types, blocks, n_centres, local_types)
+        energies = desc.new_zeros(n_centres)
+        for t, net in enumerate(self.fitting):
+            idx = (local_types == t).nonzero().squeeze(-1)
+            if len(idx):
+                energies = energies.index_put((idx,), net(desc[idx]).squeeze(-1) + self.energy_bias[t])
+        return energies
+
+    def forward(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
+                atom_frames=None, n_frames: int = 1, *, forces: bool = True, torques: bool = True,
+                virial: bool = False, create_graph: bool = False, max_edges_per_chunk: int | None = None):
+        """Energies and their derivatives for one or more frames concatenated atom-wise.
+
+        Parameters
+        ----------
+        positions : [N, 3] Å; spins : [N, 3] μB; atom_types : [N] int64 (index into type_map)
+        centers, neighbors : [E] int64 edge ends, sorted by centre (see ``neighbors.py``)
+        offsets : [E, 3] Å, Cartesian lattice shift of each neighbour image (n @ cell)
+        pseudo : [E] bool, neighbour is the pseudo-atom of atom ``neighbors``
+        atom_frames : [N] int64 frame of each atom (default: all in frame 0); n_frames : B
+        forces, torques, virial : which derivatives to return
+        create_graph : keep the graph of the derivatives (training on forces and torques)
+        max_edges_per_chunk : evaluate centres in chunks of about this many edges, so that
+            peak memory is bounded; results are exact (the energy is a sum over centres).
+
+        Returns
+        -------
+        dict with ``energy`` [B] eV, ``atomic_energies`` [N] eV and, as requested, ``forces``
+        [N, 3] eV/Å, ``torques`` [N, 3] eV/μB, ``virial`` [B, 3, 3] eV.
+        """
+        n_atoms = positions.shape[0]
+        if atom_frames is None:
+            atom_frames = torch.zeros(n_atoms, dtype=torch.int64, device=positions.device)
+        inputs = {}
+        if forces:
+            positions = positions.detach().requires_grad_(True) if not positions.requires_grad else positions
+            inputs["forces"] = positions
+        if torques:
+            spins = spins.detach().requires_grad_(True) if not spins.requires_grad else spins
+            inputs["torques"] = spins
+        strain = None
+        if virial:
+            strain = torch.zeros(n_frames, 3, 3, dtype=positions.dtype, device=positions.device,
+                                 requires_grad=True)
+            inputs["virial"] = strain
+
+        chunks = self._chunks(centers, n_atoms, max_edges_per_chunk)
+        atomic, grads = [], {k: None for k in inputs}
+        with torch.enable_grad():
+            for first, stop, e0, e1 in chunks:
+                energies = self.atomic_energies(
+                    positions, spins, atom_types, centers[e0:e1], neighbors[e0:e1], offsets[e0:e1],
+                    pseudo[e0:e1], first, stop - first, strain, atom_frames,
+                )
+                if inputs:
+                    got = torch.autograd.grad(energies.sum(), list(inputs.values()), create_graph=create_graph,
+                                              retain_graph=create_graph, allow_unused=True)
+                    for k, g in zip(inputs, got):
+                        if g is not None:
+                            grads[k] = g if grads[k] is None else grads[k] + g
+                    if not create_graph:
+                        energies = energies.detach()
+                atomic.append(energies)
+        atomic = torch.cat(atomic)
+        energy = atomic.new_zeros(n_frames).index_add(0, atom_frames, atomic)
+        out = {"energy": energy, "atomic_energies": atomic}
+        for k, t in inputs.items():
+            g = grads[k] if grads[k] is not None else torch.zeros_like(t)
+            out[k] = -g
+        return out
+
+    @staticmethod
+    def _chunks(centers, n_atoms, max_edges):
+        """Contiguous (first_atom, stop_atom, first_edge, stop_edge) ranges of about max_edges edges."""
+        if max_edges is None or len(centers) <= max_edges:
+            return [(0, n_atoms, 0, len(centers))]
+        starts = torch.searchsorted(centers, torch.arange(n_atoms + 1, device=centers.device))
+        chunk_of_atom = starts[:-1] // max_edges
+        bounds = torch.cat([torch.tensor([0]), (chunk_of_atom[1:] != chunk_of_atom[:-1]).nonzero().squeeze(-1) + 1,
+                            torch.tensor([n_atoms])]).tolist()
+        starts = starts.tolist()
+        return [(a, b, starts[a], starts[b]) for a, b in zip(bounds[:-1], bounds[1:])]

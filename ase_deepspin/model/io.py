@@ -1,0 +1,57 @@
+"""Model files: one ``.pt`` holding a versioned JSON config and tensors only.
+
+Files are read with ``torch.load(..., weights_only=True)``, so loading never unpickles arbitrary
+objects. Layout: ``{"format": "ase-deepspin-model", "version": int, "config": json str,
+"state_dict": {name: tensor}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .deepspin import FORMAT_VERSION, DeepSpinModel, ModelConfig
+
+FORMAT_NAME = "ase-deepspin-model"
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, corrupt, of another format or of an unsupported version."""
+
+
+def save_model(model: DeepSpinModel, path: str | os.PathLike, storage_dtype: torch.dtype | None = None) -> None:
+    """Write ``model`` to ``path``; ``storage_dtype`` (e.g. ``torch.float32``) shrinks the file."""
+    state = {k: (v.to(storage_dtype) if storage_dtype is not None and v.is_floating_point() else v).detach().cpu()
+             for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_json(),
+                "state_dict": state}, Path(path))
+
+
+def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> DeepSpinModel:
+    """Read a model file written by :func:`save_model`; parameters cast to ``dtype`` on ``device``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise ModelFileError(f"{path} is not a readable ase-deepspin model file ({err.__class__.__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path} is not an ase-deepspin model file (no '{FORMAT_NAME}' header)")
+    version = blob.get("version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model format version {version}; this ase-deepspin reads version "
+                             f"{FORMAT_VERSION}")
+    try:
+        config = ModelConfig(**json.loads(blob["config"]))
+        model = DeepSpinModel(config, dtype=dtype)
+        model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ModelFileError(f"{path} has an inconsistent config or weights: {err}") from err
+    return model.to(device)

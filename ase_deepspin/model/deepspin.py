@@ -202,6 +202,40 @@ class DeepSpinModel(nn.Module):
         ])  # [T, 2T, 4, M]
         return torch.einsum("cb,cbkm->ckm", empty, per_pair[centre_types_local])
 
+    @torch.no_grad()
+    def set_environment_statistics(self, frames) -> None:
+        """Set ``env_mean``/``env_std`` from frames, as DeePMD-kit does for se_e2_a.
+
+        ``frames`` yields dicts of :meth:`forward` inputs. Per centre type, every one of the
+        ``sum(sel)`` slots counts, empty ones as zero rows; the angular mean is fixed at 0 and the
+        three angular components share one standard deviation; deviations below 0.01 are raised
+        to 0.01 and types never seen as centres get mean 0, std 0.1.
+        """
+        cfg = self.config
+        n = cfg.n_types
+        sums = torch.zeros(n, 5, dtype=torch.float64)  # centres, sum r, sum r^2, sum a, sum a^2
+        for f in frames:
+            vectors = self.edge_vectors(f["positions"], f["spins"], f["atom_types"], f["centers"], f["neighbors"],
+                                        f["offsets"], f["pseudo"])
+            env = environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection).double()
+            ct = f["atom_types"][f["centers"]]
+            sums[:, 0] += torch.bincount(f["atom_types"], minlength=n).double()
+            sums[:, 1].index_add_(0, ct, env[:, 0])
+            sums[:, 2].index_add_(0, ct, env[:, 0] ** 2)
+            sums[:, 3].index_add_(0, ct, env[:, 1:].sum(-1))
+            sums[:, 4].index_add_(0, ct, (env[:, 1:] ** 2).sum(-1))
+        mean = torch.zeros(n, 4, dtype=torch.float64)
+        std = torch.full((n, 4), 0.1, dtype=torch.float64)
+        for t in range(n):
+            count = sums[t, 0] * self.n_slots
+            if count == 0:
+                continue
+            mean[t, 0] = sums[t, 1] / count
+            std[t, 0] = (sums[t, 2] / count - mean[t, 0] ** 2).clamp(min=0).sqrt()
+            std[t, 1:] = (sums[t, 4] / (3 * count) - (sums[t, 3] / (3 * count)) ** 2).clamp(min=0).sqrt()
+        self.env_mean.copy_(mean)
+        self.env_std.copy_(std.clamp(min=1e-2))
+
     # ------------------------------------------------------------------ energy
     def atomic_energies(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                         first, n_centres, strain=None, atom_frames=None):

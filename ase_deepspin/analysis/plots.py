@@ -1,0 +1,50 @@
+"""Matplotlib figures (written as PNG, no screen needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curve(curve: list[dict], path: str | Path) -> Path:
+    """Validation and training RMSEs against step (log scales): E meV/atom, F meV/Å, ω meV/μB."""
+    plt = _pyplot()
+    steps = np.array([r["step"] for r in curve])
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
+    for ax, key, label in zip(axes, "efm", ["energy (meV/atom)", "force (meV/Å)", "torque (meV/μB)"]):
+        ax.loglog(steps, [1e3 * r[f"train_{key}"] for r in curve], lw=0.8, alpha=0.6, label="train batch")
+        ax.loglog(steps, [1e3 * r[f"val_{key}"] for r in curve], lw=1.5, label="validation")
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"RMSE {label}")
+    axes[0].legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_parity(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
+    """Parity plots: ``pairs`` maps a label (with units) to (reference, predicted) arrays."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 4), constrained_layout=True, squeeze=False)
+    for ax, (label, (ref, pred)) in zip(axes[0], pairs.items()):
+        ref, pred = np.ravel(ref), np.ravel(pred)
+        lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
+        ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
+        ax.scatter(ref, pred, s=4, alpha=0.5)
+        rmse = np.sqrt(np.mean((pred - ref) ** 2))
+        ax.set_title(f"{label}\nRMSE {rmse:.3g}")
+        ax.set_xlabel("reference")
+        ax.set_ylabel("model")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

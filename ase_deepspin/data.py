@@ -1,0 +1,234 @@
+"""Reading and writing spin-lattice data.
+
+- DeePMD-kit npy systems with spins (DeltaSpin labels): ``type.raw``, ``type_map.raw`` and
+  ``set.*/{box,coord,energy,force,spin,force_mag}.npy``.
+- Extended XYZ with per-atom ``spins`` (μB) and ``magnetic_torques`` (eV/μB) arrays.
+- LAMMPS data files written with ``atom_style spin``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import os
+from pathlib import Path
+
+import numpy as np
+import vesin
+from ase import Atoms
+
+
+def read_lammps_spin(path: str | os.PathLike, type_map: list[str], delete_overlap: float | None = None) -> Atoms:
+    """Read a LAMMPS ``atom_style spin`` data file (units metal) into periodic ASE atoms.
+
+    Atom lines are ``id type x y z sx sy sz |s|``; the spin of each atom becomes
+    ``|s| * (sx, sy, sz)`` μB, set with ``set_initial_magnetic_moments``. ``type_map[k]`` is the
+    element of LAMMPS type k+1. ``delete_overlap`` (Å) removes, as LAMMPS ``delete_atoms overlap``
+    does, one atom of every pair closer than that distance (the later one in file order).
+    Non-magnetic elements keep whatever spin the file gives them; zero it if needed.
+    """
+    lines = Path(path).read_text().splitlines()
+    n_atoms = None
+    bounds = {}
+    tilt = (0.0, 0.0, 0.0)
+    atoms_at = None
+    for k, line in enumerate(lines):
+        words = line.split("#")[0].split()
+        if len(words) == 2 and words[1] == "atoms":
+            n_atoms = int(words[0])
+        elif len(words) == 4 and words[2].endswith("lo") and words[3].endswith("hi"):
+            bounds[words[2][0]] = (float(words[0]), float(words[1]))
+        elif len(words) == 6 and words[3:] == ["xy", "xz", "yz"]:
+            tilt = tuple(float(w) for w in words[:3])
+        elif line.strip().startswith("Atoms"):
+            atoms_at = k + 1
+            break
+    if n_atoms is None or atoms_at is None or set(bounds) != {"x", "y", "z"}:
+        raise ValueError(f"{path}: not a LAMMPS data file with an atom count, box bounds and an Atoms section")
+    rows = []
+    for line in lines[atoms_at:]:
+        words = line.split()
+        if not words:
+            if rows:
+                break
+            continue
+        rows.append([float(w) for w in words[:9]])
+        if len(rows) == n_atoms:
+            break
+    table = np.array(rows)
+    if table.shape != (n_atoms, 9):
+        raise ValueError(f"{path}: expected {n_atoms} atom lines of 'id type x y z sx sy sz |s|', got {table.shape}")
+    table = table[np.argsort(table[:, 0])]
+    types = table[:, 1].astype(int) - 1
+    if types.min() < 0 or types.max() >= len(type_map):
+        raise ValueError(f"{path}: atom types {sorted(set(types + 1))} do not fit type_map {type_map}")
+    (xlo, xhi), (ylo, yhi), (zlo, zhi) = bounds["x"], bounds["y"], bounds["z"]
+    xy, xz, yz = tilt
+    cell = np.array([[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, zhi - zlo]])
+    atoms = Atoms(symbols=[type_map[t] for t in types], positions=table[:, 2:5] - [xlo, ylo, zlo], cell=cell,
+                  pbc=True)
+    atoms.set_initial_magnetic_moments(table[:, 5:8] * table[:, 8:9])
+    if delete_overlap:
+        atoms = delete_overlapping(atoms, delete_overlap)
+    return atoms
+
+
+def delete_overlapping(atoms: Atoms, distance: float) -> Atoms:
+    """Copy of ``atoms`` without the later atom of every pair closer than ``distance`` (Å)."""
+    i, j = vesin.NeighborList(cutoff=distance, full_list=False).compute(
+        atoms.positions, atoms.cell.array, [bool(p) for p in atoms.pbc], quantities="ij")
+    deleted = np.zeros(len(atoms), dtype=bool)
+    for a, b in sorted(zip(np.minimum(i, j).tolist(), np.maximum(i, j).tolist())):
+        if a != b and not deleted[a]:
+            deleted[b] = True
+    return atoms[~deleted]
+
+
+@dataclass
+class Frame:
+    """One labelled configuration.
+
+    symbols : (N,) element symbols; positions (N, 3) Å; cell (3, 3) Å; pbc (3,) bool;
+    spins (N, 3) μB (zero rows on non-magnetic atoms); energy eV; forces (N, 3) eV/Å;
+    torques (N, 3) eV/μB (−∂E/∂S). Labels may be None for unlabelled frames.
+    """
+
+    symbols: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    spins: np.ndarray
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    torques: np.ndarray | None = None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def to_atoms(self) -> Atoms:
+        """ASE atoms with spins as initial magnetic moments and the labels as calculator results."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        atoms = Atoms(symbols=list(self.symbols), positions=self.positions, cell=self.cell, pbc=self.pbc)
+        atoms.set_initial_magnetic_moments(self.spins)
+        if self.torques is not None:
+            atoms.new_array("magnetic_torques", np.asarray(self.torques, dtype=float))
+        if self.energy is not None or self.forces is not None:
+            atoms.calc = SinglePointCalculator(atoms, energy=self.energy, forces=self.forces)
+        return atoms
+
+
+def _check_finite(name: str, values, where: str) -> None:
+    if values is not None and not np.isfinite(values).all():
+        raise ValueError(f"{where}: {name} contains NaN or inf")
+
+
+def read_deepmd_npy(system: str | os.PathLike) -> list[Frame]:
+    """Frames of a DeePMD-kit npy system with spins (all ``set.*`` folders, in order).
+
+    Needs ``type.raw``, ``type_map.raw`` and per set ``box.npy`` (nf, 9) Å, ``coord.npy``
+    (nf, 3N) Å, ``spin.npy`` (nf, 3N) μB; labels ``energy.npy`` (nf,) eV, ``force.npy``
+    (nf, 3N) eV/Å and ``force_mag.npy`` (nf, 3N) eV/μB are read when present.
+    """
+    system = Path(system)
+    for name in ("type.raw", "type_map.raw"):
+        if not (system / name).is_file():
+            raise FileNotFoundError(f"{system}: missing {name} (not a DeePMD-kit npy system)")
+    types = np.loadtxt(system / "type.raw", dtype=int, ndmin=1)
+    type_map = (system / "type_map.raw").read_text().split()
+    if types.min() < 0 or types.max() >= len(type_map):
+        raise ValueError(f"{system}: type.raw has types {sorted(set(types))} but type_map.raw lists {type_map}")
+    symbols = np.array([type_map[t] for t in types])
+    n = len(types)
+    sets = sorted(p for p in system.glob("set.*") if p.is_dir())
+    if not sets:
+        raise FileNotFoundError(f"{system}: no set.* folders")
+    frames = []
+    for s in sets:
+        def load(name, width, required):
+            path = s / f"{name}.npy"
+            if not path.is_file():
+                if required:
+                    raise FileNotFoundError(f"{path} is missing")
+                return None
+            values = np.load(path)
+            values = values.reshape(len(values), -1) if width else values.reshape(-1)
+            if width and values.shape[1] != width:
+                raise ValueError(f"{path}: expected {width} values per frame ({n} atoms), got {values.shape[1]}")
+            _check_finite(name, values, str(path))
+            return values
+
+        box, coord, spin = load("box", 9, True), load("coord", 3 * n, True), load("spin", 3 * n, True)
+        energy, force, force_mag = load("energy", 0, False), load("force", 3 * n, False), load("force_mag", 3 * n, False)
+        nf = len(coord)
+        for name, values in [("box", box), ("spin", spin), ("energy", energy), ("force", force), ("force_mag", force_mag)]:
+            if values is not None and len(values) != nf:
+                raise ValueError(f"{s}: {name}.npy has {len(values)} frames but coord.npy has {nf}")
+        for f in range(nf):
+            frames.append(Frame(
+                symbols=symbols, positions=coord[f].reshape(n, 3), cell=box[f].reshape(3, 3), pbc=np.ones(3, bool),
+                spins=spin[f].reshape(n, 3), energy=None if energy is None else float(energy[f]),
+                forces=None if force is None else force[f].reshape(n, 3),
+                torques=None if force_mag is None else force_mag[f].reshape(n, 3), source=f"{s}#{f}",
+            ))
+    return frames
+
+
+def read_extxyz(path: str | os.PathLike) -> list[Frame]:
+    """Frames of an extended XYZ file written by :func:`write_extxyz` (or any with the same arrays).
+
+    Spins are the ``initial_magmoms`` array (N, 3) μB, torques the ``magnetic_torques`` array.
+    """
+    from ase.io import read
+
+    frames = []
+    for k, atoms in enumerate(read(path, index=":", format="extxyz")):
+        where = f"{path} frame {k}"
+        spins = atoms.arrays.get("initial_magmoms")
+        if spins is None:
+            spins = np.zeros((len(atoms), 3))
+        spins = np.asarray(spins, dtype=float)
+        if spins.shape != (len(atoms), 3):
+            raise ValueError(f"{where}: spins must be (N, 3), got {spins.shape}")
+        energy = forces = None
+        if atoms.calc is not None:
+            energy = atoms.calc.results.get("energy")
+            forces = atoms.calc.results.get("forces")
+        torques = atoms.arrays.get("magnetic_torques")
+        for name, values in [("positions", atoms.positions), ("spins", spins), ("energy", energy), ("forces", forces),
+                             ("magnetic_torques", torques)]:
+            _check_finite(name, values, where)
+        frames.append(Frame(symbols=np.array(atoms.get_chemical_symbols()), positions=atoms.positions.copy(),
+                            cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(), spins=spins, energy=energy,
+                            forces=None if forces is None else np.array(forces),
+                            torques=None if torques is None else np.array(torques), source=where))
+    return frames
+
+
+def write_extxyz(path: str | os.PathLike, frames: list[Frame]) -> None:
+    """Write frames as extended XYZ: spins as ``initial_magmoms``, torques as ``magnetic_torques``."""
+    from ase.io import write
+
+    write(path, [f.to_atoms() for f in frames], format="extxyz")
+
+
+def read_frames(path: str | os.PathLike) -> list[Frame]:
+    """Frames from a DeePMD-kit npy system folder, a folder of such systems, or an extxyz file."""
+    path = Path(path)
+    if path.is_file():
+        return read_extxyz(path)
+    if (path / "type.raw").is_file():
+        return read_deepmd_npy(path)
+    systems = sorted(p.parent for p in path.glob("**/type.raw"))
+    if not systems:
+        raise FileNotFoundError(f"{path}: no DeePMD-kit npy system (type.raw) and not an extxyz file")
+    return [f for s in systems for f in read_deepmd_npy(s)]
+
+
+def split_frames(frames: list[Frame], n_validation: int, seed: int = 0) -> tuple[list[Frame], list[Frame]]:
+    """Deterministic (train, validation) split: ``n_validation`` frames drawn with ``seed``."""
+    if not 0 <= n_validation < len(frames):
+        raise ValueError(f"cannot hold out {n_validation} of {len(frames)} frames")
+    held = set(np.random.default_rng(seed).permutation(len(frames))[:n_validation].tolist())
+    return ([f for k, f in enumerate(frames) if k not in held], [f for k, f in enumerate(frames) if k in held])

@@ -1,0 +1,336 @@
+"""Training DeepSPIN models on energies, forces and magnetic torques.
+
+Loss (Eq. 4 of Yang et al. 2024) for a batch of B frames, N_b atoms in frame b:
+
+    L = p_e mean_b (ΔE_b / N_b)² + p_f mean_{i,α} ΔF_iα² + p_m mean_{i magnetic, α} Δω_iα²
+
+with prefactors moving from their start to their limit values as the learning rate decays,
+p = p_limit + (p_start − p_limit) lr / lr_start (DeePMD-kit's rule), and an exponentially decaying
+learning rate lr(t) = lr_start · r^floor(t / decay_steps), r chosen so that lr reaches
+``stop_lr`` at ``numb_steps``. Optimiser: Adam.
+
+Before training, the descriptor statistics and the per-type energy bias (least squares of the
+frame energies on the type counts) come from the training frames.
+
+Runs are resumable: batches are drawn from a permutation seeded by (seed, epoch), so a run
+resumed from its checkpoint continues exactly where an uninterrupted run would be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .calculator import model_inputs
+from .data import Frame, read_frames, split_frames
+from .model import DeepSpinModel, ModelConfig, save_model
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass
+class LossConfig:
+    start_pref_e: float = 0.02
+    limit_pref_e: float = 1.0
+    start_pref_fr: float = 1000.0
+    limit_pref_fr: float = 1.0
+    start_pref_fm: float = 1000.0
+    limit_pref_fm: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """A training run; YAML keys follow DeePMD-kit's input where a counterpart exists.
+
+    ``systems`` are DeePMD-kit npy systems (or folders of them, or extxyz files);
+    ``n_validation`` frames are held out with ``split_seed``. Times in seconds.
+    """
+
+    model: ModelConfig
+    systems: list[str]
+    loss: LossConfig = field(default_factory=LossConfig)
+    batch_size: int = 3
+    numb_steps: int = 100_000
+    start_lr: float = 1e-3
+    stop_lr: float = 3.51e-8
+    decay_steps: int = 5000
+    n_validation: int = 20
+    split_seed: int = 0
+    seed: int = 1
+    disp_freq: int = 100
+    save_freq: int = 1000
+    max_time: float | None = None
+    output_dir: str = "run"
+    model_file: str = "model.pt"
+    storage_dtype: str = "float64"
+    threads: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        """Build from the nested YAML layout (model/learning_rate/loss/training sections)."""
+        raw = dict(raw)
+        unknown = set(raw) - {"model", "learning_rate", "loss", "training"}
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}")
+        m = raw.get("model") or {}
+        desc = dict(m.get("descriptor") or {})
+        fit = dict(m.get("fitting_net") or {})
+        spin = dict(m.get("spin") or {})
+        type_map = list(m.get("type_map") or [])
+        if desc.pop("type", "se_e2_a") != "se_e2_a":
+            raise ValueError("only the se_e2_a descriptor is supported")
+        use_spin = list(spin.get("use_spin") or [False] * len(type_map))
+        scale = list(spin.get("virtual_scale") or [])
+        if len(scale) == sum(use_spin) and len(scale) != len(type_map):
+            it = iter(scale)
+            scale = [next(it) if u else 0.0 for u in use_spin]
+        if len(scale) != len(type_map) or len(use_spin) != len(type_map):
+            raise ValueError("spin.use_spin needs one bool per type and virtual_scale one value per type "
+                             "(or per magnetic type)")
+        scale = [float(s) if u else 0.0 for s, u in zip(scale, use_spin)]
+        if any(u and s <= 0 for s, u in zip(scale, use_spin)):
+            raise ValueError("magnetic types need a positive virtual_scale (Å/μB)")
+        known_desc = {"sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "env_protection", "seed", "resnet_dt",
+                      "type_one_side"}
+        if set(desc) - known_desc:
+            raise ValueError(f"unknown descriptor keys {sorted(set(desc) - known_desc)}")
+        if desc.pop("resnet_dt", False) or desc.pop("type_one_side", False):
+            raise ValueError("se_e2_a here uses resnet_dt: false and type_one_side: false (as DeePMD-kit's spin example)")
+        fitting_neuron = fit.pop("neuron", [240, 240, 240])
+        model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=fitting_neuron,
+                            resnet_dt=fit.pop("resnet_dt", True), **desc)
+        lr = dict(raw.get("learning_rate") or {})
+        lr.pop("type", None)
+        t = dict(raw.get("training") or {})
+        data = t.pop("training_data", {}) or {}
+        systems = data.get("systems") or t.pop("systems", None)
+        if not systems:
+            raise ValueError("training.training_data.systems lists no data")
+        loss = dict(raw.get("loss") or {})
+        loss.pop("type", None)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        extra = set(t) - fields
+        if extra:
+            raise ValueError(f"unknown training keys {sorted(extra)}")
+        return cls(model=model, systems=[str(s) for s in systems], loss=LossConfig(**loss),
+                   batch_size=int(data.get("batch_size", t.pop("batch_size", 3))), **lr, **t)
+
+    @classmethod
+    def from_yaml(cls, path) -> "TrainConfig":
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- batches
+class PreparedFrames:
+    """Frames with neighbour lists and labels as tensors, ready to be concatenated into batches."""
+
+    def __init__(self, frames: list[Frame], model: DeepSpinModel):
+        cfg = model.config
+        index = {t: k for k, t in enumerate(cfg.type_map)}
+        self.items = []
+        for f in frames:
+            unknown = sorted(set(f.symbols) - set(index))
+            if unknown:
+                raise ValueError(f"{f.source}: elements {unknown} are not in the model's type_map {cfg.type_map}")
+            if f.energy is None or f.forces is None or f.torques is None:
+                raise ValueError(f"{f.source}: training needs energy, force and torque labels")
+            types = np.array([index[s] for s in f.symbols])
+            inputs = model_inputs(model, f.positions, f.cell, f.pbc, types, f.spins)
+            dt = model.dtype
+            inputs.update(energy=torch.tensor([f.energy], dtype=dt), forces_label=torch.as_tensor(f.forces, dtype=dt),
+                          torques_label=torch.as_tensor(f.torques, dtype=dt),
+                          magnetic=torch.as_tensor(np.asarray(cfg.magnetic)[types]))
+            self.items.append(inputs)
+
+    def __len__(self):
+        return len(self.items)
+
+    def batch(self, indices) -> dict:
+        """Concatenate frames: atom indices of edges shifted, ``atom_frames`` added."""
+        parts = [self.items[i] for i in indices]
+        shift, out = 0, {k: [] for k in parts[0]}
+        out["atom_frames"] = []
+        for b, p in enumerate(parts):
+            for k, v in p.items():
+                out[k].append(v + shift if k in ("centers", "neighbors") else v)
+            out["atom_frames"].append(torch.full((len(p["positions"]),), b, dtype=torch.int64))
+            shift += len(p["positions"])
+        return {k: torch.cat(v) for k, v in out.items()}
+
+
+def energy_bias(frames: list[Frame], type_map: list[str]) -> np.ndarray:
+    """Per-type energy bias (eV): least squares of frame energies on type counts."""
+    counts = np.array([[np.sum(f.symbols == t) for t in type_map] for f in frames], dtype=float)
+    energies = np.array([f.energy for f in frames])
+    return np.linalg.lstsq(counts, energies, rcond=None)[0]
+
+
+def initial_energy_bias(model: DeepSpinModel, data: PreparedFrames, frames: list[Frame]) -> None:
+    """Set the per-type energy bias so the untrained model's energies fit the labels in the mean.
+
+    The residual of the labels against the freshly initialised network (random atomic energies
+    of order 1 eV) is fitted on type counts; without this the first thousands of steps only
+    learn a constant.
+    """
+    model.energy_bias.zero_()
+    raw = np.concatenate([evaluate(model, data.batch([k]), create_graph=False)["energy"].detach().numpy()
+                          for k in range(len(data))])
+    residual = [dataclasses.replace(f, energy=f.energy - e) for f, e in zip(frames, raw)]
+    model.energy_bias.copy_(torch.as_tensor(energy_bias(residual, model.config.type_map)))
+
+
+# ---------------------------------------------------------------------------------------------- steps
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """lr_start · r^floor(step / decay_steps), r = (stop/start)^(decay_steps/numb_steps)."""
+    rate = math.exp(math.log(cfg.stop_lr / cfg.start_lr) * cfg.decay_steps / max(cfg.numb_steps, 1))
+    return max(cfg.start_lr * rate ** (step // cfg.decay_steps), cfg.stop_lr)
+
+
+def prefactors(loss: LossConfig, lr: float, start_lr: float) -> tuple[float, float, float]:
+    x = lr / start_lr
+    return tuple(lim + (start - lim) * x for start, lim in [(loss.start_pref_e, loss.limit_pref_e),
+                                                          (loss.start_pref_fr, loss.limit_pref_fr),
+                                                          (loss.start_pref_fm, loss.limit_pref_fm)])
+
+
+def evaluate(model: DeepSpinModel, batch: dict, create_graph: bool) -> dict:
+    """Predictions for a batch: energy [B], forces [N, 3], torques [N, 3]."""
+    n_frames = int(batch["atom_frames"][-1]) + 1
+    keys = ("positions", "spins", "atom_types", "centers", "neighbors", "offsets", "pseudo", "atom_frames")
+    return model(**{k: batch[k] for k in keys}, n_frames=n_frames, create_graph=create_graph)
+
+
+def errors(model: DeepSpinModel, batch: dict, create_graph: bool) -> dict:
+    """Squared-error means of a batch: energy per atom (eV²), forces (eV²/Å²), torques (eV²/μB²)."""
+    out = evaluate(model, batch, create_graph)
+    n_atoms = torch.bincount(batch["atom_frames"]).to(out["energy"].dtype)
+    mag = batch["magnetic"]
+    return {
+        "e": (((out["energy"] - batch["energy"]) / n_atoms) ** 2).mean(),
+        "f": ((out["forces"] - batch["forces_label"]) ** 2).mean(),
+        "m": ((out["torques"][mag] - batch["torques_label"][mag]) ** 2).mean() if bool(mag.any())
+        else out["energy"].new_zeros(()),
+    }
+
+
+def take_step(model, optimizer, batch, cfg: TrainConfig, step: int) -> dict:
+    """One Adam step at the scheduled learning rate and prefactors; returns the batch's errors."""
+    lr = learning_rate(cfg, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    pe, pf, pm = prefactors(cfg.loss, lr, cfg.start_lr)
+    err = errors(model, batch, create_graph=True)
+    loss = pe * err["e"] + pf * err["f"] + pm * err["m"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {k: float(v.detach()) for k, v in err.items()} | {"loss": float(loss.detach()), "lr": lr}
+
+
+def validation_rmse(model, data: PreparedFrames, batch_size: int = 8) -> dict:
+    """RMSEs over all frames: energy per atom (eV), forces (eV/Å), torques on magnetic atoms (eV/μB)."""
+    sums = {"e": 0.0, "f": 0.0, "m": 0.0}
+    weights = {"e": 0, "f": 0, "m": 0}
+    for start in range(0, len(data), batch_size):
+        idx = list(range(start, min(start + batch_size, len(data))))
+        batch = data.batch(idx)
+        err = errors(model, batch, create_graph=False)
+        n_frames, n_atoms, n_mag = len(idx), len(batch["positions"]), int(batch["magnetic"].sum())
+        for k, w in [("e", n_frames), ("f", 3 * n_atoms), ("m", 3 * n_mag)]:
+            sums[k] += float(err[k].detach()) * w
+            weights[k] += w
+    return {k: math.sqrt(sums[k] / max(weights[k], 1)) for k in sums}
+
+
+# ---------------------------------------------------------------------------------------------- run
+def _batch_indices(cfg: TrainConfig, n_train: int, step: int) -> list[int]:
+    per_epoch = max(n_train // cfg.batch_size, 1)
+    epoch, k = divmod(step, per_epoch)
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(n_train)
+    return order[k * cfg.batch_size : (k + 1) * cfg.batch_size].tolist()
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True, log=print) -> Path:
+    """Train (or resume) a model; returns the path of the written model file.
+
+    Writes into ``cfg.output_dir``: ``checkpoint.pt`` (model, optimiser, step, learning curve),
+    ``lcurve.json``, the model file ``cfg.model_file`` and ``lcurve.png``.
+    """
+    from tqdm import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = [f for s in cfg.systems for f in read_frames(s)]
+    train_frames, valid_frames = split_frames(frames, cfg.n_validation, cfg.split_seed)
+    model = DeepSpinModel(cfg.model)
+    train_data = PreparedFrames(train_frames, model)
+    valid_data = PreparedFrames(valid_frames, model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.start_lr)
+    step, curve = 0, []
+    if resume:
+        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, curve = int(ckpt["step"]), json.loads(ckpt["lcurve"])
+    else:
+        model.set_environment_statistics(train_data.items)
+        initial_energy_bias(model, train_data, train_frames)
+        log(f"training on {len(train_frames)} frames, validating on {len(valid_frames)}; "
+            f"{sum(p.numel() for p in model.parameters())} parameters")
+
+    def checkpoint():
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "lcurve": json.dumps(curve), "config": json.dumps(cfg.to_dict())}, out_dir / "checkpoint.pt")
+        (out_dir / "lcurve.json").write_text(json.dumps(curve))
+
+    started = time.perf_counter()
+    bar = tqdm(total=cfg.numb_steps, initial=step, disable=not progress, dynamic_ncols=True)
+    stats = None
+    while step < cfg.numb_steps:
+        stats = take_step(model, optimizer, train_data.batch(_batch_indices(cfg, len(train_data), step)), cfg, step)
+        step += 1
+        bar.update(1)
+        if step % cfg.disp_freq == 0 or step == cfg.numb_steps:
+            rmse = validation_rmse(model, valid_data) if len(valid_data) else {"e": 0.0, "f": 0.0, "m": 0.0}
+            row = {"step": step, "lr": stats["lr"], "time_s": time.perf_counter() - started,
+                   "train_e": math.sqrt(stats["e"]), "train_f": math.sqrt(stats["f"]),
+                   "train_m": math.sqrt(stats["m"]), "val_e": rmse["e"], "val_f": rmse["f"], "val_m": rmse["m"]}
+            curve.append(row)
+            bar.set_postfix_str(f"E {1e3 * rmse['e']:.3f} meV/at F {1e3 * rmse['f']:.2f} meV/Å "
+                                f"ω {1e3 * rmse['m']:.2f} meV/μB")
+        if step % cfg.save_freq == 0:
+            checkpoint()
+        if cfg.max_time is not None and time.perf_counter() - started > cfg.max_time:
+            log(f"time budget of {cfg.max_time} s reached at step {step}")
+            break
+    bar.close()
+    checkpoint()
+    model_path = out_dir / cfg.model_file
+    save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype))
+    if curve:
+        from .analysis.plots import plot_learning_curve
+
+        plot_learning_curve(curve, out_dir / "lcurve.png")
+    return model_path
+
+
+def freeze(checkpoint: str | Path, out: str | Path, storage_dtype: torch.dtype = torch.float64) -> Path:
+    """Model file from a training checkpoint."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    cfg = json.loads(ckpt["config"])
+    model = DeepSpinModel(ModelConfig(**cfg["model"]))
+    model.load_state_dict(ckpt["model"])
+    save_model(model, out, storage_dtype=storage_dtype)
+    return Path(out)

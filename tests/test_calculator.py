@@ -1,0 +1,236 @@
+"""Physics and contract tests of the DeepSPIN model behind DeepSpinCalculator (float64)."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from scipy.spatial.transform import Rotation
+
+from ase_deepspin import DeepSpinCalculator
+from conftest import NIO_DATA, needs_nio_data, small_model
+
+FD_STEP = 1e-4
+FD_RTOL = 1e-6
+
+
+def energy_at(atoms, calc, positions=None, spins=None, cell=None):
+    trial = atoms.copy()
+    if positions is not None:
+        trial.positions = positions
+    if cell is not None:
+        trial.set_cell(cell, scale_atoms=False)
+    if spins is not None:
+        trial.set_initial_magnetic_moments(spins)
+    trial.calc = calc
+    return trial.get_potential_energy()
+
+
+def relative_error(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+def test_forces_are_minus_energy_gradient(model, nio):
+    calc = DeepSpinCalculator(model)
+    nio.calc = calc
+    forces = nio.get_forces()
+    fd = np.zeros_like(forces)
+    for i in range(len(nio)):
+        for k in range(3):
+            pos = nio.positions.copy()
+            pos[i, k] += FD_STEP
+            ep = energy_at(nio, calc, positions=pos)
+            pos[i, k] -= 2 * FD_STEP
+            em = energy_at(nio, calc, positions=pos)
+            fd[i, k] = -(ep - em) / (2 * FD_STEP)
+    assert relative_error(forces, fd) < FD_RTOL
+
+
+def test_torques_are_minus_spin_gradient_and_zero_on_oxygen(model, nio):
+    calc = DeepSpinCalculator(model)
+    nio.calc = calc
+    torques = calc.get_magnetic_torques(nio)
+    spins = nio.get_initial_magnetic_moments()
+    fd = np.zeros_like(torques)
+    for i in np.flatnonzero(spins.any(axis=1)):
+        for k in range(3):
+            s = spins.copy()
+            s[i, k] += FD_STEP
+            ep = energy_at(nio, calc, spins=s)
+            s[i, k] -= 2 * FD_STEP
+            em = energy_at(nio, calc, spins=s)
+            fd[i, k] = -(ep - em) / (2 * FD_STEP)
+    assert relative_error(torques, fd) < FD_RTOL
+    oxygen = np.array(nio.get_chemical_symbols()) == "O"
+    assert np.all(torques[oxygen] == 0.0)
+    assert np.abs(torques[~oxygen]).min() > 0
+
+
+def test_stress_is_strain_derivative_at_fixed_spins(model, nio):
+    calc = DeepSpinCalculator(model)
+    nio.calc = calc
+    stress = nio.get_stress(voigt=False)
+    fd = np.zeros((3, 3))
+    volume = nio.get_volume()
+    for a in range(3):
+        for b in range(3):
+            eps = np.zeros((3, 3))
+            eps[a, b] = eps[b, a] = FD_STEP / 2 if a != b else FD_STEP
+            ep = energy_at(nio, calc, positions=nio.positions @ (np.eye(3) + eps), cell=nio.cell.array @ (np.eye(3) + eps))
+            em = energy_at(nio, calc, positions=nio.positions @ (np.eye(3) - eps), cell=nio.cell.array @ (np.eye(3) - eps))
+            fd[a, b] = (ep - em) / (2 * FD_STEP) / volume
+    assert relative_error(stress, fd) < FD_RTOL
+
+
+def test_joint_rotation_of_positions_cell_and_spins(model, nio):
+    calc = DeepSpinCalculator(model)
+    nio.calc = calc
+    e0, f0, w0 = nio.get_potential_energy(), nio.get_forces(), calc.get_magnetic_torques(nio)
+    rot = Rotation.from_rotvec([0.3, -1.1, 0.7]).as_matrix()
+    turned = nio.copy()
+    turned.set_cell(nio.cell.array @ rot.T, scale_atoms=False)
+    turned.positions = nio.positions @ rot.T
+    turned.set_initial_magnetic_moments(nio.get_initial_magnetic_moments() @ rot.T)
+    turned.calc = calc
+    assert abs(turned.get_potential_energy() - e0) <= 1e-10 * abs(e0)
+    assert relative_error(turned.get_forces(), f0 @ rot.T) < 1e-10
+    assert relative_error(calc.get_magnetic_torques(turned), w0 @ rot.T) < 1e-10
+
+
+def test_rotating_spins_alone_changes_energy(model, nio):
+    """Spin-lattice coupling: the pseudo-atoms make the energy depend on spin orientation."""
+    calc = DeepSpinCalculator(model)
+    e0 = energy_at(nio, calc)
+    rot = Rotation.from_rotvec([0.0, 0.0, 0.9]).as_matrix()
+    assert abs(energy_at(nio, calc, spins=nio.get_initial_magnetic_moments() @ rot.T) - e0) > 1e-6
+
+
+def test_translation_and_permutation_invariance(model, nio):
+    calc = DeepSpinCalculator(model)
+    nio.calc = calc
+    e0, f0, w0 = nio.get_potential_energy(), nio.get_forces(), calc.get_magnetic_torques(nio)
+    shifted = nio.copy()
+    shifted.positions += [1.3, -0.4, 2.2]
+    shifted.calc = calc
+    assert abs(shifted.get_potential_energy() - e0) <= 1e-10 * abs(e0)
+    perm = np.random.default_rng(1).permutation(len(nio))
+    permuted = nio[perm]
+    permuted.calc = calc
+    assert abs(permuted.get_potential_energy() - e0) <= 1e-10 * abs(e0)
+    assert relative_error(permuted.get_forces(), f0[perm]) < 1e-10
+    assert relative_error(calc.get_magnetic_torques(permuted), w0[perm]) < 1e-10
+
+
+def test_supercell_is_extensive(model, nio):
+    calc = DeepSpinCalculator(model)
+    e1 = energy_at(nio, calc)
+    big = nio.repeat((2, 2, 1))
+    big.calc = calc
+    assert abs(big.get_potential_energy() - 4 * e1) <= 1e-10 * abs(4 * e1)
+    assert np.allclose(big.get_stress(), energy_and_stress(nio, calc), rtol=1e-9, atol=1e-12)
+
+
+def energy_and_stress(atoms, calc):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return atoms.get_stress()
+
+
+def dimer(distance, spin_a=(0.0, 0.0, 1.2), spin_b=(0.0, 0.0, 1.2), second="Ni"):
+    atoms = Atoms(["Ni", second], positions=[[0, 0, 0], [distance, 0, 0]])
+    atoms.set_initial_magnetic_moments([spin_a, spin_b if second == "Ni" else (0, 0, 0)])
+    return atoms
+
+
+@pytest.mark.parametrize("second", ["Ni", "O"])
+def test_energy_is_smooth_as_a_real_neighbour_crosses_the_cutoff(model, second):
+    calc = DeepSpinCalculator(model)
+    rcut = model.config.rcut
+    far = energy_at(dimer(rcut + 1.0, second=second), calc)
+    eps = 1e-4
+    inside = dimer(rcut - eps, second=second)
+    inside.calc = calc
+    # the quintic switch leaves E − E(far) = O(eps^3) and F = O(eps^2) just inside rcut
+    assert abs(inside.get_potential_energy() - far) < 1e-9
+    assert np.abs(inside.get_forces()).max() < 1e-6
+    near = energy_at(dimer(rcut - 0.5, second=second), calc)
+    assert abs(near - far) > 1e-6  # the neighbour does matter when inside
+
+
+def test_energy_is_smooth_as_a_pseudo_atom_crosses_the_cutoff(model):
+    """Pseudo-atom of B at distance rcut ± eps from A while the real B stays inside."""
+    calc = DeepSpinCalculator(model)
+    rcut, eta = model.config.rcut, model.config.virtual_scale[0]
+    moment = 1.2
+    d = rcut - 0.5 * eta * moment
+    pseudo_distance = lambda atoms: np.linalg.norm(atoms.positions[1] + eta * atoms.get_initial_magnetic_moments()[1])
+
+    def at(offset):
+        # choose the spin angle of B so that its pseudo-atom lies at distance rcut + offset from A
+        cos = ((rcut + offset) ** 2 - d**2 - (eta * moment) ** 2) / (2 * d * eta * moment)
+        spin_b = moment * np.array([cos, np.sqrt(1 - cos**2), 0.0])
+        atoms = dimer(d, spin_b=spin_b)
+        atoms.calc = calc
+        return atoms
+
+    def gap(eps):
+        inside, outside = at(-eps), at(+eps)
+        assert pseudo_distance(inside) < rcut < pseudo_distance(outside)
+        return abs(inside.get_potential_energy() - outside.get_potential_energy())
+
+    # the spin turns between the two sides, so E changes smoothly (gap ∝ eps); a jump would not shrink
+    assert gap(1e-7) < 0.02 * gap(1e-4) + 1e-13
+    assert abs(at(-0.3).get_potential_energy() - at(1e-4).get_potential_energy()) > 1e-7
+
+
+def test_changing_one_spin_recomputes(model, nio):
+    nio.calc = DeepSpinCalculator(model)
+    e0 = nio.get_potential_energy()
+    spins = nio.get_initial_magnetic_moments()
+    spins[0] = -spins[0]
+    nio.set_initial_magnetic_moments(spins)
+    assert nio.get_potential_energy() != e0
+
+
+def test_chunked_evaluation_equals_single_pass(model, nio):
+    whole = DeepSpinCalculator(model)
+    chunked = DeepSpinCalculator(model, max_edges_per_chunk=150)
+    for calc in (whole, chunked):
+        calc.calculate(nio, ["energy", "forces", "stress", "magnetic_torques"])
+    for key in ("energy", "energies", "forces", "stress", "magnetic_torques"):
+        assert np.allclose(whole.results[key], chunked.results[key], rtol=1e-12, atol=1e-14)
+
+
+def test_float32_agrees_with_float64(model, nio):
+    r64, r32 = DeepSpinCalculator(model, dtype="float64"), DeepSpinCalculator(small_model(), dtype="float32")
+    for calc in (r64, r32):
+        calc.calculate(nio, ["energy", "forces", "magnetic_torques"])
+    assert abs(r32.results["energy"] - r64.results["energy"]) < 1e-5 * abs(r64.results["energy"])
+    assert relative_error(r32.results["forces"], r64.results["forces"]) < 1e-3
+
+
+def test_saved_and_loaded_model_gives_identical_results(model, nio, tmp_path):
+    from ase_deepspin import load_model, save_model
+
+    save_model(model, tmp_path / "m.pt")
+    a, b = DeepSpinCalculator(model), DeepSpinCalculator(str(tmp_path / "m.pt"))
+    assert a.get_potential_energy(nio) == b.get_potential_energy(nio)
+    assert load_model(tmp_path / "m.pt").config == model.config
+
+
+@needs_nio_data
+def test_real_nio_frame_finite_differences_of_torques(model):
+    """A DeltaSpin frame of the shipped data (32 atoms, spins of 1.27 μB)."""
+    from ase_deepspin.data import read_deepmd_npy
+
+    atoms = read_deepmd_npy(NIO_DATA / "data_0")[5].to_atoms()
+    calc = DeepSpinCalculator(model)
+    atoms.calc = calc
+    torques = calc.get_magnetic_torques(atoms)
+    spins = atoms.get_initial_magnetic_moments()
+    for i, k in [(0, 0), (3, 2), (9, 1)]:
+        s = spins.copy()
+        s[i, k] += FD_STEP
+        ep = energy_at(atoms, calc, spins=s)
+        s[i, k] -= 2 * FD_STEP
+        em = energy_at(atoms, calc, spins=s)
+        assert abs(torques[i, k] + (ep - em) / (2 * FD_STEP)) < FD_RTOL * np.abs(torques).max()

@@ -1,0 +1,125 @@
+"""Bad input gives a clear, early error naming the problem."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from ase_deepspin import DeepSpinCalculator, ModelConfig, ModelFileError, save_model
+from ase_deepspin.build import nio_afm
+
+
+@pytest.fixture
+def calc(model):
+    return DeepSpinCalculator(model)
+
+
+def test_unknown_element(calc):
+    atoms = nio_afm()
+    atoms[1].symbol = "Fe"
+    with pytest.raises(ValueError, match=r"\['Fe'\].*type_map"):
+        calc.get_potential_energy(atoms)
+
+
+def test_missing_spins(calc):
+    atoms = nio_afm()
+    del atoms.arrays["initial_magmoms"]
+    with pytest.raises(ValueError, match="no spins"):
+        calc.get_potential_energy(atoms)
+
+
+def test_collinear_spins(calc):
+    atoms = nio_afm()
+    del atoms.arrays["initial_magmoms"]
+    atoms.set_initial_magnetic_moments([1.2, 0, -1.2, 0])
+    with pytest.raises(ValueError, match=r"\(N, 3\).*collinear"):
+        calc.get_potential_energy(atoms)
+
+
+def test_zero_spin_on_magnetic_atom(calc):
+    atoms = nio_afm()
+    spins = atoms.get_initial_magnetic_moments()
+    spins[2] = 0.0
+    atoms.set_initial_magnetic_moments(spins)
+    with pytest.raises(ValueError, match=r"zero spin at indices \[2\]"):
+        calc.get_potential_energy(atoms)
+
+
+@pytest.mark.parametrize("what", ["positions", "spins", "cell"])
+def test_nan_inputs(calc, what):
+    atoms = nio_afm()
+    if what == "positions":
+        atoms.positions[0, 0] = np.nan
+    elif what == "spins":
+        spins = atoms.get_initial_magnetic_moments()
+        spins[0, 1] = np.inf
+        atoms.set_initial_magnetic_moments(spins)
+    else:
+        atoms.cell[0, 0] = np.nan
+    with pytest.raises(ValueError, match=f"{what} contain.*NaN"):
+        calc.get_potential_energy(atoms)
+
+
+def test_singular_periodic_cell(calc):
+    atoms = nio_afm()
+    atoms.set_cell([[3, 0, 0], [0, 3, 0], [3, 3, 0]], scale_atoms=False)
+    with pytest.raises(ValueError, match="singular"):
+        calc.get_potential_energy(atoms)
+
+
+def test_overlapping_atoms(calc):
+    atoms = nio_afm()
+    atoms.positions[1] = atoms.positions[0]
+    with pytest.raises(ValueError, match="overlaps"):
+        calc.get_potential_energy(atoms)
+
+
+def test_too_many_neighbours_for_sel(model):
+    crowded = Atoms("Ni" * 40, positions=np.random.default_rng(0).uniform(0, 3, (40, 3)))
+    crowded.set_initial_magnetic_moments(np.tile([0, 0, 1.2], (40, 1)))
+    with pytest.raises(ValueError, match="sel allows 30"):
+        DeepSpinCalculator(model).get_potential_energy(crowded)
+
+
+def test_corrupt_model_file(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"definitely not a torch file")
+    with pytest.raises(ModelFileError, match="not a readable"):
+        DeepSpinCalculator(str(path))
+
+
+def test_pickled_object_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "ase-deepspin-model", "payload": ModelConfig(["Ni"], [0.3])}, path)
+    with pytest.raises(ModelFileError):
+        DeepSpinCalculator(str(path))
+
+
+def test_wrong_version(model, tmp_path):
+    path = tmp_path / "m.pt"
+    save_model(model, path)
+    blob = torch.load(path, weights_only=True)
+    blob["version"] = 99
+    torch.save(blob, path)
+    with pytest.raises(ModelFileError, match="version 99"):
+        DeepSpinCalculator(str(path))
+
+
+def test_missing_model_file():
+    with pytest.raises(FileNotFoundError, match="no model file 'nothere.pt'"):
+        DeepSpinCalculator("nothere.pt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="machine has CUDA")
+def test_missing_cuda_device(model):
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        DeepSpinCalculator(model, device="cuda")
+
+
+@pytest.mark.parametrize("bad", [dict(rcut_smth=6.0), dict(virtual_scale=[0.3]), dict(sel=[1, 2, 3]),
+                                 dict(axis_neuron=500), dict(type_map=["Ni", "Ni"])])
+def test_invalid_hyper_parameters(bad):
+    params = dict(type_map=["Ni", "O"], virtual_scale=[0.3, 0.0], rcut=5.0, rcut_smth=4.0)
+    params.update(bad)
+    with pytest.raises(ValueError):
+        ModelConfig(**params)

@@ -1,0 +1,49 @@
+"""Neighbour lists against brute force over periodic images."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from ase_deepspin.neighbors import build_neighbor_list
+
+
+def brute_force(positions, cell, pbc, offsets, cutoff):
+    reps = [int(np.ceil((cutoff + np.abs(offsets).max() * 2) / 1.0)) + 3 if p else 0 for p in pbc]
+    edges = set()
+    n = len(positions)
+    for shift in itertools.product(*[range(-r, r + 1) for r in reps]):
+        image = positions + np.array(shift) @ cell
+        for i in range(n):
+            for j in range(n):
+                d = image[j] - positions[i]
+                if (i != j or any(shift)) and np.linalg.norm(d) < cutoff:
+                    edges.add((i, j, shift, False))
+                if offsets[j].any() and np.linalg.norm(d + offsets[j]) < cutoff:
+                    edges.add((i, j, shift, True))
+    return edges
+
+
+def as_set(nl):
+    return {(int(i), int(j), tuple(int(s) for s in shift), bool(p))
+            for i, j, shift, p in zip(nl.centers, nl.neighbors, nl.shifts, nl.pseudo)}
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True), (False, False, False)])
+def test_matches_brute_force_small_triclinic_cell(pbc):
+    rng = np.random.default_rng(0)
+    cell = np.array([[3.1, 0.0, 0.0], [0.9, 2.8, 0.0], [0.4, -0.6, 3.3]])
+    positions = rng.uniform(size=(5, 3)) @ cell
+    offsets = np.zeros((5, 3))
+    offsets[[0, 2, 3]] = rng.normal(scale=0.4, size=(3, 3))
+    nl = build_neighbor_list(positions, cell, pbc, offsets, cutoff=4.2)
+    assert as_set(nl) == brute_force(positions, cell, pbc, offsets, 4.2)
+    assert len(as_set(nl)) == len(nl)  # no duplicates
+    assert np.all(np.diff(nl.centers) >= 0)
+
+
+def test_own_pseudo_atom_is_a_neighbour_and_pseudo_atoms_are_never_centres():
+    positions = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]])
+    offsets = np.array([[0.0, 0.0, 0.4], [0.0, 0.0, 0.0]])
+    nl = build_neighbor_list(positions, np.zeros((3, 3)), False, offsets, cutoff=3.0)
+    assert as_set(nl) == {(0, 0, (0, 0, 0), True)}

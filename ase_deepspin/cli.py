@@ -1,0 +1,99 @@
+"""Command line: ``ase-deepspin train | test | freeze | info``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _train(args):
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig.from_yaml(args.config)
+    if args.max_time is not None:
+        cfg.max_time = args.max_time
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    path = train(cfg, resume=args.resume)
+    print(f"model written to {path}")
+
+
+def _test(args):
+    from .evaluate import accuracy_report
+
+    table = accuracy_report(args.model, args.data, n_validation=args.validation_of, split_seed=args.split_seed,
+                       plot=None if args.no_plot else args.plot)
+    print(table)
+
+
+def _freeze(args):
+    import torch
+
+    from .train import freeze
+
+    out = freeze(args.checkpoint, args.out, storage_dtype=getattr(torch, args.storage_dtype))
+    print(f"model written to {out}")
+
+
+def _info(args):
+    from .calculator import resolve_model_path
+    from .model import load_model
+
+    path = resolve_model_path(args.model)
+    model = load_model(path)
+    cfg = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"file            {path}")
+    print(f"type_map        {cfg.type_map}   (pseudo-types {', '.join(model.block_names()[cfg.n_types:])})")
+    print(f"virtual_scale   {cfg.virtual_scale} Å/μB")
+    print(f"rcut            {cfg.rcut} Å (smooth from {cfg.rcut_smth} Å), env_protection {cfg.env_protection} Å")
+    print(f"sel             {cfg.sel} (total {sum(cfg.sel)})")
+    print(f"embedding       {cfg.neuron}, axis_neuron {cfg.axis_neuron}")
+    print(f"fitting         {cfg.fitting_neuron}, resnet_dt {cfg.resnet_dt}")
+    print(f"energy bias     {[round(float(b), 6) for b in model.energy_bias]} eV")
+    print(f"parameters      {n_params}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="ase-deepspin", description="DeepSPIN spin-lattice potentials for ASE")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config")
+    p.add_argument("--max-time", type=float, default=None, help="wall-time budget in seconds")
+    p.add_argument("--resume", default=None, help="checkpoint to continue from")
+    p.add_argument("--output-dir", default=None)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("test", help="RMSE/MAE of a model on labelled data, with parity plots")
+    p.add_argument("model", help="model file or shipped model name")
+    p.add_argument("data", nargs="+", help="DeePMD-kit npy systems (or folders of them) or extxyz files")
+    p.add_argument("--validation-of", type=int, default=None, metavar="N",
+                   help="only the N frames a training run with the same split held out")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--plot", default="parity.png")
+    p.add_argument("--no-plot", action="store_true")
+    p.set_defaults(func=_test)
+
+    p = sub.add_parser("freeze", help="model file from a training checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--storage-dtype", choices=["float64", "float32"], default="float64")
+    p.set_defaults(func=_freeze)
+
+    p = sub.add_parser("info", help="hyper-parameters of a model file")
+    p.add_argument("model")
+    p.set_defaults(func=_info)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"ase-deepspin {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

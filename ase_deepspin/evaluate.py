@@ -1,0 +1,56 @@
+"""Accuracy of a model on labelled frames (``ase-deepspin test``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .calculator import DeepSpinCalculator
+from .data import read_frames, split_frames
+
+
+def predict(calc: DeepSpinCalculator, frames) -> dict:
+    """Reference and predicted energy per atom (eV), forces (eV/Å), torques on magnetic atoms (eV/μB)."""
+    cfg = calc.model.config
+    out = {k: ([], []) for k in ("energy", "forces", "torques")}
+    for f in frames:
+        atoms = f.to_atoms()
+        calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
+        magnetic = np.array([cfg.magnetic[cfg.type_map.index(s)] for s in f.symbols])
+        out["energy"][0].append(f.energy / len(f))
+        out["energy"][1].append(calc.results["energy"] / len(f))
+        out["forces"][0].append(f.forces)
+        out["forces"][1].append(calc.results["forces"])
+        out["torques"][0].append(f.torques[magnetic])
+        out["torques"][1].append(calc.results["magnetic_torques"][magnetic])
+    return {k: (np.concatenate([np.ravel(a) for a in ref]), np.concatenate([np.ravel(a) for a in pred]))
+            for k, (ref, pred) in out.items()}
+
+
+def error_table(pairs: dict) -> dict:
+    """RMSE and MAE (meV/atom, meV/Å, meV/μB) of each quantity."""
+    return {k: {"rmse": 1e3 * float(np.sqrt(np.mean((p - r) ** 2))), "mae": 1e3 * float(np.mean(np.abs(p - r))),
+                "n": int(r.size)} for k, (r, p) in pairs.items()}
+
+
+def accuracy_report(model, data: list[str], n_validation: int | None = None, split_seed: int = 0,
+               plot: str | Path | None = "parity.png", calc: DeepSpinCalculator | None = None) -> str:
+    """Print-ready RMSE/MAE table of ``model`` over the frames in ``data`` (optionally only the
+    ``n_validation`` frames that a training run with ``split_seed`` held out); writes parity plots."""
+    frames = [f for d in data for f in read_frames(d)]
+    if n_validation is not None:
+        frames = split_frames(frames, n_validation, split_seed)[1]
+    calc = calc or DeepSpinCalculator(model)
+    pairs = predict(calc, frames)
+    table = error_table(pairs)
+    units = {"energy": "meV/atom", "forces": "meV/Å", "torques": "meV/μB"}
+    lines = [f"{len(frames)} frames", f"{'quantity':<10s} {'RMSE':>10s} {'MAE':>10s}  unit"]
+    lines += [f"{k:<10s} {v['rmse']:10.4f} {v['mae']:10.4f}  {units[k]}" for k, v in table.items()]
+    if plot:
+        from .analysis.plots import plot_parity
+
+        plot_parity({"energy (eV/atom)": pairs["energy"], "force (eV/Å)": pairs["forces"],
+                     "torque (eV/μB)": pairs["torques"]}, plot)
+        lines.append(f"parity plots: {plot}")
+    return "\n".join(lines)

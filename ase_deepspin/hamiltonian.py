@@ -1,0 +1,271 @@
+"""Analytic classical spin-lattice Hamiltonian as an ASE calculator (reference physics).
+
+    E = E_exchange + E_DMI + E_anisotropy + E_Zeeman (+ E_lattice)
+
+Conventions (S_i the moment in μB, ŝ_i = S_i/|S_i| its direction, pairs counted once):
+
+- exchange     E = −Σ_{i<j} J(r_ij) ŝ_i·ŝ_j,  J in eV (J > 0 ferromagnetic).
+  ``ShellExchange``: J(r) = J_k for |r − r_k| < tolerance (no lattice forces);
+  ``BetheSlater``: J(r) = 4α (r/δ)² (1 − γ (r/δ)²) exp(−(r/δ)²) for r < cutoff, the form of
+  LAMMPS's ``pair_style spin/exchange`` (``pair_coeff * * exchange rc α γ δ``), which also uses
+  unit spins.
+- DMI          E = Σ_{i<j} D_ij · (ŝ_i × ŝ_j), D_ij = −D_ji from a rule: ``"interfacial"``
+  D (r̂_ij × n̂), ``"bulk"`` D r̂_ij, or ``"constant"`` D n̂ sign(r̂_ij·â).
+- anisotropy   uniaxial E = −K Σ_i (ŝ_i·n̂)²; cubic E = K_c Σ_i (ŝx²ŝy² + ŝy²ŝz² + ŝz²ŝx²)
+  in the crystal axes given by a rotation matrix (rows = cubic axes).
+- Zeeman       E = −Σ_i μ_i B·ŝ_i = −μ_B Σ_i B·S_i, B in Tesla, μ_B = 5.788e-5 eV/T.
+- lattice      any ASE calculator (EMT, Morse, EAM...), added to energy, forces and stress.
+
+Derivatives come from one torch autograd pass: forces −∂E/∂R (eV/Å), torques −∂E/∂S (eV/μB,
+full gradient: transverse for exchange, DMI and anisotropy, which depend on ŝ only; Zeeman also
+has none along S beyond −μ_B B's component), stress (1/V) ∂E/∂ε at fixed spins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from .neighbors import build_neighbor_list
+
+MU_B_EV_PER_T = 5.7883818060e-5  # Bohr magneton, eV/T
+
+
+@dataclass(frozen=True)
+class ShellExchange:
+    """Shell constants J_k (eV) at shell radii r_k (Å); a pair within ``tolerance`` Å of r_k gets J_k."""
+
+    J: tuple
+    radii: tuple
+    tolerance: float = 0.1
+
+    def __post_init__(self):
+        if len(self.J) != len(self.radii) or not self.J:
+            raise ValueError("ShellExchange needs one radius per J constant")
+        if any(r <= 0 for r in self.radii) or self.tolerance <= 0:
+            raise ValueError("shell radii and tolerance must be positive (Å)")
+
+    @property
+    def cutoff(self) -> float:
+        return max(self.radii) + self.tolerance
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        J = torch.zeros_like(r)
+        for Jk, rk in zip(self.J, self.radii):
+            J = torch.where((r - rk).abs() < self.tolerance, torch.full_like(r, Jk), J)
+        return J
+
+
+@dataclass(frozen=True)
+class BetheSlater:
+    """J(r) = 4α (r/δ)² (1 − γ (r/δ)²) exp(−(r/δ)²) for r < cutoff (α eV, γ dimensionless, δ Å)."""
+
+    alpha: float
+    gamma: float
+    delta: float
+    cutoff: float
+
+    def __post_init__(self):
+        if self.cutoff <= 0 or self.delta <= 0:
+            raise ValueError("BetheSlater needs a positive cutoff and delta (Å)")
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        x2 = (r / self.delta) ** 2
+        return torch.where(r < self.cutoff, 4 * self.alpha * x2 * (1 - self.gamma * x2) * torch.exp(-x2),
+                           torch.zeros_like(r))
+
+
+@dataclass(frozen=True)
+class DMI:
+    """Dzyaloshinskii–Moriya pairs within ``cutoff`` (Å) with magnitude D (eV) and a vector rule."""
+
+    D: float
+    cutoff: float
+    rule: str = "interfacial"
+    normal: tuple = (0.0, 0.0, 1.0)
+    axis: tuple | None = None
+
+    def __post_init__(self):
+        if self.cutoff <= 0:
+            raise ValueError("DMI cutoff must be positive (Å)")
+        if self.rule not in ("interfacial", "bulk", "constant"):
+            raise ValueError(f"DMI rule must be 'interfacial', 'bulk' or 'constant', got {self.rule!r}")
+        if np.linalg.norm(self.normal) == 0:
+            raise ValueError("DMI rule vector (normal) has zero length")
+        if self.rule == "constant" and (self.axis is None or np.linalg.norm(self.axis) == 0):
+            raise ValueError("DMI rule 'constant' needs a non-zero bond axis to orient D_ij = −D_ji")
+
+    def vectors(self, unit: torch.Tensor) -> torch.Tensor:
+        """D_ij [E, 3] (eV) for bond directions r̂_ij [E, 3]."""
+        n = torch.as_tensor(self.normal, dtype=unit.dtype) / float(np.linalg.norm(self.normal))
+        if self.rule == "interfacial":
+            return self.D * torch.cross(unit, n.expand_as(unit), dim=-1)
+        if self.rule == "bulk":
+            return self.D * unit
+        a = torch.as_tensor(self.axis, dtype=unit.dtype)
+        side = torch.sign(unit @ a)
+        if bool((side == 0).any()):
+            raise ValueError("a DMI bond is perpendicular to the 'constant' rule's axis: D_ij is undefined")
+        return self.D * side.unsqueeze(-1) * n
+
+
+@dataclass(frozen=True)
+class Anisotropy:
+    """Single-ion anisotropy: uniaxial −K (ŝ·n̂)² (K eV, axis n̂) plus cubic K_c Σ ŝa²ŝb² (eV)."""
+
+    K: float = 0.0
+    axis: tuple = (0.0, 0.0, 1.0)
+    K_cubic: float = 0.0
+    cubic_axes: tuple = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+    def __post_init__(self):
+        if np.linalg.norm(self.axis) == 0:
+            raise ValueError("anisotropy axis has zero length")
+
+    def energy(self, unit: torch.Tensor) -> torch.Tensor:
+        n = torch.as_tensor(self.axis, dtype=unit.dtype)
+        n = n / n.norm()
+        e = -self.K * (unit @ n) ** 2
+        if self.K_cubic:
+            c = unit @ torch.as_tensor(self.cubic_axes, dtype=unit.dtype).T
+            c2 = c**2
+            e = e + self.K_cubic * (c2[:, 0] * c2[:, 1] + c2[:, 1] * c2[:, 2] + c2[:, 2] * c2[:, 0])
+        return e
+
+
+def _pair_key(a: str, b: str) -> tuple:
+    return tuple(sorted((a, b)))
+
+
+class SpinHamiltonian(Calculator):
+    """Classical spin-lattice Hamiltonian with the contract of :class:`DeepSpinCalculator`.
+
+    Parameters
+    ----------
+    exchange : {(el_a, el_b): ShellExchange | BetheSlater}
+    dmi : {(el_a, el_b): DMI}
+    anisotropy : {element: Anisotropy}
+    field_T : (3,) external field B in Tesla (Zeeman term on every atom with a spin)
+    lattice : ASE calculator added for the lattice energy (e.g. ``ase.calculators.emt.EMT()``)
+
+    Elements named in a pair or anisotropy rule are magnetic and need non-zero spins.
+    LAMMPS SPIN's Zeeman energy is −2 μ_B B |s| (ŝ·n) (a g = 2 factor on |s|): a LAMMPS field
+    B with moments |s| equals ``field_T = 2 B`` here for the same |S| = |s|.
+
+    Example
+    -------
+    >>> calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(0.01,), radii=(2.48,))})
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "magnetic_torques"]
+
+    def __init__(self, exchange=None, dmi=None, anisotropy=None, field_T=(0.0, 0.0, 0.0), lattice=None, **kwargs):
+        super().__init__(**kwargs)
+        self.exchange = {_pair_key(*k): v for k, v in (exchange or {}).items()}
+        self.dmi = {_pair_key(*k): v for k, v in (dmi or {}).items()}
+        self.anisotropy = dict(anisotropy or {})
+        self.field_T = np.asarray(field_T, dtype=float)
+        if self.field_T.shape != (3,):
+            raise ValueError(f"field_T must be a 3-vector in Tesla, got shape {self.field_T.shape}")
+        self.lattice = lattice
+        from ase.data import chemical_symbols
+
+        for key in [*self.exchange, *self.dmi, *[(k,) for k in self.anisotropy]]:
+            unknown = [el for el in key if el not in chemical_symbols[1:]]
+            if unknown:
+                raise ValueError(f"unknown element {unknown[0]!r} in a spin Hamiltonian rule {key}")
+        self.magnetic_elements = {el for key in [*self.exchange, *self.dmi] for el in key} | set(self.anisotropy)
+        cutoffs = [t.cutoff for t in self.exchange.values()] + [t.cutoff for t in self.dmi.values()]
+        self.cutoff = max(cutoffs, default=0.0)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        periodic = bool(atoms.pbc.all())
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        n = len(atoms)
+        symbols = np.array(atoms.get_chemical_symbols())
+        spins = atoms.get_initial_magnetic_moments() if atoms.has("initial_magmoms") else np.zeros((n, 3))
+        if spins.shape != (n, 3):
+            raise ValueError(f"spins must be non-collinear (N, 3) moments in μB, got shape {spins.shape}")
+        has_spin = np.any(spins != 0.0, axis=1)
+        needs = np.isin(symbols, list(self.magnetic_elements))
+        if (needs & ~has_spin).any():
+            raise ValueError(f"magnetic atoms with zero spin at indices {np.flatnonzero(needs & ~has_spin)[:10].tolist()}")
+        pos = torch.tensor(atoms.positions, dtype=torch.float64, requires_grad=True)
+        S = torch.tensor(spins, dtype=torch.float64, requires_grad=True)
+        strain = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+        norm = S.norm(dim=1, keepdim=True)
+        unit = torch.where(torch.as_tensor(has_spin)[:, None], S / torch.where(norm > 0, norm, 1.0), 0.0)
+        energies = torch.zeros(n, dtype=torch.float64)
+
+        if self.cutoff > 0:
+            nl = build_neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, np.zeros((n, 3)), self.cutoff)
+            i, j = torch.as_tensor(nl.centers), torch.as_tensor(nl.neighbors)
+            d = pos[j] - pos[i] + torch.as_tensor(nl.shifts @ atoms.cell.array)
+            d = d + d @ strain
+            r = d.norm(dim=1)
+            elements, types = np.unique(symbols, return_inverse=True)
+            ti, tj = types[nl.centers], types[nl.neighbors]
+            pair_code = torch.as_tensor(np.minimum(ti, tj) * len(elements) + np.maximum(ti, tj))
+            code = {_pair_key(a, b): min(ka, kb) * len(elements) + max(ka, kb)
+                    for ka, a in enumerate(elements) for kb, b in enumerate(elements)}
+            pair_e = torch.zeros_like(r)
+            for rules, kind in ((self.exchange, "exchange"), (self.dmi, "dmi")):
+                for key, term in rules.items():
+                    if key not in code:
+                        continue
+                    mask = (pair_code == code[key]) & (r < term.cutoff)
+                    if not bool(mask.any()):
+                        continue
+                    idx = mask.nonzero().squeeze(-1)
+                    si, sj = unit[i[idx]], unit[j[idx]]
+                    if kind == "exchange":
+                        e = -term(r[idx]) * (si * sj).sum(-1)
+                    else:
+                        e = (term.vectors(d[idx] / r[idx, None]) * torch.cross(si, sj, dim=-1)).sum(-1)
+                    pair_e = pair_e.index_add(0, idx, e)
+            # full list: each bond twice; give each end half of its bond energy
+            energies = energies.index_add(0, i, 0.5 * pair_e)
+        for element, term in self.anisotropy.items():
+            idx = torch.as_tensor(np.flatnonzero(symbols == element))
+            if len(idx):
+                energies = energies.index_add(0, idx, term.energy(unit[idx]))
+        if self.field_T.any():
+            energies = energies - MU_B_EV_PER_T * (S @ torch.as_tensor(self.field_T))
+        energy = energies.sum()
+        grads = torch.autograd.grad(energy, [pos, S, strain], allow_unused=True)
+        grads = [torch.zeros(shape, dtype=torch.float64) if g is None else g
+                 for g, shape in zip(grads, [(n, 3), (n, 3), (3, 3)])]
+        self.results = {
+            "energy": float(energy.detach()), "free_energy": float(energy.detach()),
+            "energies": energies.detach().numpy().copy(),
+            "forces": -grads[0].numpy(),
+            "magnetic_torques": -grads[1].numpy(),
+        }
+        if periodic:
+            w = grads[2].numpy()
+            self.results["stress"] = (0.5 * (w + w.T) / atoms.get_volume()).flat[[0, 4, 8, 5, 2, 1]]
+        if self.lattice is not None:
+            self._add_lattice(atoms, periodic)
+
+    def _add_lattice(self, atoms, periodic):
+        plain = atoms.copy()
+        plain.calc = self.lattice
+        e = plain.get_potential_energy()
+        for key, value in (("energy", e), ("free_energy", e), ("forces", plain.get_forces())):
+            self.results[key] = self.results[key] + value
+        try:
+            self.results["energies"] = self.results["energies"] + plain.get_potential_energies()
+        except (PropertyNotImplementedError, NotImplementedError):
+            self.results["energies"] = self.results["energies"] + e / len(atoms)
+        if periodic:
+            self.results["stress"] = self.results["stress"] + plain.get_stress()
+
+    def get_magnetic_torques(self, atoms=None) -> np.ndarray:
+        """Magnetic torques −∂E/∂S (N, 3) in eV/μB."""
+        return self.get_property("magnetic_torques", atoms)

@@ -1,0 +1,111 @@
+"""Training: the loss goes down, resume is exact, type maps are checked, the CLI works."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ase_deepspin.model import ModelConfig, load_model
+from ase_deepspin.train import LossConfig, PreparedFrames, TrainConfig, train, validation_rmse
+from conftest import NIO_DATA, needs_nio_data
+
+pytestmark = needs_nio_data
+
+
+def tiny_config(tmp_path, **overrides):
+    params = dict(
+        model=ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.314, 0.0], rcut=4.0, rcut_smth=3.0, sel=[30, 30],
+                          neuron=[4, 8], axis_neuron=4, fitting_neuron=[16, 16]),
+        systems=[str(NIO_DATA / "data_0")], batch_size=2, numb_steps=40, start_lr=3e-3, stop_lr=3e-4,
+        decay_steps=10, n_validation=8, disp_freq=10, save_freq=10, output_dir=str(tmp_path / "run"),
+        loss=LossConfig(start_pref_e=1, limit_pref_e=10, start_pref_fr=100, limit_pref_fr=10, start_pref_fm=100,
+                        limit_pref_fm=10),
+    )
+    params.update(overrides)
+    return TrainConfig(**params)
+
+
+def label_rms(frames):
+    forces = np.concatenate([f.forces.ravel() for f in frames])
+    torques = np.concatenate([f.torques[f.symbols == "Ni"].ravel() for f in frames])
+    return np.sqrt(np.mean(forces**2)), np.sqrt(np.mean(torques**2))
+
+
+def test_training_learns_forces_and_torques_of_held_out_frames(tmp_path):
+    from ase_deepspin.data import read_frames, split_frames
+
+    cfg = tiny_config(tmp_path, numb_steps=150, start_lr=1e-2, stop_lr=1e-3, decay_steps=50, disp_freq=50)
+    path = train(cfg, progress=False, log=lambda *a: None)
+    last = json.loads((tmp_path / "run" / "lcurve.json").read_text())[-1]
+    # predicting zero forces and torques would give the labels' RMS
+    f_rms, m_rms = label_rms(split_frames(read_frames(cfg.systems[0]), cfg.n_validation, cfg.split_seed)[1])
+    assert last["val_f"] < 0.85 * f_rms
+    assert last["val_m"] < 0.9 * m_rms
+    assert (tmp_path / "run" / "lcurve.png").is_file()
+    assert load_model(path).config == cfg.model
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    full = train(tiny_config(tmp_path / "a", numb_steps=24), progress=False, log=lambda *a: None)
+    # an interrupted run: stop at step 10 (the time budget of a killed job), then resume
+    cut = tiny_config(tmp_path / "b", numb_steps=10)
+    train(cut, progress=False, log=lambda *a: None)
+    resumed = train(tiny_config(tmp_path / "b", numb_steps=24), resume=tmp_path / "b" / "run" / "checkpoint.pt",
+                    progress=False, log=lambda *a: None)
+    a, b = load_model(full).state_dict(), load_model(resumed).state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_type_map_that_disagrees_with_the_data(tmp_path):
+    cfg = tiny_config(tmp_path, model=ModelConfig(type_map=["Fe", "O"], virtual_scale=[0.3, 0.0], rcut=4.0,
+                                                   rcut_smth=3.0, sel=[30, 30]))
+    with pytest.raises(ValueError, match=r"\['Ni'\] are not in the model's type_map"):
+        train(cfg, progress=False, log=lambda *a: None)
+
+
+def test_yaml_config_uses_deepmd_names(tmp_path):
+    text = f"""
+model:
+  type_map: [Ni, O]
+  descriptor: {{type: se_e2_a, sel: [20, 20], rcut_smth: 3.0, rcut: 4.0, neuron: [4, 8], axis_neuron: 4}}
+  fitting_net: {{neuron: [8, 8], resnet_dt: true}}
+  spin: {{use_spin: [true, false], virtual_scale: [0.314]}}
+learning_rate: {{type: exp, start_lr: 0.001, stop_lr: 1.0e-5, decay_steps: 100}}
+loss: {{type: ener_spin, start_pref_e: 0.02, limit_pref_e: 1, start_pref_fr: 1000, limit_pref_fr: 1,
+        start_pref_fm: 1000, limit_pref_fm: 1}}
+training:
+  training_data: {{systems: [{NIO_DATA}], batch_size: 2}}
+  numb_steps: 7
+"""
+    (tmp_path / "in.yaml").write_text(text)
+    cfg = TrainConfig.from_yaml(tmp_path / "in.yaml")
+    assert cfg.model.virtual_scale == [0.314, 0.0]
+    assert cfg.model.sel == [20, 20, 20, 20]
+    assert cfg.batch_size == 2 and cfg.numb_steps == 7 and cfg.loss.start_pref_fm == 1000
+    (tmp_path / "bad.yaml").write_text(text.replace("numb_steps", "numb_stepz"))
+    with pytest.raises(ValueError, match="numb_stepz"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_cli_train_info_test_freeze(tmp_path, capsys):
+    from ase_deepspin.cli import main
+    import yaml
+
+    cfg = {"model": {"type_map": ["Ni", "O"],
+                     "descriptor": {"sel": [20, 20], "rcut_smth": 3.0, "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 4},
+                     "fitting_net": {"neuron": [8, 8]}, "spin": {"use_spin": [True, False], "virtual_scale": [0.314]}},
+           "training": {"training_data": {"systems": [str(NIO_DATA / "data_1")], "batch_size": 2}, "numb_steps": 4,
+                        "n_validation": 4, "output_dir": str(tmp_path / "run")}}
+    (tmp_path / "in.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "in.yaml")]) == 0
+    model = tmp_path / "run" / "model.pt"
+    assert main(["info", str(model)]) == 0
+    assert "rcut            4.0" in capsys.readouterr().out
+    assert main(["test", str(model), str(NIO_DATA / "data_1"), "--plot", str(tmp_path / "p.png")]) == 0
+    out = capsys.readouterr().out
+    assert "60 frames" in out and "torques" in out and (tmp_path / "p.png").is_file()
+    assert main(["freeze", str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "f.pt")]) == 0
+    assert main(["info", str(tmp_path / "nope.pt")]) == 2

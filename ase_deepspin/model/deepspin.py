@@ -167,28 +167,40 @@ class DeepSpinModel(nn.Module):
         """se_e2_a descriptors [n_centres, M * axis_neuron] from raw environment rows [E, 4]."""
         cfg = self.config
         n_types, n_blocks, width = cfg.n_types, 2 * cfg.n_types, cfg.neuron[-1]
-        rows = (env - self.env_mean[center_types]) / self.env_std[center_types]  # [E, 4]
-        row0 = -self.env_mean / self.env_std  # [T, 4] standardised row of an empty slot
+        mean, std = self.env_mean[center_types], self.env_std[center_types]
+        rows = (env - mean) / std  # [E, 4]
         pair = center_types * n_blocks + blocks
         order = torch.argsort(pair, stable=True)
         sizes = torch.bincount(pair, minlength=n_types * n_blocks).tolist()
-        rows, center_local = rows[order], center_local[order]
-        embedded, embedded_empty = [], []
-        for p, radial in enumerate(torch.split(rows[:, :1], sizes)):
-            # one pass per net, with the empty-slot input appended as a last row
-            g = self.embedding[p](torch.cat([radial, row0[p // n_blocks, :1].unsqueeze(0)]))
-            embedded.append(g[:-1])
-            embedded_empty.append(g[-1])
-        g = torch.cat(embedded)  # [E, M]
-        moment = rows.new_zeros(n_centres, 4 * width).index_add(
-            0, center_local, (rows.unsqueeze(-1) * g.unsqueeze(1)).reshape(-1, 4 * width)
-        ).view(n_centres, 4, width)  # sum_j d_jᵀ G_j
-        empty = (self.sel - self.slot_counts(center_local, blocks[order], n_centres)).to(rows.dtype)  # [n, 2T]
-        g_empty = torch.stack(embedded_empty).view(n_types, n_blocks, width)[centre_types_local]  # [n, 2T, M]
-        moment = moment + row0[centre_types_local].unsqueeze(-1) * torch.einsum("cb,cbm->cm", empty, g_empty).unsqueeze(1)
+        moment = [rows.new_zeros(n_centres, width) for _ in range(4)]  # sum_j d_j[k] G_j, k = 0..3
+        for p, (idx, size) in enumerate(zip(torch.split(order, sizes), sizes)):
+            if size == 0:
+                continue
+            r = rows[idx]  # [E_p, 4]
+            g = self.embedding[p](r[:, :1])  # [E_p, M]
+            c = center_local[idx]
+            for k in range(4):
+                moment[k] = moment[k].index_add(0, c, r[:, k : k + 1] * g)
+        moment = torch.stack(moment, dim=1)  # [n_centres, 4, M]
+        moment = moment + self.empty_slot_moment(center_local, blocks, n_centres, centre_types_local)
         t = moment / self.n_slots
         desc = torch.bmm(t.transpose(1, 2), t[:, :, : cfg.axis_neuron])  # [n_centres, M, axis]
         return desc.reshape(n_centres, -1)
+
+    def empty_slot_moment(self, center_local, blocks, n_centres, centre_types_local):
+        """Contribution [n_centres, 4, M] of empty slots: (sel − filled) × row0ᵀ G(row0[0])."""
+        cfg = self.config
+        n_types, n_blocks = cfg.n_types, 2 * cfg.n_types
+        empty = (self.sel - self.slot_counts(center_local, blocks, n_centres)).to(self.dtype)  # [n, 2T]
+        row0 = -self.env_mean / self.env_std  # [T, 4]
+        per_pair = torch.stack([
+            torch.stack([
+                row0[ti].unsqueeze(-1) * self.embedding[ti * n_blocks + tb](row0[ti, :1].unsqueeze(0))
+                for tb in range(n_blocks)
+            ])
+            for ti in range(n_types)
+        ])  # [T, 2T, 4, M]
+        return torch.einsum("cb,cbkm->ckm", empty, per_pair[centre_types_local])
 
     @torch.no_grad()
     def set_environment_statistics(self, frames) -> None:

@@ -1,0 +1,41 @@
+"""The shipped NiO model on the 20 DeltaSpin frames its training run held out."""
+
+import numpy as np
+import pytest
+
+from ase_deepspin import DeepSpinCalculator, load_model
+from ase_deepspin.calculator import resolve_model_path
+from ase_deepspin.data import read_frames, split_frames
+from ase_deepspin.evaluate import error_table, predict
+from conftest import NIO_DATA, needs_nio_data
+
+# examples/nio_train.yaml: n_validation 20, split_seed 0 over ../shared/data/nio-deltaspin
+N_VALIDATION, SPLIT_SEED = 20, 0
+# the issue's bar: energy 0.2 meV/atom, force 3 meV/Å, torque 3 meV/μB
+MAX_RMSE = {"energy": 0.2, "forces": 3.0, "torques": 3.0}
+
+
+def test_shipped_model_resolves_by_name_and_file_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_path("nio") == resolve_model_path("nio.pt")
+    assert load_model(resolve_model_path("nio")).config.type_map == ["Ni", "O"]
+    assert resolve_model_path("nio").stat().st_size < 10 * 2**20
+
+
+@needs_nio_data
+def test_shipped_model_accuracy_on_held_out_frames():
+    held_out = split_frames(read_frames(NIO_DATA), N_VALIDATION, SPLIT_SEED)[1]
+    assert len(held_out) == N_VALIDATION
+    table = error_table(predict(DeepSpinCalculator("nio"), held_out))
+    for quantity, limit in MAX_RMSE.items():
+        assert table[quantity]["rmse"] <= limit, (quantity, table[quantity])
+
+
+def test_quickstart_structure_has_small_forces_and_torques():
+    from ase_deepspin.build import nio_afm
+
+    atoms = nio_afm(cubic=True, a=4.17)
+    atoms.calc = DeepSpinCalculator("nio")
+    # the ideal antiferromagnet is a stationary point of the lattice: forces vanish by symmetry
+    assert np.abs(atoms.get_forces()).max() < 1e-6
+    assert np.isfinite(atoms.calc.get_magnetic_torques()).all()

@@ -31,7 +31,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from .neighbors import build_neighbor_list
 
-MU_B_EV_PER_T = 5.7883818060e-5  # Bohr magneton, eV/T
+from .spins import MU_B_EV_PER_T
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ def example_model(dtype):
 
 
 def system(name):
-    from ase_deepspin.build import nio_afm
-    from ase_deepspin.data import read_lammps_spin
+    """The grain boundary (Ni spins from the file, O spins zeroed) or the first DeltaSpin frame."""
+    from ase_deepspin.data import read_deepmd_npy, read_lammps_spin
 
     if name == "grain_boundary":
         atoms = read_lammps_spin(SHARED / "nio-gb-sigma5" / "init.data", ["Ni", "O"], delete_overlap=0.05)
@@ -44,19 +44,7 @@ def system(name):
         moments[atoms.numbers == 8] = 0.0
         atoms.set_initial_magnetic_moments(moments)
         return atoms
-    atoms = nio_afm(repeat=(2, 2, 2))[:0] if False else None
-    from ase.io import read  # noqa: F401  (kept minimal: the data cell is rebuilt from the npy files)
-    import numpy as np
-    from ase import Atoms
-
-    d = SHARED / "nio-deltaspin" / "data_0"
-    box = np.load(d / "set.000" / "box.npy")[0].reshape(3, 3)
-    coord = np.load(d / "set.000" / "coord.npy")[0].reshape(-1, 3)
-    spin = np.load(d / "set.000" / "spin.npy")[0].reshape(-1, 3)
-    types = np.loadtxt(d / "type.raw", dtype=int)
-    atoms = Atoms(["Ni", "O"] * 0 + [["Ni", "O"][t] for t in types], positions=coord, cell=box, pbc=True)
-    atoms.set_initial_magnetic_moments(spin)
-    return atoms
+    return read_deepmd_npy(SHARED / "nio-deltaspin" / "data_0")[0].to_atoms()
 
 
 def measure(name, dtype, threads, repeats):

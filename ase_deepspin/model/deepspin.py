@@ -276,7 +276,7 @@ class DeepSpinModel(nn.Module):
 
         Returns
         -------
-        dict with ``energy`` [B] eV, ``atomic_energies`` [N] eV and, as requested, ``forces``
+        dict with ``energy`` [B] eV (float64), ``atomic_energies`` [N] eV and, as requested, ``forces``
         [N, 3] eV/Å, ``torques`` [N, 3] eV/μB, ``virial`` [B, 3, 3] eV.
         """
         n_atoms = positions.shape[0]
@@ -313,7 +313,8 @@ class DeepSpinModel(nn.Module):
                         energies = energies.detach()
                 atomic.append(energies)
         atomic = torch.cat(atomic)
-        energy = atomic.new_zeros(n_frames).index_add(0, atom_frames, atomic)
+        # frame energies are accumulated in float64 even for float32 models (10^4 atoms × ~5 eV)
+        energy = atomic.new_zeros(n_frames, dtype=torch.float64).index_add(0, atom_frames, atomic.double())
         out = {"energy": energy, "atomic_energies": atomic}
         for k, t in inputs.items():
             g = grads[k] if grads[k] is not None else torch.zeros_like(t)

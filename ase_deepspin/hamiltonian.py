@@ -253,6 +253,61 @@ class SpinHamiltonian(Calculator):
         if self.lattice is not None:
             self._add_lattice(atoms, periodic)
 
+    def frozen_lattice_field(self, atoms):
+        """Effective-field function for spin dynamics on a fixed lattice (fast path).
+
+        Returns ``field(unit) -> B`` [N, 3] in Tesla, B = −(∂E/∂ŝ)/(|S| μ_B), for unit spins at the
+        current positions of ``atoms`` (magnitudes |S| from its moments). Exchange and DMI are
+        precomputed as sparse matrices, so a call costs a few sparse products: no neighbour
+        search, no autograd. The lattice term does not act on spins and is left out.
+        """
+        import scipy.sparse as sp
+
+        n = len(atoms)
+        symbols = np.array(atoms.get_chemical_symbols())
+        moments = np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1)
+        scale = np.divide(-1.0, moments * MU_B_EV_PER_T, out=np.zeros(n), where=moments > 0)[:, None]
+        exchange = sp.csr_matrix((n, n))
+        dmi = [sp.csr_matrix((n, n)) for _ in range(3)]
+        if self.cutoff > 0:
+            nl = build_neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, np.zeros((n, 3)), self.cutoff)
+            d = atoms.positions[nl.neighbors] - atoms.positions[nl.centers] + nl.shifts @ atoms.cell.array
+            r = np.linalg.norm(d, axis=1)
+            pair = {k: np.array([_pair_key(a, b) == k for a, b in zip(symbols[nl.centers], symbols[nl.neighbors])])
+                    for k in {*self.exchange, *self.dmi}}
+            for key, term in self.exchange.items():
+                m = pair[key] & (r < term.cutoff)
+                J = term(torch.as_tensor(r[m])).numpy()
+                exchange = exchange + sp.csr_matrix((J, (nl.centers[m], nl.neighbors[m])), shape=(n, n))
+            for key, term in self.dmi.items():
+                m = pair[key] & (r < term.cutoff)
+                D = term.vectors(torch.as_tensor(d[m] / r[m, None])).numpy()
+                dmi = [dmi[a] + sp.csr_matrix((D[:, a], (nl.centers[m], nl.neighbors[m])), shape=(n, n))
+                       for a in range(3)]
+        anisotropy = [(np.flatnonzero(symbols == el), term) for el, term in self.anisotropy.items()]
+        external = self.field_T
+
+        def field(unit: np.ndarray) -> np.ndarray:
+            grad = -(exchange @ unit)  # ∂E/∂ŝ_i = −Σ_j J_ij ŝ_j (each pair once in E, from both ends here)
+            if self.dmi:
+                sx, sy, sz = unit[:, 0:1], unit[:, 1:2], unit[:, 2:3]
+                # Σ_j ŝ_j × D_ij, component by component
+                grad = grad + np.hstack([dmi[2] @ sy - dmi[1] @ sz, dmi[0] @ sz - dmi[2] @ sx,
+                                         dmi[1] @ sx - dmi[0] @ sy])
+            for idx, term in anisotropy:
+                u = unit[idx]
+                axis = np.asarray(term.axis, float) / np.linalg.norm(term.axis)
+                g = -2.0 * term.K * (u @ axis)[:, None] * axis
+                if term.K_cubic:
+                    R = np.asarray(term.cubic_axes, float)
+                    c = u @ R.T
+                    c2 = c**2
+                    g = g + (2.0 * term.K_cubic * c * (c2.sum(axis=1, keepdims=True) - c2)) @ R
+                grad[idx] += g
+            return np.where(moments[:, None] > 0, scale * grad + external, 0.0)
+
+        return field
+
     def _add_lattice(self, atoms, periodic):
         plain = atoms.copy()
         plain.calc = self.lattice

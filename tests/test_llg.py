@@ -193,3 +193,19 @@ def test_zero_moment_on_a_magnetic_atom_is_an_error():
     md = SpinLatticeDynamics(atoms, dt_fs=1.0, lattice="frozen")
     with pytest.raises(ValueError, match="zero spin"):
         md.run(1)
+
+
+def test_closed_form_field_of_the_analytic_hamiltonian_equals_its_torques():
+    from ase_deepspin.hamiltonian import DMI, Anisotropy
+    from ase_deepspin.spins import tangent
+
+    atoms = random_spin_atoms(seed=5)
+    atoms.rattle(0.05, seed=6)
+    calc = SpinHamiltonian(exchange={("Fe", "Fe"): BetheSlater(0.03, 0.2, 1.9, 3.5)},
+                           dmi={("Fe", "Fe"): DMI(0.004, 2.6)},
+                           anisotropy={"Fe": Anisotropy(K=0.001, axis=(1, 1, 0), K_cubic=0.0005)}, field_T=(0, 1, 3))
+    atoms.calc = calc
+    unit, _ = unit_vectors(atoms.get_initial_magnetic_moments())
+    from_torques = tangent(calc.get_magnetic_torques(atoms), unit) / MU_B_EV_PER_T  # includes the Zeeman field
+    closed_form = tangent(calc.frozen_lattice_field(atoms)(unit), unit)
+    assert np.abs(closed_form - tangent(from_torques, unit)).max() < 1e-9 * np.abs(closed_form).max()

@@ -129,6 +129,8 @@ class SpinLatticeDynamics(MolecularDynamics):
         if not self.magnetic.any():
             raise ValueError("no atom carries a spin: set (N, 3) initial magnetic moments in μB")
         self.time_fs = 0.0
+        make_field = getattr(atoms.calc, "frozen_lattice_field", None)
+        self.fast_field = make_field(atoms) if (lattice == "frozen" and make_field is not None) else None
         self.logfile_handle = open(logfile, "w") if isinstance(logfile, str) else logfile
         if self.logfile_handle is not None:
             self.attach(self.write_log, interval=loginterval)
@@ -140,7 +142,14 @@ class SpinLatticeDynamics(MolecularDynamics):
         self.atoms.set_initial_magnetic_moments(unit * self.moments[:, None])
 
     def spin_field(self, unit: np.ndarray, t_fs: float) -> np.ndarray:
-        """Effective field (Tesla) at spins ``unit`` with the lattice where it is: ω⊥/μ_B + B_ext."""
+        """Effective field (Tesla) at spins ``unit`` with the lattice where it is: ω⊥/μ_B + B_ext.
+
+        On a frozen lattice, a calculator offering ``frozen_lattice_field(atoms)`` (the analytic
+        Hamiltonian) supplies a closed-form field and the spins are written back only when the
+        step ends.
+        """
+        if self.fast_field is not None:
+            return self.fast_field(unit) + self.field_fn(t_fs)
         self.set_spins(unit)
         torques = self.atoms.calc.get_property("magnetic_torques", self.atoms)
         field = tangent(torques, unit) / MU_B_EV_PER_T + self.field_fn(t_fs)

@@ -285,6 +285,7 @@ class SpinHamiltonian(Calculator):
                 dmi = [dmi[a] + sp.csr_matrix((D[:, a], (nl.centers[m], nl.neighbors[m])), shape=(n, n))
                        for a in range(3)]
         anisotropy = [(np.flatnonzero(symbols == el), term) for el, term in self.anisotropy.items()]
+        magnetic = moments > 0
         external = self.field_T
 
         def field(unit: np.ndarray) -> np.ndarray:
@@ -304,7 +305,10 @@ class SpinHamiltonian(Calculator):
                     c2 = c**2
                     g = g + (2.0 * term.K_cubic * c * (c2.sum(axis=1, keepdims=True) - c2)) @ R
                 grad[idx] += g
-            return np.where(moments[:, None] > 0, scale * grad + external, 0.0)
+            grad *= scale
+            grad += external
+            grad[~magnetic] = 0.0
+            return grad
 
         return field
 

@@ -7,16 +7,32 @@ import numpy as np
 MU_B_EV_PER_T = 5.7883818060e-5  # Bohr magneton, eV/T
 
 
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise a × b of (N, 3) arrays (several times faster than ``np.cross`` on this shape)."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    np.subtract(a1 * b2, a2 * b1, out=out[..., 0])
+    np.subtract(a2 * b0, a0 * b2, out=out[..., 1])
+    np.subtract(a0 * b1, a1 * b0, out=out[..., 2])
+    return out
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise a·b of (N, 3) arrays, shape (N, 1)."""
+    return np.einsum("ij,ij->i", a, b)[:, None]
+
+
 def unit_vectors(spins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Directions ŝ (N, 3) and lengths |S| (N,) of moments; zero rows stay zero."""
-    norm = np.linalg.norm(spins, axis=1)
+    norm = np.sqrt(np.einsum("ij,ij->i", spins, spins))
     unit = np.divide(spins, norm[:, None], out=np.zeros_like(spins, dtype=float), where=norm[:, None] > 0)
     return unit, norm
 
 
 def tangent(vectors: np.ndarray, unit: np.ndarray) -> np.ndarray:
     """Component of ``vectors`` perpendicular to the unit vectors ``unit`` (row-wise)."""
-    return vectors - np.sum(vectors * unit, axis=1, keepdims=True) * unit
+    return vectors - dot(vectors, unit) * unit
 
 
 def cayley_rotate(unit: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -25,6 +41,5 @@ def cayley_rotate(unit: np.ndarray, a: np.ndarray) -> np.ndarray:
     The solution x = s + 2 (s × a + (s × a) × a) / (1 + a²) is a rotation of s, so |x| = |s|
     to round-off; written as an increment so that rounding scales with the small step.
     """
-    a2 = np.sum(a * a, axis=1, keepdims=True)
-    sxa = np.cross(unit, a)
-    return unit + (2.0 / (1.0 + a2)) * (sxa + np.cross(sxa, a))
+    sxa = cross(unit, a)
+    return unit + (2.0 / (1.0 + dot(a, a))) * (sxa + cross(sxa, a))

@@ -38,7 +38,7 @@ import numpy as np
 from ase import units
 from ase.md.md import MolecularDynamics
 
-from ..spins import MU_B_EV_PER_T, cayley_rotate, tangent, unit_vectors
+from ..spins import MU_B_EV_PER_T, cayley_rotate, cross, tangent, unit_vectors
 
 GAMMA_RAD_PER_FS_T = 1.76085963023e-4  # electron gyromagnetic ratio, rad/(fs·T)
 K_B_EV_PER_K = units.kB
@@ -47,7 +47,7 @@ K_B_EV_PER_K = units.kB
 def precession_vector(unit: np.ndarray, field: np.ndarray, alpha, gamma: float) -> np.ndarray:
     """A of dŝ/dt = ŝ × A for the Landau–Lifshitz equation (rad/fs)."""
     alpha = np.asarray(alpha, dtype=float).reshape(-1, 1) if np.ndim(alpha) else float(alpha)
-    return -gamma / (1.0 + alpha**2) * (field + alpha * np.cross(unit, field))
+    return -gamma / (1.0 + alpha**2) * (field + alpha * cross(unit, field))
 
 
 def thermal_field_std(moments: np.ndarray, alpha, temperature_K: float, dt_fs: float,

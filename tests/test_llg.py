@@ -209,3 +209,24 @@ def test_closed_form_field_of_the_analytic_hamiltonian_equals_its_torques():
     from_torques = tangent(calc.get_magnetic_torques(atoms), unit) / MU_B_EV_PER_T  # includes the Zeeman field
     closed_form = tangent(calc.frozen_lattice_field(atoms)(unit), unit)
     assert np.abs(closed_form - tangent(from_torques, unit)).max() < 1e-9 * np.abs(closed_form).max()
+
+
+def test_restart_from_a_trajectory_frame_continues_the_same_run(tmp_path):
+    from ase.io import read
+
+    def fresh():
+        atoms = spin_lattice_atoms()
+        atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): BetheSlater(0.003, 0.2, 1.9, 3.5)},
+                                     lattice=VectorisedMorse(r_on=2.6, cutoff=2.75))
+        return atoms
+
+    straight = fresh()
+    SpinLatticeDynamics(straight, dt_fs=1.0).run(20)
+    first = fresh()
+    SpinLatticeDynamics(first, dt_fs=1.0, trajectory=str(tmp_path / "a.traj"), loginterval=10).run(10, progress=True)
+    restarted = read(tmp_path / "a.traj", index=-1)
+    restarted.calc = first.calc
+    SpinLatticeDynamics(restarted, dt_fs=1.0).run(10)
+    assert np.abs(restarted.positions - straight.positions).max() < 1e-12
+    assert np.abs(restarted.get_momenta() - straight.get_momenta()).max() < 1e-12
+    assert np.abs(restarted.get_initial_magnetic_moments() - straight.get_initial_magnetic_moments()).max() < 1e-12

@@ -194,6 +194,19 @@ class SpinLatticeDynamics(MolecularDynamics):
                 self.spin_step(t + 0.5 * dt, 0.5 * dt)
         self.time_fs += dt
 
+    def run(self, steps: int = 50, progress: bool = False):
+        """Advance ``steps`` time steps; ``progress`` shows a progress bar (tqdm)."""
+        if not progress:
+            return super().run(steps)
+        from tqdm import tqdm
+
+        with tqdm(total=steps, unit="step", dynamic_ncols=True) as bar:
+            for k, _ in enumerate(self.irun(steps)):
+                if k:
+                    bar.update(1)
+                    bar.set_postfix_str(f"t {self.time_fs:.1f} fs")
+        return True
+
     # ---------------------------------------------------------------- observables
     def zeeman_energy(self) -> float:
         """−μ_B Σ B_ext·S_i (eV) of the external field at the current time."""

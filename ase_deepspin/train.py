@@ -139,7 +139,7 @@ class PreparedFrames:
         index = {t: k for k, t in enumerate(cfg.type_map)}
         self.items = []
         for f in frames:
-            unknown = sorted(set(f.symbols) - set(index))
+            unknown = sorted(set(map(str, f.symbols)) - set(index))
             if unknown:
                 raise ValueError(f"{f.source}: elements {unknown} are not in the model's type_map {cfg.type_map}")
             if f.energy is None or f.forces is None or f.torques is None:

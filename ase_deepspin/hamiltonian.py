@@ -23,7 +23,7 @@ has none along S beyond −μ_B B's component), stress (1/V) ∂E/∂ε at fixed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
-
+from ase_deepspin.build import simple_cubic_spins
 from ase_deepspin.hamiltonian import ShellExchange, SpinHamiltonian
 from ase_deepspin.spins import unit_vectors
 
@@ -25,10 +24,7 @@ def main():
     parser.add_argument("--out", default="benchmarks/results/hamiltonian.json")
     args = parser.parse_args()
     n, a = args.n, 2.5
-    grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) * a
-    atoms = Atoms(f"Fe{n ** 3}", positions=grid, cell=[n * a] * 3, pbc=True)
-    spins = np.random.default_rng(0).normal(size=(n**3, 3))
-    atoms.set_initial_magnetic_moments(2.0 * spins / np.linalg.norm(spins, axis=1, keepdims=True))
+    atoms = simple_cubic_spins(n, a)
     calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(0.01,), radii=(a,))})
     times = []
     for k in range(args.repeats):

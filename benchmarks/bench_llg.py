@@ -21,21 +21,16 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 
 A, J1, MOMENT = 2.5, 0.01, 2.0
 
 
 def ours(n: int, steps: int) -> float:
-    from ase import Atoms
-
+    from ase_deepspin.build import simple_cubic_spins
     from ase_deepspin.dynamics import SpinLatticeDynamics
     from ase_deepspin.hamiltonian import ShellExchange, SpinHamiltonian
 
-    grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) * A
-    atoms = Atoms(f"Fe{n ** 3}", positions=grid, cell=[n * A] * 3, pbc=True)
-    spins = np.random.default_rng(0).normal(size=(n**3, 3))
-    atoms.set_initial_magnetic_moments(MOMENT * spins / np.linalg.norm(spins, axis=1, keepdims=True))
+    atoms = simple_cubic_spins(n, A, MOMENT)
     atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(J1,), radii=(A,))})
     md = SpinLatticeDynamics(atoms, dt_fs=1.0, alpha=0.1, lattice="frozen")
     md.run(2)

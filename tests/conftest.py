@@ -51,3 +51,19 @@ def nio():
     spins[spins.any(axis=1)] += rng.normal(scale=0.3, size=spins[spins.any(axis=1)].shape)
     atoms.set_initial_magnetic_moments(spins)
     return atoms
+
+
+def minus_gradient(energy_of, values: np.ndarray, step: float, rows=None) -> np.ndarray:
+    """Central differences of −E with respect to each entry of ``values`` [N, 3] (rows: which rows).
+
+    ``energy_of(trial)`` returns the energy for a modified copy of ``values``.
+    """
+    result = np.zeros_like(values)
+    for i in range(len(values)) if rows is None else rows:
+        for k in range(3):
+            trial = values.copy()
+            trial[i, k] += step
+            plus = energy_of(trial)
+            trial[i, k] -= 2 * step
+            result[i, k] = -(plus - energy_of(trial)) / (2 * step)
+    return result

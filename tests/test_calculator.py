@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
 from ase_deepspin import DeepSpinCalculator
-from conftest import NIO_DATA, needs_nio_data, small_model
+from conftest import NIO_DATA, minus_gradient, needs_nio_data, small_model
 
 FD_STEP = 1e-4
 FD_RTOL = 1e-6
@@ -33,15 +32,7 @@ def test_forces_are_minus_energy_gradient(model, nio):
     calc = DeepSpinCalculator(model)
     nio.calc = calc
     forces = nio.get_forces()
-    fd = np.zeros_like(forces)
-    for i in range(len(nio)):
-        for k in range(3):
-            pos = nio.positions.copy()
-            pos[i, k] += FD_STEP
-            ep = energy_at(nio, calc, positions=pos)
-            pos[i, k] -= 2 * FD_STEP
-            em = energy_at(nio, calc, positions=pos)
-            fd[i, k] = -(ep - em) / (2 * FD_STEP)
+    fd = minus_gradient(lambda p: energy_at(nio, calc, positions=p), nio.positions, FD_STEP)
     assert relative_error(forces, fd) < FD_RTOL
 
 
@@ -50,15 +41,7 @@ def test_torques_are_minus_spin_gradient_and_zero_on_oxygen(model, nio):
     nio.calc = calc
     torques = calc.get_magnetic_torques(nio)
     spins = nio.get_initial_magnetic_moments()
-    fd = np.zeros_like(torques)
-    for i in np.flatnonzero(spins.any(axis=1)):
-        for k in range(3):
-            s = spins.copy()
-            s[i, k] += FD_STEP
-            ep = energy_at(nio, calc, spins=s)
-            s[i, k] -= 2 * FD_STEP
-            em = energy_at(nio, calc, spins=s)
-            fd[i, k] = -(ep - em) / (2 * FD_STEP)
+    fd = minus_gradient(lambda s: energy_at(nio, calc, spins=s), spins, FD_STEP, rows=np.flatnonzero(spins.any(axis=1)))
     assert relative_error(torques, fd) < FD_RTOL
     oxygen = np.array(nio.get_chemical_symbols()) == "O"
     assert np.all(torques[oxygen] == 0.0)

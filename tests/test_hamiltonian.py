@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from ase_deepspin.hamiltonian import (MU_B_EV_PER_T, DMI, Anisotropy, BetheSlater, ShellExchange,
                                       SpinHamiltonian)
+from conftest import minus_gradient
 
 STEP = 1e-5
 
@@ -51,19 +52,9 @@ def test_finite_differences_of_forces_torques_stress(lattice):
     atoms.calc = calc
     forces, stress = atoms.get_forces(), atoms.get_stress(voigt=False)
     torques = calc.get_magnetic_torques(atoms)
-    fd_f, fd_w, fd_s = np.zeros_like(forces), np.zeros_like(torques), np.zeros((3, 3))
-    for i in range(len(atoms)):
-        for k in range(3):
-            p = atoms.positions.copy()
-            p[i, k] += STEP
-            ep = energy(calc, atoms, positions=p)
-            p[i, k] -= 2 * STEP
-            fd_f[i, k] = -(ep - energy(calc, atoms, positions=p)) / (2 * STEP)
-            s = atoms.get_initial_magnetic_moments()
-            s[i, k] += STEP
-            ep = energy(calc, atoms, spins=s)
-            s[i, k] -= 2 * STEP
-            fd_w[i, k] = -(ep - energy(calc, atoms, spins=s)) / (2 * STEP)
+    fd_f = minus_gradient(lambda p: energy(calc, atoms, positions=p), atoms.positions, STEP)
+    fd_w = minus_gradient(lambda s: energy(calc, atoms, spins=s), atoms.get_initial_magnetic_moments(), STEP)
+    fd_s = np.zeros((3, 3))
     for a in range(3):
         for b in range(3):
             eps = np.zeros((3, 3))

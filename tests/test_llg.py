@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.build import bulk
 

@@ -1,7 +1,6 @@
 """The shipped NiO model on the 20 DeltaSpin frames its training run held out."""
 
 import numpy as np
-import pytest
 
 from ase_deepspin import DeepSpinCalculator, load_model
 from ase_deepspin.calculator import resolve_model_path

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ase_deepspin.model import ModelConfig, load_model
-from ase_deepspin.train import LossConfig, PreparedFrames, TrainConfig, train, validation_rmse
+from ase_deepspin.train import LossConfig, TrainConfig, train
 from conftest import NIO_DATA, needs_nio_data
 
 pytestmark = needs_nio_data

@@ -4,17 +4,18 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from ase.constraints import FixAtoms
 from ase.io import read
 from ase.mep import NEB
 from ase.optimize import FIRE
 
 from ase_deepspin.analysis.neb import (GeodesicNEB, NEBResults, SpinRelaxedCalculator, VelocityProjection,
                                        geodesic_log, interpolate_spins, make_images, spin_angles)
-from ase_deepspin.hamiltonian import Anisotropy, ShellExchange, SpinHamiltonian
+from ase_deepspin.hamiltonian import Anisotropy, BetheSlater, ShellExchange, SpinHamiltonian
 
 
 class CurvedDoubleWell(Calculator):
-    """E = A (u² − 1)² + B (y − c u²)² + ½ κ z², u = x/a, on atom 0 (eV, Å).
+    """E = A (u² − 1)² + B (y − c u²)² + ½ κ z², u = x/a, (x, y, z) = R_index − center (eV, Å).
 
     Minima at (±a, c, 0) with E = 0; the valley y = c u² carries E = A (u² − 1)², so the MEP bends
     and its saddle, at the origin, lies exactly A above the minima. The straight line between the
@@ -23,17 +24,18 @@ class CurvedDoubleWell(Calculator):
 
     implemented_properties = ["energy", "forces"]
 
-    def __init__(self, A=0.5, B=2.0, a=1.0, c=0.6, kappa=1.0):
+    def __init__(self, A=0.5, B=2.0, a=1.0, c=0.6, kappa=1.0, index=0, center=(0.0, 0.0, 0.0)):
         super().__init__()
         self.A, self.B, self.a, self.c, self.kappa = A, B, a, c, kappa
+        self.index, self.center = index, np.asarray(center, dtype=float)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        x, y, z = self.atoms.positions[0]
+        x, y, z = self.atoms.positions[self.index] - self.center
         u = x / self.a
         valley = y - self.c * u**2
         forces = np.zeros((len(self.atoms), 3))
-        forces[0] = [-(4 * self.A * u * (u**2 - 1) - 4 * self.B * valley * self.c * u) / self.a,
+        forces[self.index] = [-(4 * self.A * u * (u**2 - 1) - 4 * self.B * valley * self.c * u) / self.a,
                      -2 * self.B * valley, -self.kappa * z]
         self.results = {"energy": self.A * (u**2 - 1) ** 2 + self.B * valley**2 + 0.5 * self.kappa * z**2,
                         "forces": forces}
@@ -124,6 +126,39 @@ def test_ase_neb_with_fixed_spins_finds_the_analytic_barrier(tmp_path):
         np.testing.assert_allclose(frame.get_initial_magnetic_moments(), before)
     png = results.plot(tmp_path / "profile.png")
     assert png.stat().st_size > 0
+
+
+def test_spin_relaxed_images_follow_the_spin_adiabatic_surface():
+    """A pair whose exchange J(r) (Bethe–Slater) turns antiferromagnetic before the top of a double well:
+    the spin-adiabatic profile is E_lat(r) − |J(r)|; with spins frozen parallel it would be E_lat − J."""
+    A, r0, w = 0.1, 4.3, 1.0
+    exchange = BetheSlater(alpha=0.5, gamma=0.25, delta=2.0, cutoff=6.0)  # J(r) = 0 at r = δ/√γ = 4 Å
+    pair = Atoms("Fe2", positions=[[0, 0, 0], [r0 - w, 0, 0]], constraint=FixAtoms([0]))
+    start = _with_spins(pair, [[0, 0, 2.0], [0, 0, 2.0]])
+    end = _with_spins(pair, [[0, 0, 2.0], [0, 0, -2.0]])
+    end.positions[1, 0] = r0 + w
+    base = SpinHamiltonian(exchange={("Fe", "Fe"): exchange},
+                           lattice=CurvedDoubleWell(A=A, a=w, c=0.0, index=1, center=(r0, 0, 0)))
+    images = make_images(start, end, 7, rotation_axis=(1, 0, 0),
+                         calculator=lambda: SpinRelaxedCalculator(base, tmax=1e-6))
+    neb = NEB(images, k=0.5, climb=True, method="improvedtangent")
+    with FIRE(neb, logfile=None) as opt:
+        assert opt.run(fmax=1e-3, steps=1000)
+    results = NEBResults.from_images(images)
+
+    import torch
+
+    r = np.linspace(r0 - w, r0 + w, 200001)
+    J = exchange(torch.as_tensor(r)).numpy()
+    adiabatic = A * (((r - r0) / w) ** 2 - 1) ** 2 - np.abs(J)
+    assert abs(results.barrier - (adiabatic.max() - adiabatic[0])) < 1e-5
+    frozen = A * (((r - r0) / w) ** 2 - 1) ** 2 - J
+    assert abs((frozen.max() - frozen[0]) - results.barrier) > 1e-2  # frozen parallel spins: another barrier
+    for image in images:  # relaxed spins: (anti)parallel as J's sign says, magnitudes kept
+        s = image.get_initial_magnetic_moments()
+        np.testing.assert_allclose(np.linalg.norm(s, axis=1), 2.0, rtol=1e-12)
+        sign = np.sign(exchange(torch.tensor(image.positions[1, 0])).item())
+        assert np.dot(s[0], s[1]) / 4.0 == pytest.approx(sign, abs=1e-6)
 
 
 # ------------------------------------------------------------------ geodesic NEB over spins

@@ -221,6 +221,10 @@ class SpinRelaxedCalculator(Calculator):
     steps : maximum relaxation steps per evaluation.
     relax : relaxation function with the signature of ``relax_spins``.
     strict : raise when a relaxation does not converge (otherwise the last spins are used).
+    kick_rad : each spin is first turned by this angle (rad) in a random direction, so that a
+        relaxation never stays on a stationary point that is not a minimum (collinear states are
+        stationary for exchange: an image that crossed a sign change of J would keep its order).
+    rng : numpy Generator for the kicks (explicit, reproducible).
 
     Use one wrapper per image, e.g. ``make_images(..., calculator=lambda: SpinRelaxedCalculator(base))``
     (the wrapped calculator may be shared).
@@ -228,10 +232,13 @@ class SpinRelaxedCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magnetic_torques"]
 
-    def __init__(self, calc: Calculator, tmax: float = 1e-4, steps: int = 2000, relax=None, strict: bool = True):
+    def __init__(self, calc: Calculator, tmax: float = 1e-4, steps: int = 2000, relax=None, strict: bool = True,
+                 kick_rad: float = 1e-3, rng: np.random.Generator | None = None):
         super().__init__()
-        if tmax <= 0 or steps < 1:
-            raise ValueError("tmax (eV/μB) must be positive and steps at least 1")
+        if tmax <= 0 or steps < 1 or kick_rad < 0:
+            raise ValueError("tmax (eV/μB) must be positive, steps at least 1 and kick_rad (rad) not negative")
+        self.kick_rad = float(kick_rad)
+        self.rng = rng if rng is not None else np.random.default_rng(0)
         self.calc = calc
         self.tmax = float(tmax)
         self.steps = int(steps)
@@ -250,6 +257,11 @@ class SpinRelaxedCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         work = self.atoms.copy()
         work.calc = self.calc
+        if self.kick_rad > 0:
+            unit, moments = unit_vectors(work.get_initial_magnetic_moments())
+            kick = tangent(self.rng.standard_normal(unit.shape), unit)
+            kick *= self.kick_rad / np.maximum(np.linalg.norm(kick, axis=1, keepdims=True), 1e-300)
+            work.set_initial_magnetic_moments(geodesic_exp(unit, kick) * moments[:, None])
         converged = self._relax()(work, tmax=self.tmax, steps=self.steps)
         if self.strict and not converged:
             raise RuntimeError(f"spin relaxation did not reach tmax={self.tmax} eV/μB in {self.steps} steps")

@@ -46,3 +46,130 @@ def simple_cubic_spins(n: int, a: float = 2.5, moment: float = 2.0, element: str
     spins = np.random.default_rng(seed).normal(size=(n**3, 3))
     atoms.set_initial_magnetic_moments(moment * spins / np.linalg.norm(spins, axis=1, keepdims=True))
     return atoms
+
+
+# R3c BiFeO3 at 298 K, hexagonal setting: Palewicz, Przeniosło, Sosnowska and Hewat, Acta Cryst. B63,
+# 537 (2007), neutron powder diffraction (CIF block BiFeO3_298K of their supporting information).
+BIFEO3_R3C_298K = {
+    "cellpar": (5.57882, 5.57882, 13.86932, 90.0, 90.0, 120.0),  # a, b, c (Å), α, β, γ (°)
+    "basis": {"Bi": (0.0, 0.0, 0.0), "Fe": (0.0, 0.0, 0.22021), "O": (0.4469, 0.0181, 0.95183)},  # 6a, 6a, 18b
+}
+NOMINAL_CHARGES = {"Bi": 3.0, "Fe": 3.0, "O": -2.0}  # formal ionic charges, e
+E_PER_A2_IN_UC_PER_CM2 = 1602.176634  # 1 e/Å² = 1602.18 μC/cm²
+
+
+def bifeo3_r3c(moment: float = 4.1, axis=(1.0, 0.0, 0.0), hexagonal: bool = False, repeat=(1, 1, 1)) -> Atoms:
+    """Ferroelectric R3c BiFeO3 with G-type antiferromagnetic Fe spins (the +P variant).
+
+    Structure: space group R3c (161), hexagonal setting, lattice and Wyckoff positions at 298 K
+    from Palewicz et al., Acta Cryst. B63, 537 (2007) (``BIFEO3_R3C_298K``): a = 5.57882 Å,
+    c = 13.86932 Å, Bi 6a (0, 0, 0), Fe 6a (0, 0, 0.22021), O 18b (0.4469, 0.0181, 0.95183).
+    The hexagonal c axis (the pseudocubic [111], the polar axis, +P along +c) is Cartesian z.
+
+    Parameters
+    ----------
+    moment : Fe moment, μB (4.1: a typical DFT+U value; experiment about 3.7–4.1).
+    axis : Fe spin direction (normalised); the default x lies in the plane perpendicular to P,
+        where the moments of BiFeO3 lie. The long-period cycloid of bulk BiFeO3 is not modelled.
+    hexagonal : the 30-atom hexagonal cell instead of the 10-atom rhombohedral primitive cell.
+    repeat : repetition of the cell.
+
+    G-type order: every Fe is antiparallel to its six nearest Fe neighbours, i.e. ferromagnetic
+    (111)_pc planes (perpendicular to c, spaced c/6) alternating in sign. Spins are (N, 3) initial
+    magnetic moments, zero on Bi and O.
+    """
+    from ase.spacegroup import crystal
+
+    if moment <= 0:
+        raise ValueError(f"Fe moment must be positive (μB), got {moment}")
+    direction = np.asarray(axis, dtype=float)
+    if direction.shape != (3,) or np.linalg.norm(direction) == 0:
+        raise ValueError("spin axis must be a non-zero 3-vector")
+    direction /= np.linalg.norm(direction)
+    basis = BIFEO3_R3C_298K["basis"]
+    atoms = crystal(list(basis), basis=list(basis.values()), spacegroup=161,
+                    cellpar=BIFEO3_R3C_298K["cellpar"], primitive_cell=not hexagonal).repeat(repeat)
+    is_fe = atoms.numbers == 26
+    layer_spacing = BIFEO3_R3C_298K["cellpar"][2] / 6.0
+    layer = np.rint((atoms.positions[:, 2] - atoms.positions[is_fe][0, 2]) / layer_spacing).astype(int)
+    sign = np.where(layer % 2 == 0, 1.0, -1.0)
+    atoms.set_initial_magnetic_moments(np.where(is_fe[:, None], moment * sign[:, None] * direction, 0.0))
+    return atoms
+
+
+def inverted_variant(atoms: Atoms, center, max_shift: float = 1.5) -> Atoms:
+    """The image of ``atoms`` under inversion through ``center`` (Å), atoms kept in their order and spins kept.
+
+    Each atom goes to the nearest inverted atom of its element (minimum image), so a polar
+    structure becomes its opposite-polarity twin with the smallest displacements; the net
+    mass-weighted translation is removed. Raises ValueError when an atom finds no partner within
+    ``max_shift`` Å or two atoms claim the same one. For R3c BiFeO3, inversion through an Fe site
+    (a centre of the paraelectric R-3c parent) maps +P onto −P with the same octahedral tilts.
+    """
+    from ase.neighborlist import neighbor_list
+
+    n = len(atoms)
+    inverted = 2.0 * np.asarray(center, dtype=float) - atoms.positions
+    both = Atoms(numbers=np.concatenate([atoms.numbers, atoms.numbers]), positions=np.vstack([atoms.positions, inverted]),
+                 cell=atoms.cell, pbc=atoms.pbc)
+    i, j, shift = neighbor_list("ijD", both, max_shift)
+    keep = (i < n) & (j >= n) & (both.numbers[i] == both.numbers[j])
+    i, j, shift = i[keep], j[keep] - n, shift[keep]
+    nearest = np.lexsort((np.linalg.norm(shift, axis=1), i))
+    first = np.unique(i[nearest], return_index=True)[1]
+    i, j, shift = i[nearest][first], j[nearest][first], shift[nearest][first]
+    if len(i) != n or len(np.unique(j)) != n:
+        raise ValueError(f"inversion does not map every atom onto a distinct atom of its element within "
+                         f"{max_shift} Å: the structure is not close to centrosymmetric about {center}")
+    displacement = np.zeros((n, 3))
+    displacement[i] = shift
+    masses = atoms.get_masses()
+    displacement -= masses @ displacement / masses.sum()
+    twin = atoms.copy()
+    twin.positions = atoms.positions + displacement
+    return twin
+
+
+def bifeo3_switching_endpoints(**kwargs) -> tuple[Atoms, Atoms]:
+    """(+P, −P) R3c BiFeO3 (``bifeo3_r3c(**kwargs)``) with the same atom order and the same Fe spins.
+
+    −P is the inversion image of +P through the first Fe (``inverted_variant``): polar
+    displacements reverse along c, octahedral tilts and the G-type magnetic order stay.
+    """
+    plus = bifeo3_r3c(**kwargs)
+    return plus, inverted_variant(plus, plus.positions[np.flatnonzero(plus.numbers == 26)[0]])
+
+
+def polarization(atoms: Atoms, reference: Atoms, born_charges=None) -> np.ndarray:
+    """Polarization P = (e/V) Σ_i Z*_i (R_i − R_i^ref) in μC/cm² (3,), relative to a centrosymmetric reference.
+
+    Parameters
+    ----------
+    atoms, reference : same atoms in the same order (e.g. an NEB image and the midpoint of the
+        +P and −P endpoints); displacements use the minimum image.
+    born_charges : None for ``NOMINAL_CHARGES``, {element: charge or 3×3 tensor} or an (N, 3, 3)
+        array, in units of e. The charges must sum to zero (acoustic sum rule), otherwise P would
+        depend on the origin.
+    """
+    from ase.geometry import find_mic
+
+    if len(atoms) != len(reference) or np.any(atoms.numbers != reference.numbers):
+        raise ValueError("atoms and reference must hold the same atoms in the same order")
+    n = len(atoms)
+    if born_charges is None:
+        born_charges = NOMINAL_CHARGES
+    if isinstance(born_charges, dict):
+        missing = sorted(set(atoms.get_chemical_symbols()) - set(born_charges))
+        if missing:
+            raise ValueError(f"no Born charge for elements {missing}")
+        Z = np.array([np.asarray(born_charges[s], dtype=float) * (np.eye(3) if np.ndim(born_charges[s]) == 0 else 1.0)
+                      for s in atoms.get_chemical_symbols()])
+    else:
+        Z = np.asarray(born_charges, dtype=float)
+    if Z.shape != (n, 3, 3):
+        raise ValueError(f"Born charges must be per element or an (N, 3, 3) = ({n}, 3, 3) array, got shape {Z.shape}")
+    if np.abs(Z.sum(axis=0)).max() > 1e-6 * n:
+        raise ValueError(f"Born charges do not sum to zero (Σ Z* = {Z.sum(axis=0).round(4).tolist()} e): "
+                         "the polarization would depend on the origin")
+    displacement, _ = find_mic(atoms.positions - reference.positions, atoms.cell, atoms.pbc)
+    return E_PER_A2_IN_UC_PER_CM2 * np.einsum("iab,ib->a", Z, displacement) / atoms.get_volume()

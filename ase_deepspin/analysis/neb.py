@@ -610,10 +610,14 @@ class NEBResults:
         """Forward barrier from the spline fit (eV)."""
         return float(self.fit()[1].max() - self.energies[0])
 
-    def plot(self, path, x=None, xlabel: str | None = None) -> Path:
-        """PNG of the energy profile (relative to the initial image) with its spline fit; ``x`` [M]
-        replaces the reaction coordinate on the horizontal axis (e.g. polarization), mapped onto the
-        fit piecewise linearly."""
+    def plot(self, path, x=None, xlabel: str | None = None, energy_scale: float = 1.0,
+             ylabel: str = "energy (eV)") -> Path:
+        """PNG of the energy profile (relative to the initial image) with its spline fit.
+
+        ``x`` [M] replaces the reaction coordinate on the horizontal axis (e.g. polarization), mapped
+        onto the fit piecewise linearly; energies are multiplied by ``energy_scale`` (e.g. 1000/f.u.
+        with ``ylabel="energy (meV/f.u.)"``).
+        """
         from .plots import plot_energy_profile
 
         s, fit = self.fit()
@@ -625,5 +629,7 @@ class NEBResults:
                 raise ValueError(f"x needs one value per image ({len(self.energies)}), got shape {x_images.shape}")
             x_fit, label = np.interp(s, self.reaction_coordinate, x_images), xlabel or "x"
         e0 = self.energies[0]
-        return plot_energy_profile(x_images, self.energies - e0, x_fit, fit - e0, path, xlabel=label,
-                                   title=f"barrier {self.fit_barrier * 1e3:.2f} meV, ΔE {self.reaction_energy * 1e3:.2f} meV")
+        return plot_energy_profile(x_images, energy_scale * (self.energies - e0), x_fit, energy_scale * (fit - e0),
+                                   path, xlabel=label, ylabel=ylabel,
+                                   title=f"barrier {energy_scale * self.fit_barrier:.4g}, "
+                                         f"ΔE {energy_scale * self.reaction_energy:.4f} ({ylabel})")

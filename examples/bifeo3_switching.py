@@ -32,7 +32,12 @@ from ase.mep import NEB
 from ase.optimize import FIRE
 
 from ase_deepspin.analysis.neb import NEBResults, SpinRelaxedCalculator, make_images
-from ase_deepspin.build import NOMINAL_CHARGES, bifeo3_switching_endpoints, inverted_variant, polarization
+from ase_deepspin.build import (
+    NOMINAL_CHARGES,
+    bifeo3_switching_endpoints,
+    inverted_variant,
+    polarization,
+)
 from ase_deepspin.hamiltonian import BetheSlater, SpinHamiltonian
 
 
@@ -113,7 +118,7 @@ def main(argv=None) -> dict:
 
     calculator = new_calculator
     if args.relax_spins:
-        calculator = lambda: SpinRelaxedCalculator(new_calculator())  # noqa: E731
+        calculator = lambda: SpinRelaxedCalculator(new_calculator())
     images = make_images(plus, minus, args.images, calculator=calculator)
     neb = NEB(images, k=0.2, climb=True, method="improvedtangent")
     with FIRE(neb, logfile=str(out / "neb.log"), trajectory=str(out / "neb.traj")) as opt:

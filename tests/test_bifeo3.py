@@ -9,8 +9,14 @@ import pytest
 import spglib
 from ase.neighborlist import neighbor_list
 
-from ase_deepspin.build import (BIFEO3_R3C_298K, NOMINAL_CHARGES, bifeo3_r3c, bifeo3_switching_endpoints,
-                                inverted_variant, polarization)
+from ase_deepspin.build import (
+    BIFEO3_R3C_298K,
+    NOMINAL_CHARGES,
+    bifeo3_r3c,
+    bifeo3_switching_endpoints,
+    inverted_variant,
+    polarization,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Set OLD_ERROR_HANDLING:DeprecationWarning")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bifeo3_switching.py"
@@ -124,3 +130,13 @@ def test_switching_example_takes_a_model_file(tmp_path):
                                     "--out", str(tmp_path / "run")])
     assert len(summary["energy_meV_per_fu"]) == 5 and np.isfinite(summary["energy_meV_per_fu"]).all()
     assert (tmp_path / "run" / "energy_vs_P.png").stat().st_size > 0
+
+
+def test_idpp_images_carry_the_shared_spins():
+    from ase_deepspin.analysis.neb import make_images
+
+    plus, minus = bifeo3_switching_endpoints()
+    images = make_images(plus, minus, 5, method="idpp", mic=True)
+    for image in images:
+        np.testing.assert_array_equal(image.get_initial_magnetic_moments(), plus.get_initial_magnetic_moments())
+    np.testing.assert_array_equal(images[-1].positions, minus.positions)

@@ -9,9 +9,22 @@ from ase.io import read
 from ase.mep import NEB
 from ase.optimize import FIRE
 
-from ase_deepspin.analysis.neb import (GeodesicNEB, NEBResults, SpinRelaxedCalculator, VelocityProjection,
-                                       geodesic_log, interpolate_spins, make_images, spin_angles)
-from ase_deepspin.hamiltonian import Anisotropy, BetheSlater, ShellExchange, SpinHamiltonian
+from ase_deepspin.analysis.neb import (
+    GeodesicNEB,
+    NEBResults,
+    SpinRelaxedCalculator,
+    VelocityProjection,
+    geodesic_log,
+    interpolate_spins,
+    make_images,
+    spin_angles,
+)
+from ase_deepspin.hamiltonian import (
+    Anisotropy,
+    BetheSlater,
+    ShellExchange,
+    SpinHamiltonian,
+)
 
 
 class CurvedDoubleWell(Calculator):
@@ -103,7 +116,7 @@ def test_bad_endpoints_give_clear_errors():
 def test_ase_neb_with_fixed_spins_finds_the_analytic_barrier(tmp_path):
     """Climbing-image NEB on a bent double well: barrier A to 1e-4 eV, saddle image at the origin,
     spins untouched by the optimizer and stored in the trajectory."""
-    well = dict(A=0.5, B=2.0, a=1.0, c=0.6)
+    well = {"A": 0.5, "B": 2.0, "a": 1.0, "c": 0.6}
     start = _with_spins(Atoms("Fe", positions=[[-1.0, 0.6, 0.0]]), [[2.0, 0.0, 0.0]])
     end = _with_spins(Atoms("Fe", positions=[[1.0, 0.6, 0.0]]), [[0.0, 2.0, 0.0]])
     # spins in the xy plane: the z anisotropy adds nothing, whatever direction each image carries
@@ -211,3 +224,35 @@ def test_geodesic_neb_runs_with_an_ase_optimizer_and_rejects_unequal_magnitudes(
     bad[2].set_initial_magnetic_moments(1.1 * bad[2].get_initial_magnetic_moments())
     with pytest.raises(ValueError, match="magnitudes differ"):
         GeodesicNEB(bad)
+
+
+def test_geodesic_neb_with_lattice_matches_the_spin_adiabatic_barrier():
+    """Spins and positions moved together: the climbing image finds the saddle of E(R, S), which for
+    the pair of the spin-relaxed test lies on the adiabatic surface: same barrier, max of E_lat − |J|."""
+    import torch
+
+    A, r0, w = 0.1, 4.3, 1.0
+    exchange = BetheSlater(alpha=0.5, gamma=0.25, delta=2.0, cutoff=6.0)
+    pair = Atoms("Fe2", positions=[[0, 0, 0], [r0 - w, 0, 0]], constraint=FixAtoms([0]))
+    start = _with_spins(pair, [[0, 0, 2.0], [0, 0, 2.0]])
+    end = _with_spins(pair, [[0, 0, 2.0], [0, 0, -2.0]])
+    end.positions[1, 0] = r0 + w
+    calc = SpinHamiltonian(exchange={("Fe", "Fe"): exchange},
+                           lattice=CurvedDoubleWell(A=A, a=w, c=0.0, index=1, center=(r0, 0, 0)))
+    images = make_images(start, end, 5, rotation_axis=(1, 0, 0), calculator=calc)
+    band = GeodesicNEB(images, k=0.5, lattice=True, length_scale=1.0)
+    with VelocityProjection(band, dt=0.5) as opt:
+        opt.run(fmax=1e-3, steps=60)
+        band.climb = True
+        assert opt.run(fmax=3e-4, steps=400)
+    r = np.linspace(r0 - w, r0 + w, 200001)
+    adiabatic = A * (((r - r0) / w) ** 2 - 1) ** 2 - np.abs(exchange(torch.as_tensor(r)).numpy())
+    results = band.get_results()
+    assert abs(results.barrier - (adiabatic.max() - adiabatic[0])) < 1e-6
+    saddle = results.saddle_image
+    assert saddle.positions[1, 0] == pytest.approx(r[np.argmax(adiabatic)], abs=1e-3)
+    s = saddle.get_initial_magnetic_moments()
+    assert s[0] @ s[1] / 4.0 == pytest.approx(-1.0, abs=1e-6)  # antiferromagnetic where J < 0
+    np.testing.assert_array_equal(images[0].positions, start.positions)
+    np.testing.assert_array_equal(images[-1].positions, end.positions)
+    np.testing.assert_array_equal(images[2].positions[0], [0, 0, 0])  # FixAtoms holds

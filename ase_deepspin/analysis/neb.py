@@ -63,7 +63,7 @@ def _rows_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def spin_angles(unit_a: np.ndarray, unit_b: np.ndarray) -> np.ndarray:
     """Angles (rad) between unit vectors, row-wise over the last axis; accurate near 0 and π."""
-    return np.arctan2(np.linalg.norm(np.cross(unit_a, unit_b), axis=-1), _rows_dot(unit_a, unit_b))
+    return np.arctan2(np.linalg.norm(cross(unit_a, unit_b), axis=-1), _rows_dot(unit_a, unit_b))
 
 
 def _fallback_direction(unit: np.ndarray, rotation_axis) -> np.ndarray:
@@ -73,7 +73,7 @@ def _fallback_direction(unit: np.ndarray, rotation_axis) -> np.ndarray:
         axes = np.eye(3)[np.argmin(np.abs(unit), axis=-1)]
     else:
         axes = np.broadcast_to(np.asarray(rotation_axis, dtype=float), unit.shape)
-    direction = np.cross(axes, unit)
+    direction = cross(axes, unit)
     norm = np.linalg.norm(direction, axis=-1, keepdims=True)
     if rotation_axis is not None and np.any(norm < 1e-8):
         raise ValueError("rotation_axis is parallel to a spin that must turn by 180°: choose another axis")

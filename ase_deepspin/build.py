@@ -162,8 +162,13 @@ def polarization(atoms: Atoms, reference: Atoms, born_charges=None) -> np.ndarra
         missing = sorted(set(atoms.get_chemical_symbols()) - set(born_charges))
         if missing:
             raise ValueError(f"no Born charge for elements {missing}")
-        Z = np.array([np.asarray(born_charges[s], dtype=float) * (np.eye(3) if np.ndim(born_charges[s]) == 0 else 1.0)
-                      for s in atoms.get_chemical_symbols()])
+        symbols = np.array(atoms.get_chemical_symbols())
+        Z = np.zeros((n, 3, 3))
+        for element in set(symbols):
+            charge = np.asarray(born_charges[element], dtype=float)
+            if charge.shape not in ((), (3, 3)):
+                raise ValueError(f"Born charge of {element} must be a number or a 3×3 tensor, got shape {charge.shape}")
+            Z[symbols == element] = charge * np.eye(3) if charge.ndim == 0 else charge
     else:
         Z = np.asarray(born_charges, dtype=float)
     if Z.shape != (n, 3, 3):

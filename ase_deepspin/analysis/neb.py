@@ -244,7 +244,6 @@ class SpinRelaxedCalculator(Calculator):
         self.steps = int(steps)
         self.relax = relax
         self.strict = strict
-        self.relaxed_steps = 0
 
     def _relax(self):
         if self.relax is not None:

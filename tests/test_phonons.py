@@ -16,7 +16,7 @@ from phonopy.structure.atoms import PhonopyAtoms
 from ase_deepspin.analysis.phonons import (THZ_TO_MEV, compute_phonons, plot_phonons, seekpath_band_path,
                                            supercell_spins)
 from ase_deepspin.build import nio_afm
-from ase_deepspin.hamiltonian import BetheSlater, SpinHamiltonian
+from ase_deepspin.hamiltonian import DMI, Anisotropy, BetheSlater, SpinHamiltonian
 
 NI_A = 3.52  # Å
 # nearest-neighbour (2.49 Å) J ≈ 16 meV with a steep r-dependence, second shell ≈ 0
@@ -26,6 +26,11 @@ NI_EXCHANGE = BetheSlater(alpha=0.05, gamma=0.2, delta=1.5, cutoff=3.8)
 # column convention
 NIO_128 = (np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]) @ np.rint(
     4 * np.linalg.inv([[1, -1, 0], [0, 1, -1], [1, 1, 2]])).astype(int)).T
+
+
+def frequencies(phonon, q) -> np.ndarray:
+    """Frequencies (THz) at one q-point (fractional coordinates of the primitive reciprocal basis)."""
+    return phonon.run_qpoints([q]).frequencies[0]
 
 
 def plain_phonopy_bands(atoms, supercell, path, distance=0.01):
@@ -61,7 +66,7 @@ def test_copper_emt_bands_equal_plain_phonopy_and_acoustic_modes_vanish():
     assert ours.max() > 5.0  # THz: a real spectrum, not zeros
 
     symmetrized = compute_phonons(cu, [3, 3, 3], EMT(), distance=0.03, progress=False)
-    assert np.abs(symmetrized.get_frequencies([0.0, 0.0, 0.0])).max() <= 1e-3
+    assert np.abs(frequencies(symmetrized, [0.0, 0.0, 0.0])).max() <= 1e-3
 
 
 def test_process_pool_map_gives_the_serial_force_constants():
@@ -115,13 +120,65 @@ def test_ferro_and_antiferro_force_constants_differ_by_the_finite_difference_exc
             assert np.abs(driver[i, :, alpha, :] - reference).max() < 1e-3 * np.abs(reference).max()
     assert np.abs(driver).max() > 0.05  # eV/Å²: the magnetic order changes the force constants
     q = [0.5, 0.0, 0.0]
-    assert np.abs(phonons["FM"].get_frequencies(q) - phonons["AFM"].get_frequencies(q)).max() > 0.02  # THz
+    assert np.abs(frequencies(phonons["FM"], q) - frequencies(phonons["AFM"], q)).max() > 0.02  # THz
 
     # the spins survive phonopy's own file format
     phonons["AFM"].save(tmp_path / "afm.yaml")
     loaded = phonopy.load(tmp_path / "afm.yaml")
     np.testing.assert_allclose(loaded.supercell.magnetic_moments, supercell_spins(phonons["AFM"]))
-    np.testing.assert_allclose(loaded.get_frequencies(q), phonons["AFM"].get_frequencies(q), atol=1e-8)
+    np.testing.assert_allclose(frequencies(loaded, q), frequencies(phonons["AFM"], q), atol=1e-8)
+
+
+def full_matrix(force_constants: np.ndarray) -> np.ndarray:
+    """[N, N, 3, 3] force constants as a [3N, 3N] matrix."""
+    n = len(force_constants)
+    return force_constants.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+
+
+@pytest.mark.parametrize("dmi", [0.0, 0.02])
+def test_adiabatic_force_constants_are_the_schur_complement_of_the_spin_lattice_hessian(dmi):
+    """Relaxing spins at each displacement gives Φ_ad = Φ − C H⁻¹ Cᵀ: C = ∂F/∂θ (forces against spin
+    angles), H = ∂²E/∂θ² (spin Hessian) at the ferromagnetic minimum, both by direct finite
+    differences. DMI couples displacements to spin tilts; without it the collinear state feels no
+    torque and the two force constants coincide."""
+    calc = SpinHamiltonian(exchange={("Ni", "Ni"): NI_EXCHANGE}, anisotropy={"Ni": Anisotropy(K=0.002)},
+                           dmi={("Ni", "Ni"): DMI(D=dmi, cutoff=2.7)} if dmi else None, lattice=EMT())
+    moment = 0.6
+    atoms = bulk("Ni", "fcc", a=NI_A)
+    atoms.set_initial_magnetic_moments(None)
+    atoms.set_initial_magnetic_moments([[0.0, 0.0, moment]])
+    # interfacial DMI breaks the inversion that the lattice and the spins have: no symmetry
+    options = dict(use_symmetry=False, symmetrize=False, progress=False)
+    fixed = compute_phonons(atoms, [3, 3, 3], calc, **options)
+    adiabatic = compute_phonons(atoms, [3, 3, 3], calc, adiabatic=True, spin_tmax=1e-8, **options)
+    if not dmi:
+        np.testing.assert_allclose(adiabatic.force_constants, fixed.force_constants, atol=1e-10)
+        return
+
+    supercell = fixed.supercell
+    base = Atoms(supercell.symbols, cell=supercell.cell, positions=supercell.positions, pbc=True)
+    n, h = len(base), 1e-4  # h: rad
+    coupling = np.zeros((n, 3, n, 2))  # ∂F_iα/∂θ_kb, eV/Å/rad
+    hessian = np.zeros((n, 2, n, 2))  # ∂²E/∂θ_ia∂θ_kb, eV/rad²
+    for k in range(n):
+        for b in range(2):  # tilt spin k from z towards x or y
+            result = {}
+            for sign in (1, -1):
+                spins = np.tile([0.0, 0.0, moment], (n, 1))
+                spins[k] = moment * np.array([0.0, 0.0, np.cos(h)]) + moment * np.sin(sign * h) * np.eye(3)[b]
+                trial = base.copy()
+                trial.set_initial_magnetic_moments(spins)
+                trial.calc = calc
+                result[sign] = trial.get_forces(), calc.get_property("magnetic_torques", trial)
+            coupling[:, :, k, b] = (result[1][0] - result[-1][0]) / (2 * h)
+            # ∂E/∂θ_ia = −|S| ω_i·e_a (ω ⟂ S to first order)
+            hessian[:, :, k, b] = -moment * (result[1][1][:, :2] - result[-1][1][:, :2]) / (2 * h)
+    coupling, hessian = coupling.reshape(3 * n, 2 * n), hessian.reshape(2 * n, 2 * n)
+    correction = coupling @ np.linalg.solve(0.5 * (hessian + hessian.T), coupling.T)
+    expected = full_matrix(fixed.force_constants) - correction
+    assert np.abs(correction).max() > 0.01  # eV/Å²: the spins soften the lattice measurably
+    # rows of the displaced (primitive) atom: the ones the driver computes
+    assert np.abs(full_matrix(adiabatic.force_constants)[:3] - expected[:3]).max() < 1e-3 * np.abs(correction).max()
 
 
 class SpinRecorder(Calculator):
@@ -217,3 +274,13 @@ def test_bad_arguments_are_refused():
         compute_phonons(cu, [2, 2, 2], progress=False)
     with pytest.raises(ValueError, match="adiabatic"):
         compute_phonons(cu, [2, 2, 2], EMT(), adiabatic=True, progress=False)
+
+
+def test_adiabatic_run_warns_when_the_spins_relax_away_from_the_given_order():
+    calc = SpinHamiltonian(exchange={("Ni", "Ni"): NI_EXCHANGE}, anisotropy={"Ni": Anisotropy(K=0.002)},
+                           lattice=EMT())
+    atoms = bulk("Ni", "fcc", a=NI_A)
+    atoms.set_initial_magnetic_moments(None)
+    atoms.set_initial_magnetic_moments([[0.3, 0.0, 0.52]])  # 30° off the easy axis z
+    with pytest.warns(UserWarning, match="turned them by up to 30"):
+        compute_phonons(atoms, [2, 2, 2], calc, adiabatic=True, progress=False)

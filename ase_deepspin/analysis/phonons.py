@@ -136,7 +136,7 @@ def compute_phonons(atoms: Atoms, supercell_matrix, calculator=None, *, primitiv
     >>> from ase.build import bulk
     >>> from ase.calculators.emt import EMT
     >>> phonon = compute_phonons(bulk("Cu"), [4, 4, 4], EMT(), progress=False)
-    >>> phonon.get_frequencies([0.5, 0.5, 0.0])  # THz
+    >>> phonon.run_qpoints([[0.5, 0.5, 0.0]]).frequencies  # THz
     """
     calculator = calculator if calculator is not None else atoms.calc
     if calculator is None:
@@ -341,7 +341,7 @@ def plot_phonons(phonons: Phonopy | dict, filename: str | Path, path: BandPath |
         for k, (x, f) in enumerate(zip(bands.distances, bands.frequencies)):
             bands_ax.plot(x, f * scale, color=color, lw=1.0, label=label if k == 0 and label else None)
         if mesh is not None:
-            phonon.run_mesh(mesh)
+            phonon.run_mesh(mesh, is_gamma_center=True)
             phonon.run_total_dos()
             axes[0, 1].plot(phonon.total_dos.dos / scale, phonon.total_dos.frequency_points * scale, color=color,
                             lw=1.0)

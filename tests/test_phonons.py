@@ -13,8 +13,13 @@ from ase.calculators.emt import EMT
 from phonopy import Phonopy
 from phonopy.structure.atoms import PhonopyAtoms
 
-from ase_deepspin.analysis.phonons import (THZ_TO_MEV, compute_phonons, plot_phonons, seekpath_band_path,
-                                           supercell_spins)
+from ase_deepspin.analysis.phonons import (
+    THZ_TO_MEV,
+    compute_phonons,
+    plot_phonons,
+    seekpath_band_path,
+    supercell_spins,
+)
 from ase_deepspin.build import nio_afm
 from ase_deepspin.hamiltonian import DMI, Anisotropy, BetheSlater, SpinHamiltonian
 
@@ -148,7 +153,7 @@ def test_adiabatic_force_constants_are_the_schur_complement_of_the_spin_lattice_
     atoms.set_initial_magnetic_moments(None)
     atoms.set_initial_magnetic_moments([[0.0, 0.0, moment]])
     # interfacial DMI breaks the inversion that the lattice and the spins have: no symmetry
-    options = dict(use_symmetry=False, symmetrize=False, progress=False)
+    options = {"use_symmetry": False, "symmetrize": False, "progress": False}
     fixed = compute_phonons(atoms, [3, 3, 3], calc, **options)
     adiabatic = compute_phonons(atoms, [3, 3, 3], calc, adiabatic=True, spin_tmax=1e-8, **options)
     if not dmi:
@@ -184,7 +189,7 @@ def test_adiabatic_force_constants_are_the_schur_complement_of_the_spin_lattice_
 class SpinRecorder(Calculator):
     """Zero energy and forces; remembers the spins of every structure it is given."""
 
-    implemented_properties = ["energy", "forces"]
+    implemented_properties = ("energy", "forces")
 
     def __init__(self):
         super().__init__()

@@ -24,13 +24,13 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from phonopy import Phonopy
 from phonopy.phonon.band_structure import get_band_qpoints
-from phonopy.physical_units import get_physical_units
 from phonopy.structure.atoms import PhonopyAtoms
+from tqdm.auto import tqdm
 
-THZ_TO_MEV = get_physical_units().THzToEv * 1e3  # 1 THz = 4.1357 meV
+THZ_TO_MEV = units._hplanck / units._e * 1e15  # h × 1 THz in meV (4.1357)
 
 
 def _spins(atoms: Atoms) -> np.ndarray | None:
@@ -158,13 +158,10 @@ def compute_phonons(atoms: Atoms, supercell_matrix, calculator=None, *, primitiv
                      primitive_matrix="P" if primitive_matrix is None else primitive_matrix,
                      symprec=symprec, is_symmetry=use_symmetry)
     spins = supercell_spins(phonon)
-    if spins is not None:
-        if not np.allclose(spins, phonon.supercell.magnetic_moments, atol=1e-8):
-            raise ValueError("the primitive cell is smaller than the magnetic cell: atoms that the "
-                             "primitive_matrix makes equivalent carry different spins")
+    if spins is not None and not np.allclose(spins, phonon.supercell.magnetic_moments, atol=1e-8):
+        raise ValueError("the primitive cell is smaller than the magnetic cell: atoms that the "
+                         "primitive_matrix makes equivalent carry different spins")
     phonon.generate_displacements(distance=distance)
-
-    from tqdm.auto import tqdm
 
     relax_tmax = spin_tmax if adiabatic else None
     task = partial(_evaluate, calculator=calculator, relax_spins_tmax=relax_tmax, spin_steps=spin_steps)
@@ -173,7 +170,8 @@ def compute_phonons(atoms: Atoms, supercell_matrix, calculator=None, *, primitiv
     if adiabatic:
         # the displaced supercells start from the relaxed spins of the undisplaced one
         reference_result = task(reference)
-        angle = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", _unit(spins), _unit(reference_result[2])), -1, 1)))
+        cosine = np.einsum("ij,ij->i", _unit(spins), _unit(reference_result[2]))
+        angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
         if angle.max() > 1.0:
             warnings.warn(f"relaxing the spins of the undisplaced supercell turned them by up to {angle.max():.1f}°: "
                           "the symmetry found from the input spins may not hold; relax the spins of "
@@ -336,16 +334,21 @@ def plot_phonons(phonons: Phonopy | dict, filename: str | Path, path: BandPath |
                              gridspec_kw={"width_ratios": widths}, constrained_layout=True, squeeze=False)
     bands_ax = axes[0, 0]
     colors = ["k"] if len(spectra) == 1 else [f"C{i}" for i in (3, 0, 2, 1, 4, 5)]
+    distances = None
     for (label, phonon), color in zip(spectra.items(), colors):
         bands = run_bands(phonon, path)
-        for k, (x, f) in enumerate(zip(bands.distances, bands.frequencies)):
-            bands_ax.plot(x, f * scale, color=color, lw=1.0, label=label if k == 0 and label else None)
+        # one abscissa for all: the first lattice's path length, as slightly different cells differ
+        distances = distances if distances is not None else bands.distances
+        for x, f in zip(distances, bands.frequencies):
+            bands_ax.plot(x, f * scale, color=color, lw=1.0)
+        if label:
+            bands_ax.plot([], [], color=color, lw=1.0, label=label)
         if mesh is not None:
             phonon.run_mesh(mesh, is_gamma_center=True)
             phonon.run_total_dos()
             axes[0, 1].plot(phonon.total_dos.dos / scale, phonon.total_dos.frequency_points * scale, color=color,
                             lw=1.0)
-    ends = [x[0] for x in bands.distances] + [bands.distances[-1][-1]]
+    ends = [x[0] for x in distances] + [distances[-1][-1]]
     bands_ax.set_xticks(ends, path.tick_labels())
     for x in ends:
         bands_ax.axvline(x, color="0.7", lw=0.6)

@@ -5,13 +5,14 @@ evaluates forces with any spin calculator (the spins held fixed, or relaxed at e
 and hands the forces back, so the returned :class:`phonopy.Phonopy` does the rest (band structures,
 DOS, thermal properties, ``save``).
 
-Symmetry. The spins are given to phonopy as non-collinear magnetic moments, so its symmetry search
-(spglib's magnetic space group: spins as axial vectors, time reversal allowed) keeps only the
-operations that leave the magnetic order invariant. Those are symmetries of the force constants when
-the calculator's energy is invariant under them, as a physical spin Hamiltonian without a field is.
-A calculator that breaks some of them (a Zeeman field; a model that is not exactly time-reversal
-even) should be used on a structure relaxed with it, whose positions then carry the lower symmetry,
-or with ``use_symmetry=False``.
+Symmetry. The spins are given to phonopy as magnetic moments, so its symmetry search (spglib's
+magnetic space group; non-collinear spins as axial vectors, time reversal allowed) keeps only the
+operations that leave the magnetic order invariant, and phonopy applies their spatial parts to the
+force constants. They are symmetries of the force constants when the calculator's energy is
+invariant under them, as a physical spin Hamiltonian without a field is. A calculator that breaks
+some (a Zeeman field; the shipped DeepSPIN model, whose pseudo-atoms at R + ηS make it not exactly
+time-reversal even) should be used on a structure relaxed with it at fixed spins, whose positions
+then carry the calculator's own lower symmetry, or with ``use_symmetry=False``.
 
 Frequencies are in THz (phonopy's unit for eV, Å and amu); ``THZ_TO_MEV`` converts to meV.
 """
@@ -29,6 +30,8 @@ from phonopy import Phonopy
 from phonopy.phonon.band_structure import get_band_qpoints
 from phonopy.structure.atoms import PhonopyAtoms
 from tqdm.auto import tqdm
+
+from ..dynamics.minimize import relax_spins
 
 THZ_TO_MEV = units._hplanck / units._e * 1e15  # h × 1 THz in meV (4.1357)
 
@@ -84,12 +87,9 @@ def _supercell_atoms(cell: PhonopyAtoms, spins: np.ndarray | None) -> Atoms:
 def _evaluate(atoms: Atoms, calculator, relax_spins_tmax: float | None = None, spin_steps: int = 2000):
     """Forces [N, 3] (eV/Å), energy (eV) and spins [N, 3] (μB) of one supercell; a pure task for ``map``."""
     atoms.calc = calculator
-    if relax_spins_tmax is not None:
-        from ..dynamics.minimize import relax_spins
-
-        if not relax_spins(atoms, tmax=relax_spins_tmax, steps=spin_steps):
-            raise RuntimeError(f"spin relaxation did not reach max torque {relax_spins_tmax:g} eV/μB in "
-                               f"{spin_steps} steps: raise spin_steps or spin_tmax")
+    if relax_spins_tmax is not None and not relax_spins(atoms, tmax=relax_spins_tmax, steps=spin_steps):
+        raise RuntimeError(f"spin relaxation did not reach max torque {relax_spins_tmax:g} eV/μB in "
+                           f"{spin_steps} steps: raise spin_steps or spin_tmax")
     spins = atoms.get_initial_magnetic_moments() if atoms.has("initial_magmoms") else None
     return atoms.get_forces(), atoms.get_potential_energy(), spins
 
@@ -123,7 +123,9 @@ def compute_phonons(atoms: Atoms, supercell_matrix, calculator=None, *, primitiv
     symprec : symmetry tolerance, Å.
     map_fn : ``map``-like callable ``map_fn(task, supercells)`` returning results in order; the
         displacements are independent, so ``concurrent.futures.ProcessPoolExecutor().map`` works (the
-        task and the calculator are pickled to the workers). Threads would share one calculator: avoid.
+        task and the calculator are pickled to the workers; with ``adiabatic`` the undisplaced supercell
+        runs here first, so the calculator must still pickle after use, which ASE's EMT does not).
+        Threads would share one calculator: avoid.
     progress : tqdm progress bar over the displacements.
 
     Returns

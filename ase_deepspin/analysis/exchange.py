@@ -122,6 +122,16 @@ class ExchangeModel:
         """The Heisenberg part of the model: J_ij → (tr J_ij / 3) 1, no single-ion term."""
         return replace(self, J=self.isotropic[:, None, None] * np.eye(3), A=np.zeros_like(self.A))
 
+    def shell_averaged(self, tolerance: float = 1e-3) -> "ExchangeModel":
+        """Heisenberg model with one J per distance shell (Å tolerance): the mean isotropic J of its
+        pairs, no single-ion term. The usual J1, J2, ... of a model whose tensors vary within a shell."""
+        order = np.argsort(self.distances, kind="stable")
+        d = self.distances[order]
+        shell = np.empty(len(d), dtype=int)
+        shell[order] = np.concatenate([[0], np.cumsum(np.diff(d) > tolerance)])
+        means = np.bincount(shell, self.isotropic) / np.bincount(shell)
+        return replace(self, J=means[shell][:, None, None] * np.eye(3), A=np.zeros_like(self.A))
+
     def table(self, max_distance: float | None = None) -> str:
         """Text table of the unique pairs (TB2J-like): sites, R, distance (Å), J and |D| (meV)."""
         idx = self.unique_pairs()

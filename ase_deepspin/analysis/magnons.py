@@ -67,7 +67,7 @@ class LinearSpinWaves:
     """
 
     def __init__(self, model: ExchangeModel, moments=None, ordering_vector=(0.0, 0.0, 0.0), rotation_axis=None,
-                 spin_lengths=None, gamma: float = GAMMA_RAD_PER_FS_T, stationarity_tolerance_meV: float = 1e-6):
+                 spin_lengths=None, gamma: float = GAMMA_RAD_PER_FS_T, stationarity_tolerance_meV: float = 1e-3):
         self.model = model
         moments = model.moments if moments is None else np.asarray(moments, dtype=float)
         L = len(model.positions)
@@ -166,27 +166,28 @@ class LinearSpinWaves:
         return np.concatenate([top, bottom], axis=1)
 
     def energies(self, q_cart) -> np.ndarray:
-        """Magnon energies ħω_n(q) [n_q, L] in meV, ascending, in the rotating frame for a spiral
-        (see :meth:`lab_energies`). Raises if the state is unstable (h(q) not positive semi-definite)."""
+        """Magnon energies ħω_n(q) [n_q, L] in meV, descending, in the rotating frame for a spiral
+        (see :meth:`lab_energies`). Where the state is unstable (h(q) not positive semi-definite)
+        the imaginary frequencies come out as negative numbers, as in phonopy."""
         h = self.hamiltonian(q_cart)
         L = len(self.S)
         g = np.concatenate([np.ones(L), -np.ones(L)])
+        tolerance = 1e-6 * (np.abs(self.bond_J).max(initial=0.0) + np.abs(self.model.A).max(initial=0.0)) / self.S.min()
         out = np.empty((len(h), L))
-        scale = (np.abs(self.bond_J).max(initial=0.0) + np.abs(self.model.A).max(initial=0.0)) / self.S.min()
-        lowest = np.linalg.eigvalsh(h)[:, 0]
-        if (lowest < -1e-9 * scale).any():
-            n = int(np.argmin(lowest))
-            raise ValueError(f"the state is unstable in linear spin-wave theory: h(q) has eigenvalue "
-                             f"{1e3 * lowest[n]:.3g} meV at q = {np.atleast_2d(q_cart)[n].round(4).tolist()} 1/Å "
-                             "(not a local energy minimum)")
         for n, hq in enumerate(h):
             try:
                 K = np.linalg.cholesky(hq).conj().T  # h = K† K
-                w = np.linalg.eigvalsh(K @ (g[:, None] * K.conj().T))
+                out[n] = np.sort(np.linalg.eigvalsh(K @ (g[:, None] * K.conj().T)))[::-1][:L]
+                continue
             except np.linalg.LinAlgError:
-                # Goldstone modes make h only semi-definite: the eigenvalues of g h are the same ±ω
-                w = np.linalg.eigvals(g[:, None] * hq).real
-            out[n] = np.sort(w)[L:]
+                pass
+            # Goldstone modes (h only semi-definite) or an instability: the eigenvalues of g h are
+            # ω_n(q) and −ω_n(−q), or pairs ±iγ for unstable modes
+            lam = np.linalg.eigvals(g[:, None] * hq)
+            imaginary = np.abs(lam.imag) > tolerance
+            keep = np.where(imaginary, lam.imag > 0, lam.real > -tolerance)
+            values = np.where(imaginary, -np.abs(lam.imag), lam.real)[keep]
+            out[n] = np.sort(values)[::-1][:L]
         return 1e3 * out
 
     def lab_energies(self, q_cart) -> np.ndarray:

@@ -7,7 +7,7 @@ from ase.build import bulk
 
 from ase_deepspin.analysis.exchange import ExchangeModel, compute_exchange
 from ase_deepspin.analysis.magnons import (HBAR_EV_FS, LinearSpinWaves, band_path, dynamical_structure_factor,
-                                           magnon_dos)
+                                           magnon_dos, plot_magnon_bands, plot_structure_factor)
 from ase_deepspin.dynamics.llg import GAMMA_RAD_PER_FS_T, sib_step
 from ase_deepspin.hamiltonian import DMI, Anisotropy, ShellExchange, SpinHamiltonian
 from ase_deepspin.spins import MU_B_EV_PER_T
@@ -205,7 +205,7 @@ def test_ground_state_orientation_reproduces_a_bilinear_model_on_a_collinear_sta
     nearest_neighbour_check(model, -J)
 
 
-def test_s_q_omega_peaks_of_low_temperature_llg_fall_on_the_lswt_dispersion():
+def test_s_q_omega_peaks_of_low_temperature_llg_fall_on_the_lswt_dispersion(tmp_path):
     n, dt_fs, steps = 24, 2.0, 2048
     atoms = chain(n, np.tile([0.0, 0.0, 1.0], (n, 1)))
     calc = exchange_only(J)
@@ -227,7 +227,14 @@ def test_s_q_omega_peaks_of_low_temperature_llg_fall_on_the_lswt_dispersion():
     resolution = energies[1]
     assert resolution == pytest.approx(1e3 * 2 * np.pi * HBAR_EV_FS / (steps * dt_fs))
     peaks = energies[np.argmax(intensity, axis=1)]
-    assert np.abs(peaks - lswt.energies(q)[:, 0]).max() <= resolution
+    bands = lswt.energies(q)
+    assert np.abs(peaks - bands[:, 0]).max() <= resolution
+
+    distance = q[:, 0]
+    for png in (plot_structure_factor(distance, energies, intensity, tmp_path / "sqw.png", bands_meV=bands),
+                plot_magnon_bands(distance, bands, tmp_path / "bands.png", ticks=[(distance[0], "A")],
+                                  dos=(energies, intensity.sum(0)), reference={"same": bands})):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_band_path_follows_the_cell_orientation_and_dos_counts_the_modes():
@@ -259,3 +266,28 @@ def test_band_path_follows_the_cell_orientation_and_dos_counts_the_modes():
     energies, dos = magnon_dos(lswt, mesh=(8, 8, 8), sigma_meV=0.5)
     assert np.trapezoid(dos, energies) == pytest.approx(2.0, rel=1e-3)
     assert energies[np.argmax(dos)] == pytest.approx(1e3 * 6 * J / S, abs=1.5)  # van Hove peak at the band top
+
+
+def test_lswt_equals_magnopy_on_an_antiferromagnet_with_dmi_and_anisotropy():
+    """Optional cross-check against magnopy (PyPI), skipped when it is not installed."""
+    magnopy = pytest.importorskip("magnopy")
+    atoms = simple_cubic(afm=True)
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(-J, -0.002), radii=(A, A * np.sqrt(2)))},
+                                 anisotropy={"Fe": Anisotropy(K=0.0005, axis=(0, 0, 1))},
+                                 dmi={("Fe", "Fe"): DMI(0.001, 2.6, rule="bulk")})
+    model = compute_exchange(atoms, (3, 3, 3))
+    lswt = LinearSpinWaves(model)
+    # magnopy: H = ½ Σ_{ordered pairs} ŝ_i^T J ŝ_j + Σ_i ŝ_i^T A ŝ_i with normalised spins: J, A = −ours
+    convention = magnopy.Convention(spin_normalized=True, multiple_counting=True, c21=1, c22=0.5)
+    fractional = model.positions @ np.linalg.inv(model.cell)
+    hamiltonian = magnopy.SpinHamiltonian(cell=model.cell, convention=convention, atoms=dict(
+        names=["Fe1", "Fe2"], species=["Fe", "Fe"], spins=list(lswt.S), g_factors=[2, 2], positions=list(fractional)))
+    for site in range(2):
+        hamiltonian.add_21(alpha=site, parameter=-1e3 * model.A[site])
+    for p in model.unique_pairs():
+        hamiltonian.add_22(alpha=int(model.i[p]), beta=int(model.j[p]), nu=tuple(int(v) for v in model.R[p]),
+                           parameter=-1e3 * model.J[p])
+    reference = magnopy.LSWT(spinham=hamiltonian, spin_directions=lswt.unit)
+    q = np.random.default_rng(2).uniform(-1.2, 1.2, size=(8, 3))
+    theirs = np.array([np.sort(reference.omega(k, relative=False).real)[::-1] for k in q])
+    assert np.abs(lswt.energies(q) - theirs).max() < MEV_TOLERANCE

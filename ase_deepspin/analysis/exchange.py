@@ -25,9 +25,14 @@ orientations (its axis onto the two other axes of a frame); the off-diagonal Hes
 bilinear energy do not depend on the state, and the 12 numbers per pair give the 9 of J_ij by
 least squares. The on-site blocks give A_i once the exchange field is known.
 
-The supercell must be large enough that no two images of a coupled pair are at the same distance
-from a site, and that couplings do not reach round the supercell: for a DeepSPIN model, whose
-energy is many-body, spins interact up to about twice the cut-off radius.
+Each supercell pair is assigned to its shortest image; a pair with m equally short images is
+shared equally among them (phonopy's rule for force constants), which keeps J(q) exact on the
+supercell's q grid. Couplings that reach round the supercell alias onto shorter pairs: converge
+the supercell size (a DeepSPIN model's energy is many-body, so spins interact up to about twice
+its cut-off radius).
+
+A model trained on small cantings of one magnetic order is trustworthy only near that order: use
+``orientations="ground-state"`` for it (see :func:`compute_exchange`).
 """
 
 from __future__ import annotations

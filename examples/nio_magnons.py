@@ -28,8 +28,16 @@ from ase.build import bulk
 
 from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.analysis.exchange import compute_exchange
-from ase_deepspin.analysis.magnons import (LinearSpinWaves, SpinRecorder, band_path, dynamical_structure_factor,
-                                           magnon_dos, monkhorst_pack_cart, plot_magnon_bands, plot_structure_factor)
+from ase_deepspin.analysis.magnons import (
+    LinearSpinWaves,
+    SpinRecorder,
+    band_path,
+    dynamical_structure_factor,
+    magnon_dos,
+    monkhorst_pack_cart,
+    plot_magnon_bands,
+    plot_structure_factor,
+)
 from ase_deepspin.build import nio_afm
 from ase_deepspin.dynamics.llg import sib_step
 from ase_deepspin.dynamics.minimize import relax_spins
@@ -121,7 +129,7 @@ def main():
     results = {"supercells": {}}
     for text in args.supercells:
         supercell = tuple(int(v) for v in text.split(","))
-        model = compute_exchange(atoms, supercell, orientations="ground-state")
+        model = compute_exchange(atoms, supercell, orientations="ground-state", method="autograd")
         summary = shell_summary(model, atoms)
         results["supercells"][text] = summary
         print(f"supercell {supercell} ({len(atoms) * np.prod(supercell)} atoms): "
@@ -142,12 +150,12 @@ def main():
     }
     mesh = monkhorst_pack_cart(atoms.cell.array, (12, 12, 12))
     bands = {}
+    print("\nLSWT on a 12^3 mesh and the band path (a negative lowest energy is an imaginary mode: unstable)")
     for label, lswt in spectra.items():
         bands[label] = lswt.energies(q)
         on_mesh = np.concatenate([lswt.energies(mesh), bands[label]])
         results[label] = {"lowest_meV": float(on_mesh.min()), "band_top_meV": float(on_mesh.max())}
-        print(f"{label}: lowest magnon {on_mesh.min():.2f} meV (negative: imaginary, unstable), "
-              f"band top {on_mesh.max():.1f} meV (S = 1)")
+        print(f"{label}: lowest magnon {on_mesh.min():.2f} meV, band top {on_mesh.max():.1f} meV (S = 1)")
     main_label = "model J1, J2"
     dos = magnon_dos(spectra[main_label], mesh=(16, 16, 16), sigma_meV=1.5)
     png = plot_magnon_bands(x, bands[main_label], out / "nio_magnons.png", ticks=ticks, dos=dos,

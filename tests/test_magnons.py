@@ -4,10 +4,20 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from conftest import small_model
 
+from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.analysis.exchange import ExchangeModel, compute_exchange
-from ase_deepspin.analysis.magnons import (HBAR_EV_FS, LinearSpinWaves, band_path, dynamical_structure_factor,
-                                           magnon_dos, plot_magnon_bands, plot_structure_factor)
+from ase_deepspin.analysis.magnons import (
+    HBAR_EV_FS,
+    LinearSpinWaves,
+    band_path,
+    dynamical_structure_factor,
+    magnon_dos,
+    plot_magnon_bands,
+    plot_structure_factor,
+)
+from ase_deepspin.build import nio_afm
 from ase_deepspin.dynamics.llg import GAMMA_RAD_PER_FS_T, sib_step
 from ase_deepspin.hamiltonian import DMI, Anisotropy, ShellExchange, SpinHamiltonian
 from ase_deepspin.spins import MU_B_EV_PER_T
@@ -247,7 +257,7 @@ def test_band_path_follows_the_cell_orientation_and_dos_counts_the_modes():
     b = 2 * np.pi / 3.52
 
     def point(path, label):
-        distance = [d for d, lab in path["ticks"] if lab == label][0]
+        distance = next(d for d, lab in path["ticks"] if lab == label)
         return path["q_cart"][np.flatnonzero(np.isclose(path["distance"], distance))[0]]
 
     # in a crystal turned by a rotation, the special points turn with it: X = b(1, 0, 0), L = b(½, ½, ½)
@@ -280,8 +290,9 @@ def test_lswt_equals_magnopy_on_an_antiferromagnet_with_dmi_and_anisotropy():
     # magnopy: H = ½ Σ_{ordered pairs} ŝ_i^T J ŝ_j + Σ_i ŝ_i^T A ŝ_i with normalised spins: J, A = −ours
     convention = magnopy.Convention(spin_normalized=True, multiple_counting=True, c21=1, c22=0.5)
     fractional = model.positions @ np.linalg.inv(model.cell)
-    hamiltonian = magnopy.SpinHamiltonian(cell=model.cell, convention=convention, atoms=dict(
-        names=["Fe1", "Fe2"], species=["Fe", "Fe"], spins=list(lswt.S), g_factors=[2, 2], positions=list(fractional)))
+    hamiltonian = magnopy.SpinHamiltonian(cell=model.cell, convention=convention, atoms={
+        "names": ["Fe1", "Fe2"], "species": ["Fe", "Fe"], "spins": list(lswt.S), "g_factors": [2, 2],
+        "positions": list(fractional)})
     for site in range(2):
         hamiltonian.add_21(alpha=site, parameter=-1e3 * model.A[site])
     for p in model.unique_pairs():
@@ -291,3 +302,18 @@ def test_lswt_equals_magnopy_on_an_antiferromagnet_with_dmi_and_anisotropy():
     q = np.random.default_rng(2).uniform(-1.2, 1.2, size=(8, 3))
     theirs = np.array([np.sort(reference.omega(k, relative=False).real)[::-1] for k in q])
     assert np.abs(lswt.energies(q) - theirs).max() < MEV_TOLERANCE
+
+
+def test_autograd_exchange_of_a_deepspin_model_equals_finite_differences():
+    atoms = nio_afm()
+    atoms.calc = DeepSpinCalculator(small_model())
+    by_differences = compute_exchange(atoms, (3, 3, 2))
+    exact = compute_exchange(atoms, (3, 3, 2), method="autograd")
+    assert np.array_equal(exact.R, by_differences.R)
+    # central differences with δ = 1e-4 rad: O(δ²) relative error
+    assert np.abs(by_differences.J - exact.J).max() < 1e-6 * np.abs(exact.J).max()
+    assert np.abs(by_differences.A - exact.A).max() < 1e-6 * np.abs(exact.A).max()
+    with pytest.raises(ValueError, match="needs a DeepSpinCalculator"):
+        one = chain(1, [[0, 0, 1]])
+        one.calc = exchange_only(J)
+        compute_exchange(one, (4, 1, 1), method="autograd")

@@ -123,11 +123,11 @@ class ExchangeModel:
         breaks = np.flatnonzero(np.diff(d) > tolerance) + 1
         return np.split(idx, breaks)
 
-    def isotropic_part(self) -> "ExchangeModel":
+    def isotropic_part(self) -> ExchangeModel:
         """The Heisenberg part of the model: J_ij → (tr J_ij / 3) 1, no single-ion term."""
         return replace(self, J=self.isotropic[:, None, None] * np.eye(3), A=np.zeros_like(self.A))
 
-    def shell_averaged(self, tolerance: float = 1e-3) -> "ExchangeModel":
+    def shell_averaged(self, tolerance: float = 1e-3) -> ExchangeModel:
         """Heisenberg model with one J per distance shell (Å tolerance): the mean isotropic J of its
         pairs, no single-ion term. The usual J1, J2, ... of a model whose tensors vary within a shell."""
         order = np.argsort(self.distances, kind="stable")
@@ -143,8 +143,8 @@ class ExchangeModel:
         idx = idx[np.argsort(self.distances[idx], kind="stable")]
         if max_distance is not None:
             idx = idx[self.distances[idx] <= max_distance]
-        lines = [f"{'i':>4s} {'j':>4s} {'R':>12s} {'d (Å)':>9s} {'J (meV)':>11s} {'|D| (meV)':>10s} "
-                 f"{'D (meV)':>30s}"]
+        lines = [(f"{'i':>4s} {'j':>4s} {'R':>12s} {'d (Å)':>9s} {'J (meV)':>11s} {'|D| (meV)':>10s} "
+                 f"{'D (meV)':>30s}")]
         Jiso, D, dist = 1e3 * self.isotropic, 1e3 * self.dmi, self.distances
         for p in idx:
             R = "({:d},{:d},{:d})".format(*self.R[p])
@@ -210,8 +210,38 @@ _ISOTROPIC_ROWS = np.array([np.eye(9)[c] for c in (1, 2, 3, 5, 6, 7)]
                            + [np.eye(9)[0] - np.eye(9)[4], np.eye(9)[4] - np.eye(9)[8], np.eye(9)[8] - np.eye(9)[0]])
 
 
+def _autograd_hessian_columns(calc, big, big_magnetic, spins_magnetic, directions):
+    """Hessian-vector products of a DeepSPIN model by double backpropagation.
+
+    Returns (columns [L, 2, Nm, 3] = (∂²E/∂S ∂S) v for v = ``directions`` [L, 2, 3] placed on the
+    first L spins, restricted to the spins; torques [Nm, 3] eV/μB) at the given spins (μB).
+    """
+    import torch
+
+    from ..calculator import check_structure, model_inputs
+
+    model = calc.model
+    spins = np.zeros((len(big), 3))
+    spins[big_magnetic] = spins_magnetic
+    types = check_structure(big, model.config.type_map)
+    inputs = model_inputs(model, big.positions, big.cell.array, big.pbc, types, spins, calc.device)
+    inputs["spins"] = inputs["spins"].clone().requires_grad_(True)
+    out = model(**inputs, forces=False, create_graph=True)
+    torques = out["torques"]
+    L = len(directions)
+    columns = np.zeros((L, 2, len(big_magnetic), 3))
+    index = torch.as_tensor(big_magnetic, device=calc.device)
+    for s in range(L):
+        for b in range(2):
+            v = torch.zeros_like(torques)
+            v[big_magnetic[s]] = torch.as_tensor(directions[s, b], dtype=v.dtype)
+            (hv,) = torch.autograd.grad(torques, inputs["spins"], grad_outputs=-v, retain_graph=True)
+            columns[s, b] = hv[index].detach().cpu().double().numpy()
+    return columns, torques.detach()[index].cpu().double().numpy()
+
+
 def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: float = 1e-7,
-                     orientations="rotations") -> ExchangeModel:
+                     orientations="rotations", method: str = "finite-differences") -> ExchangeModel:
     """Exchange and single-ion tensors of ``atoms`` at its current spins, from ``atoms.calc``.
 
     Parameters
@@ -228,11 +258,14 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
         Hessian and torques there exactly, which is all LSWT uses, and the components that state
         cannot see are completed isotropically (J's longitudinal part = the mean of its two
         transverse diagonal ones, no mixed components). Or a list of 3×3 rotation matrices.
+    method : ``"finite-differences"`` of torques (any spin calculator) or ``"autograd"``: exact
+        Hessian-vector products by double backpropagation through a DeepSpinCalculator's model
+        (one forward pass and 2 backward passes per magnetic atom of ``atoms`` and orientation).
 
     Returns
     -------
-    ExchangeModel with tensors in eV. Costs (4 × magnetic atoms in ``atoms`` + 1) × orientations
-    torque evaluations of the supercell.
+    ExchangeModel with tensors in eV. Finite differences cost (4 × magnetic atoms in ``atoms`` + 1)
+    × orientations torque evaluations of the supercell.
     """
     calc = atoms.calc
     if calc is None:
@@ -242,6 +275,11 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
         raise ValueError(f"supercell must be three positive integers, got {supercell.tolist()}")
     if (supercell[~atoms.pbc] != 1).any():
         raise ValueError("supercell must be 1 along non-periodic axes")
+    if method not in ("finite-differences", "autograd"):
+        raise ValueError(f"method must be 'finite-differences' or 'autograd', got {method!r}")
+    if method == "autograd" and not hasattr(calc, "model"):
+        raise ValueError("method='autograd' needs a DeepSpinCalculator (a calculator with a DeepSPIN model); "
+                         "use finite differences for other calculators")
     if not 0 < step_rad < 0.1:
         raise ValueError(f"step_rad must be a small positive angle (rad), got {step_rad}")
     spins = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float) if atoms.has("initial_magmoms") else None
@@ -277,7 +315,8 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
 
     def tangent_gradient(trial, e):
         """∂E/∂x_{k,a} [Nm, 2] with the torques at unit spins ``trial`` and the frames ``e`` of the
-        reference: ∂E/∂S_k · |S_k| ∂ŝ_k/∂x_{k,a}, and ∂ŝ/∂x_a = e_a − x_a ŝ0/√(1 − x²) (added by the caller)."""
+        reference: ∂E/∂S_k · |S_k| ∂ŝ_k/∂x_{k,a}, with ∂ŝ/∂x_a = e_a − x_a ŝ0/√(1 − x²) (the
+        caller adds the second term)."""
         full = np.zeros_like(moments_big)
         full[big_magnetic] = trial * lengths[:, None]
         big.set_initial_magnetic_moments(full)
@@ -290,18 +329,27 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
     for rot in rotations:
         unit = unit0 @ rot.T
         e = np.stack(tangent_frames(unit), axis=1)  # [Nm, 2, 3]
-        gradients.append(tangent_gradient(unit, e)[0])
-        hess = np.zeros((Nm, 2, L, 2))
-        for s in range(L):
-            for b in range(2):
-                grads = []
-                for sign in (1.0, -1.0):
-                    trial = unit.copy()
-                    trial[s] = sign * step_rad * e[s, b] + np.sqrt(1.0 - step_rad**2) * unit[s]
-                    grad, torque = tangent_gradient(trial, e)
-                    grad[s, b] += lengths[s] * sign * step_rad / np.sqrt(1.0 - step_rad**2) * (torque[s] @ unit[s])
-                    grads.append(grad)
-                hess[:, :, s, b] = (grads[0] - grads[1]) / (2.0 * step_rad)
+        if method == "autograd":
+            # exact columns: |S_k| e_ka·(∂²E/∂S_k ∂S_s)|S_s| e_sb + δ_ks δ_ab |S_s| τ_s·ŝ_s
+            columns, torque = _autograd_hessian_columns(calc, big, big_magnetic, unit * lengths[:, None],
+                                                        lengths[:L, None, None] * e[:L])
+            hess = lengths[:, None, None, None] * np.einsum("kac,sbkc->kasb", e, columns)
+            for s in range(L):
+                hess[s, :, s, :] += np.eye(2) * lengths[s] * (torque[s] @ unit[s])
+            gradients.append(-lengths[:, None] * np.einsum("kc,kac->ka", torque, e))
+        else:
+            gradients.append(tangent_gradient(unit, e)[0])
+            hess = np.zeros((Nm, 2, L, 2))
+            for s in range(L):
+                for b in range(2):
+                    grads = []
+                    for sign in (1.0, -1.0):
+                        trial = unit.copy()
+                        trial[s] = sign * step_rad * e[s, b] + np.sqrt(1.0 - step_rad**2) * unit[s]
+                        grad, torque = tangent_gradient(trial, e)
+                        grad[s, b] += lengths[s] * sign * step_rad / np.sqrt(1.0 - step_rad**2) * (torque[s] @ unit[s])
+                        grads.append(grad)
+                    hess[:, :, s, b] = (grads[0] - grads[1]) / (2.0 * step_rad)
         hessians.append(hess)
         frames.append(e)
         units.append(unit)
@@ -350,7 +398,8 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
 
     # map supercell pairs to (i, j, R) with the shortest image; symmetrise J_ij(R) with J_ji(−R)^T
     prim_s, prim_k = magnetic[s_idx], prim_of[big_magnetic[k_idx]]
-    d_frac = (atoms.positions[prim_k] - atoms.positions[prim_s]) @ np.linalg.inv(cell) + translation[big_magnetic[k_idx]]
+    d_frac = ((atoms.positions[prim_k] - atoms.positions[prim_s]) @ np.linalg.inv(cell)
+              + translation[big_magnetic[k_idx]])
     pair, shift, multiplicity = _shortest_images(d_frac, atoms.pbc, supercell, cell)
     R = translation[big_magnetic[k_idx]][pair] + shift
     i, j = s_idx[pair], sites[k_idx][pair]

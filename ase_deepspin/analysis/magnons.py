@@ -272,7 +272,8 @@ def dynamical_structure_factor(frames: np.ndarray, positions: np.ndarray, dt_fs:
                                components: str = "all") -> tuple[np.ndarray, np.ndarray]:
     """Classical S(q, ω) of a spin trajectory by a space–time Fourier transform.
 
-    S(q, ω) = Σ_α |Σ_t w(t) e^{iωt} m_α(q, t)|² / Σ_t w², m_α(q, t) = N^{−1/2} Σ_i δŝ_iα(t) e^{−iq·r_i}
+    S(q, ω) = Σ_α |Σ_t w(t) e^{iωt} m_α(q, t)|² / Σ_t w²,
+    m_α(q, t) = N^{−1/2} Σ_i δŝ_iα(t) e^{−iq·r_i}
     (δŝ the deviation from the time average, w a Hann window), folded onto ω ≥ 0 (S(q, ω) + S(q, −ω)).
 
     Parameters

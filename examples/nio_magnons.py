@@ -161,7 +161,7 @@ def main():
     png = plot_magnon_bands(x, bands[main_label], out / "nio_magnons.png", ticks=ticks, dos=dos,
                             reference={k: bands[k] for k in ("model, full tensors",
                                                              "experiment J1, J2 (Hutchings & Samuelsen)")},
-                            title="NiO magnons from the shipped DeepSPIN model (S = 1)")
+                            title="NiO magnons from the shipped DeepSPIN model (S = 1)", label=main_label)
     sqw = structure_factor_from_llg(model_j1, model_j2, 0.1, out)
     results["experiment"] = EXPERIMENT
     (out / "nio_magnons.json").write_text(json.dumps(results, indent=1, default=float))

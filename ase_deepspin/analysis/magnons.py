@@ -316,9 +316,9 @@ def dynamical_structure_factor(frames: np.ndarray, positions: np.ndarray, dt_fs:
 
 # ---------------------------------------------------------------- figures
 def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=None, title: str = "",
-                      reference: dict | None = None) -> Path:
-    """Band plot (PNG): ``energies_meV`` [n, L] along the path coordinate ``distance`` [n] (1/Å);
-    optional ``dos`` = (energies_meV, states/meV) panel and ``reference`` = {label: energies [n, L']}."""
+                      reference: dict | None = None, label: str = "") -> Path:
+    """Band plot (PNG): ``energies_meV`` [n, L] along the path coordinate ``distance`` [n] (1/Å), named
+    ``label``; optional ``dos`` = (energies_meV, states/meV) panel and ``reference`` = {label: energies [n, L']}."""
     from .plots import _pyplot
 
     plt = _pyplot()
@@ -327,11 +327,12 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
                                          constrained_layout=True)
     else:
         fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
-    ax.plot(distance, energies_meV, color="C0", lw=1.5)
-    for n, (label, values) in enumerate((reference or {}).items()):
+    main = ax.plot(distance, energies_meV, color="C0", lw=1.5)
+    main[0].set_label(label)
+    for n, (name, values) in enumerate((reference or {}).items()):
         lines = ax.plot(distance, values, color=f"C{n + 1}", lw=1.0, ls="--")
-        lines[0].set_label(label)
-    if reference:
+        lines[0].set_label(name)
+    if reference or label:
         ax.legend(loc="upper left", fontsize=8)
     for x, _ in ticks:
         ax.axvline(x, color="0.8", lw=0.8)

@@ -48,7 +48,7 @@ A_NIO = 4.17  # Å
 EXPERIMENT = {"J1_meV": 1.37, "J2_meV": -19.01, "band_top_meV": 117.0}  # this package's convention, S = 1
 
 
-def shell_summary(model, atoms) -> dict:
+def shell_summary(model) -> dict:
     """Mean isotropic J (meV) of the first two shells; J1 split by parallel / antiparallel spins."""
     d, J = model.distances, 1e3 * model.isotropic
     parallel = np.einsum("pa,pa->p", model.moments[model.i], model.moments[model.j]) > 0
@@ -130,7 +130,7 @@ def main():
     for text in args.supercells:
         supercell = tuple(int(v) for v in text.split(","))
         model = compute_exchange(atoms, supercell, orientations="ground-state", method="autograd")
-        summary = shell_summary(model, atoms)
+        summary = shell_summary(model)
         results["supercells"][text] = summary
         print(f"supercell {supercell} ({len(atoms) * np.prod(supercell)} atoms): "
               + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))

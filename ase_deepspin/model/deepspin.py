@@ -29,8 +29,10 @@ import torch
 from torch import nn
 
 from .descriptor import environment_rows, mlp
+from .tabulation import EmbeddingTable
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 2 added the optional ``compression`` config
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ModelConfig:
     resnet_dt: bool = True
     env_protection: float = 0.01
     seed: int = 1
+    compression: dict | None = None  # tabulated embedding nets: tolerance, min_distance, n_knots per net
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -75,6 +78,10 @@ class ModelConfig:
         self.virtual_scale = [float(v) for v in self.virtual_scale]
         self.neuron = [int(v) for v in self.neuron]
         self.fitting_neuron = [int(v) for v in self.fitting_neuron]
+        if self.compression is not None:
+            knots = self.compression.get("n_knots")
+            if not isinstance(knots, list) or len(knots) != 2 * n * n or any(int(k) < 2 for k in knots):
+                raise ValueError(f"compression.n_knots needs {2 * n * n} counts >= 2, got {knots}")
 
     @property
     def n_types(self) -> int:
@@ -117,6 +124,10 @@ class DeepSpinModel(nn.Module):
         self.register_buffer("energy_bias", torch.zeros(n, dtype=dtype))
         self.register_buffer("virtual_scale", torch.tensor(config.virtual_scale, dtype=dtype))
         self.register_buffer("sel", torch.tensor(config.sel, dtype=torch.int64))
+        self.tables = None
+        if config.compression is not None:
+            self.tables = nn.ModuleList(EmbeddingTable(int(k), config.neuron[-1], dtype)
+                                        for k in config.compression["n_knots"])
 
     @property
     def dtype(self) -> torch.dtype:
@@ -173,15 +184,32 @@ class DeepSpinModel(nn.Module):
         order = torch.argsort(pair, stable=True)
         sizes = torch.bincount(pair, minlength=n_types * n_blocks).tolist()
         moment = [rows.new_zeros(n_centres, width) for _ in range(4)]  # sum_j d_j[k] G_j, k = 0..3
+        tabulated = rows.new_zeros(n_centres, 4, width) if self.tables is not None else None
+        if self.tables is not None:
+            of_type = [(centre_types_local == t).nonzero().squeeze(-1) for t in range(n_types)]
+            rank = torch.empty(n_centres, dtype=torch.int64, device=rows.device)
+            for members in of_type:
+                rank[members] = torch.arange(len(members), device=rows.device)
         for p, (idx, size) in enumerate(zip(torch.split(order, sizes), sizes)):
             if size == 0:
                 continue
             r = rows[idx]  # [E_p, 4]
-            g = self.embedding[p](r[:, :1])  # [E_p, M]
             c = center_local[idx]
+            if self.tables is not None:
+                inside = self.tables[p].inside(r[:, 0])
+                members = of_type[p // n_blocks]
+                part = self.tables[p].moment(r[inside], rank[c[inside]], len(members))
+                tabulated = tabulated.index_add(0, members, part)
+                # edges outside the table (closer than its min_distance): the net itself, exactly
+                r, c = r[~inside], c[~inside]
+                if len(r) == 0:
+                    continue
+            g = self.embedding[p](r[:, :1])  # [E_p, M]
             for k in range(4):
                 moment[k] = moment[k].index_add(0, c, r[:, k : k + 1] * g)
         moment = torch.stack(moment, dim=1)  # [n_centres, 4, M]
+        if tabulated is not None:
+            moment = moment + tabulated
         moment = moment + self.empty_slot_moment(center_local, blocks, n_centres, centre_types_local)
         t = moment / self.n_slots
         desc = torch.bmm(t.transpose(1, 2), t[:, :, : cfg.axis_neuron])  # [n_centres, M, axis]

@@ -11,7 +11,7 @@ import torch
 from ase_deepspin import DeepSpinCalculator, compress_model, load_model, save_model
 from ase_deepspin.cli import main
 from ase_deepspin.data import read_deepmd_npy
-from ase_deepspin.model.tabulation import EmbeddingTable, hermite_weights, net_derivatives
+from ase_deepspin.model.tabulation import EmbeddingTable, net_derivatives
 from conftest import NIO_DATA, needs_nio_data, small_model
 
 
@@ -37,19 +37,26 @@ def test_stored_derivatives_are_the_nets():
         assert torch.allclose(stored[:, k], exact.detach(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("end", [0.0, 1.0])
-def test_hermite_weights_interpolate_value_slope_and_curvature(end):
-    # at τ = 0 (1) the table reproduces G, G', G'' of the left (right) knot: the tabulated G is C2
-    width = torch.tensor([0.3], dtype=torch.float64)
-    tau = torch.tensor([end], dtype=torch.float64, requires_grad=True)
-    w = hermite_weights(tau, width)[0]
-    slope = torch.stack([torch.autograd.grad(w[l], tau, create_graph=True)[0][0] for l in range(6)]) / width
-    curvature = torch.stack([torch.autograd.grad(slope[l], tau, retain_graph=True)[0][0] for l in range(6)]) / width
-    side = 0 if end == 0.0 else 3
-    for k, derivative in enumerate([w, slope, curvature]):
-        expected = torch.zeros(6, dtype=torch.float64)
-        expected[side + k] = 1.0
-        assert torch.allclose(derivative.detach(), expected, atol=1e-12), (k, derivative)
+def spline_on_interval(table, interval, tau_value):
+    """G and its first two x-derivatives [n, M] from the polynomial pieces of the given intervals."""
+    tau = torch.full(interval.shape, tau_value, dtype=torch.float64, requires_grad=True)
+    rows = interval[:, None] + torch.arange(6)
+    out = [torch.einsum("nl,nlm->nm", table.weights(interval, tau), table.coefficients[rows])]
+    width = (table.knots[interval + 1] - table.knots[interval])[:, None]
+    for _ in range(2):
+        out.append(torch.stack([torch.autograd.grad(out[-1][:, m].sum(), tau, create_graph=True)[0]
+                                for m in range(out[-1].shape[1])], 1) / width)
+    return out
+
+
+def test_tabulated_net_is_smooth_across_knots():
+    # value, slope and curvature at each interior knot agree between the pieces left and right of it
+    table = EmbeddingTable.from_net(small_model().embedding[0], -1.0, 8.0)
+    left = torch.arange(len(table.knots) - 2)
+    for k, (below, above) in enumerate(zip(spline_on_interval(table, left, 1.0),
+                                           spline_on_interval(table, left + 1, 0.0))):
+        scale = float(above.detach().abs().max())
+        assert float((below - above).abs().max()) < 1e-9 * scale, k
 
 
 def test_table_is_within_its_tolerance_everywhere():

@@ -1,21 +1,22 @@
 """Tabulated embedding nets ("compression", as DeePMD-kit's ``dp compress``).
 
 An embedding net G maps the standardised radial entry x of an environment row to M features. Its
-table stores G, G' and G'' (per feature) at knots x_0 < x_1 < ... < x_K; between two knots G is the
-quintic Hermite interpolant of those six values, so the tabulated G is C2 (value, first and second
-derivative continuous) and forces, torques and stress remain exact derivatives of the tabulated
-energy. Knots are placed adaptively: starting from a coarse uniform grid, an interval is halved
-until the interpolant matches the net to ``tolerance`` (absolute, in units of G) at test points
-inside it; trained nets have sharp features near the neighbour shells of the training data and
+table is a quintic spline: on knots x_0 < x_1 < ... < x_K, G(x) = Σ_c C[c] N_c(x) with the K + 5
+quintic B-splines N_c of those knots (continued by five equal steps beyond each end) and
+coefficients C [K + 5, M] fitted to the net by least squares. The tabulated G is C4 (value and
+first four derivatives continuous), so forces, torques and stress remain exact derivatives of the
+tabulated energy. Knots are placed adaptively: starting from a coarse uniform grid, an interval is
+halved until the spline matches the net to ``tolerance`` (absolute, in units of G) at test points
+inside it. Trained nets have sharp features near the neighbour shells of the training data and
 smooth tails elsewhere, so this needs far fewer knots than a uniform grid of the same accuracy.
+(Per degree of freedom a spline beats DeePMD-kit's piecewise quintic Hermite tables, which carry
+G, G' and G'' at every knot: three times the columns for a similar error.)
 
-The table never materialises per-edge features. On an interval b of width h, with τ = (x − x_b)/h,
-
-    G(x) = Σ_{l=0..5} w_l(τ, h) · C[3b + l]       (C rows: G_b, G'_b, G''_b, G_{b+1}, G'_{b+1}, G''_{b+1})
-
-so the se_e2_a moment T_i = Σ_j d_jᵀ G(x_j) of a centre is Σ_c A_i[c]ᵀ C[c] with
-A_i[c] = Σ_{j: c ∈ 3b_j..3b_j+5} w(τ_j) d_j: each edge scatters 6 × 4 numbers, and one matrix
-product per (centre type, neighbour block) applies the coefficients (Ct · A, no [E, M] tensor).
+The table never materialises per-edge features. On an interval b only N_b .. N_{b+5} are
+non-zero; with τ = (x − x_b)/(x_{b+1} − x_b) their values are quintic polynomials w_l(τ) stored per
+interval, so the se_e2_a moment of a centre, T_i = Σ_j d_jᵀ G(x_j), is Σ_c A_i[c]ᵀ C[c] with
+A_i[c] = Σ_{j: c = b_j + l} w_l(τ_j) d_j: each edge scatters 6 × 4 numbers, and one matrix product
+per (centre type, neighbour block) applies the coefficients (no [E, M] tensor is formed).
 
 Outside [x_0, x_K] (neighbours closer than the ``min_distance`` the table was built for) the net
 itself is evaluated for those edges: results there are exact, only slower; never extrapolated.
@@ -23,19 +24,11 @@ itself is evaluated for those edges: results there are exact, only slower; never
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-# Quintic Hermite basis on τ ∈ [0, 1] as polynomial coefficients (rows: τ^0 .. τ^5; columns:
-# value/first/second derivative at the left knot, then at the right knot).
-_HERMITE = torch.tensor([
-    [1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-    [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
-    [0.0, 0.0, 0.5, 0.0, 0.0, 0.0],
-    [-10.0, -6.0, -1.5, 10.0, -4.0, 0.5],
-    [15.0, 8.0, 1.5, -15.0, 7.0, -1.0],
-    [-6.0, -3.0, -0.5, 6.0, -3.0, 0.5],
-], dtype=torch.float64)
+DEGREE = 5
 
 
 def net_derivatives(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -62,61 +55,79 @@ def net_derivatives(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([y, dy, d2y], dim=1)
 
 
-def hermite_weights(tau: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """Weights [E, 6] of the six knot coefficients (G, G', G'' left; G, G', G'' right) at τ ∈ [0, 1]."""
-    powers = torch.stack([torch.ones_like(tau), tau, tau ** 2, tau ** 3, tau ** 4, tau ** 5], dim=-1)
-    w = powers @ _HERMITE.to(tau)
-    h = width.unsqueeze(-1)
-    scale = torch.cat([torch.ones_like(h), h, h * h], dim=-1).repeat(1, 2)  # derivatives carry h, h²
-    return w * scale
+def spline_knots(breaks: np.ndarray) -> np.ndarray:
+    """Full knot vector: the interval ends plus five equal steps beyond each end."""
+    lo, hi = breaks[1] - breaks[0], breaks[-1] - breaks[-2]
+    return np.concatenate([breaks[0] - lo * np.arange(DEGREE, 0, -1), breaks, breaks[-1] + hi * np.arange(1, DEGREE + 1)])
+
+
+def interval_polynomials(breaks: np.ndarray) -> np.ndarray:
+    """[K, 6, 6]: on interval b, B-spline N_{b+l} = Σ_q P[b, l, q] τ^q for τ in [0, 1]."""
+    from scipy.interpolate import BSpline
+
+    knots = spline_knots(breaks)
+    nodes = 0.5 - 0.5 * np.cos(np.pi * (np.arange(DEGREE + 1) + 0.5) / (DEGREE + 1))  # Chebyshev, well posed
+    left, width = breaks[:-1], np.diff(breaks)
+    x = (left[:, None] + width[:, None] * nodes).reshape(-1)
+    design = BSpline.design_matrix(np.clip(x, breaks[0], breaks[-1]), knots, DEGREE).toarray()
+    n = len(left)
+    cols = np.arange(n)[:, None] + np.arange(DEGREE + 1)
+    values = design.reshape(n, DEGREE + 1, -1)[np.arange(n)[:, None, None], np.arange(DEGREE + 1)[None, :, None],
+                                               cols[:, None, :]]  # [K, node, l]
+    vandermonde = nodes[:, None] ** np.arange(DEGREE + 1)  # [node, q]
+    return np.linalg.solve(vandermonde, values).transpose(0, 2, 1)  # [K, l, q]
 
 
 class EmbeddingTable(nn.Module):
-    """Piecewise quintic Hermite table of one embedding net on [knots[0], knots[-1]].
+    """Quintic-spline table of one embedding net on [knots[0], knots[-1]].
 
-    Buffers: ``knots`` [K + 1] (units of the standardised radial entry x), ``coefficients``
-    [3 (K + 1), M] (G, G', G'' per knot) and ``max_error`` (largest deviation from the net found
-    at the test points when the table was built).
+    Buffers: ``knots`` [K + 1] (interval ends, units of the standardised radial entry x),
+    ``polynomials`` [K, 6, 6] (the six non-zero B-splines of each interval as polynomials in τ),
+    ``coefficients`` [K + 5, M] and ``max_error`` (largest deviation from the net found at the test
+    points when the table was built).
     """
 
     def __init__(self, n_knots: int, width: int, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.register_buffer("knots", torch.zeros(n_knots, dtype=dtype))
-        self.register_buffer("coefficients", torch.zeros(3 * n_knots, width, dtype=dtype))
+        self.register_buffer("polynomials", torch.zeros(n_knots - 1, DEGREE + 1, DEGREE + 1, dtype=dtype))
+        self.register_buffer("coefficients", torch.zeros(n_knots + DEGREE - 1, width, dtype=dtype))
         self.register_buffer("max_error", torch.zeros((), dtype=dtype))
 
     @classmethod
     def from_net(cls, net: nn.Module, lower: float, upper: float, tolerance: float = 1e-8,
-                 initial_step: float = 0.1, max_knots: int = 20_000) -> "EmbeddingTable":
-        """Tabulate ``net`` on [lower, upper] to ``tolerance`` by adaptive interval halving (fp64)."""
+                 initial_step: float = 0.5, max_knots: int = 20_000) -> "EmbeddingTable":
+        """Tabulate ``net`` on [lower, upper] to ``tolerance`` by adaptive interval halving (float64)."""
+        from scipy.interpolate import make_lsq_spline
+
         if not upper > lower:
             raise ValueError(f"table range must have upper > lower, got [{lower}, {upper}]")
-        net = net.double()
-        n0 = max(int(round((upper - lower) / initial_step)), 1)
-        knots = torch.linspace(lower, upper, n0 + 1, dtype=torch.float64)
-        probe = torch.linspace(0.05, 0.95, 10, dtype=torch.float64)
+
+        def exact(x):
+            return net_derivatives(net, torch.as_tensor(x, dtype=torch.float64))[:, 0].numpy()
+
+        breaks = np.linspace(lower, upper, max(int(round((upper - lower) / initial_step)), 2) + 1)
+        samples = (np.arange(8) + 0.5) / 8
+        probes = np.linspace(0.03, 0.97, 11)
         while True:
-            table = cls._build(net, knots)
-            left, width = knots[:-1], knots[1:] - knots[:-1]
-            x = (left.unsqueeze(1) + probe * width.unsqueeze(1)).reshape(-1)
-            with torch.no_grad():
-                exact = net(x.unsqueeze(1))
-            error = (table.evaluate(x) - exact).abs().amax(dim=1).reshape(len(width), -1).amax(dim=1)
+            left, width = breaks[:-1], np.diff(breaks)
+            x = np.concatenate([breaks, (left[:, None] + width[:, None] * samples).reshape(-1)])
+            x.sort()
+            spline = make_lsq_spline(x, exact(x), spline_knots(breaks), k=DEGREE)
+            test = (left[:, None] + width[:, None] * probes).reshape(-1)
+            error = np.abs(spline(test) - exact(test)).max(axis=1).reshape(len(width), -1).max(axis=1)
             bad = error > tolerance
-            if not bool(bad.any()):
-                table.max_error.fill_(float(error.max()))
-                return table
-            if len(knots) + int(bad.sum()) > max_knots:
+            if not bad.any():
+                break
+            if len(breaks) + int(bad.sum()) > max_knots:
                 raise ValueError(f"the embedding net needs more than {max_knots} knots for tolerance "
                                  f"{tolerance:g} on [{lower:.3f}, {upper:.3f}]; loosen the tolerance")
-            knots = torch.sort(torch.cat([knots, left[bad] + 0.5 * width[bad]])).values
-
-    @classmethod
-    def _build(cls, net, knots):
-        derivatives = net_derivatives(net, knots)  # [K + 1, 3, M]
-        table = cls(len(knots), derivatives.shape[-1])
-        table.knots.copy_(knots)
-        table.coefficients.copy_(derivatives.reshape(-1, derivatives.shape[-1]))
+            breaks = np.sort(np.concatenate([breaks, left[bad] + 0.5 * width[bad]]))
+        table = cls(len(breaks), spline.c.shape[-1])
+        table.knots.copy_(torch.from_numpy(breaks))
+        table.polynomials.copy_(torch.from_numpy(interval_polynomials(breaks)))
+        table.coefficients.copy_(torch.from_numpy(spline.c))
+        table.max_error.fill_(float(error.max()))
         return table
 
     @property
@@ -131,18 +142,22 @@ class EmbeddingTable(nn.Module):
         """Mask of the points that the table covers."""
         return (x >= self.knots[0]) & (x <= self.knots[-1])
 
+    def weights(self, interval: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """Values [E, 6] of the B-splines N_{b+l}, l = 0..5, on interval b at τ ∈ [0, 1]."""
+        powers = torch.stack([torch.ones_like(tau), tau, tau * tau, tau ** 3, tau ** 4, tau ** 5], dim=-1)
+        return torch.einsum("eq,elq->el", powers, self.polynomials[interval])
+
     def locate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Interval index [E] and Hermite weights [E, 6] of points inside the table."""
+        """Interval index [E] and B-spline weights [E, 6] of points inside the table."""
         last = len(self.knots) - 2
         interval = (torch.searchsorted(self.knots, x.detach().contiguous(), right=True) - 1).clamp(0, last)
         left = self.knots[interval]
-        width = self.knots[interval + 1] - left
-        return interval, hermite_weights((x - left) / width, width)
+        return interval, self.weights(interval, (x - left) / (self.knots[interval + 1] - left))
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         """Tabulated G at points x [E] inside the table, [E, M] (for tests and error checks)."""
         interval, w = self.locate(x)
-        rows = 3 * interval.unsqueeze(-1) + torch.arange(6, device=x.device)  # [E, 6]
+        rows = interval.unsqueeze(-1) + torch.arange(DEGREE + 1, device=x.device)  # [E, 6]
         return torch.einsum("el,elm->em", w, self.coefficients[rows])
 
     def moment(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
@@ -152,7 +167,7 @@ class EmbeddingTable(nn.Module):
         """
         interval, w = self.locate(rows[:, 0])
         n_cols = self.coefficients.shape[0]
-        column = 3 * interval.unsqueeze(-1) + torch.arange(6, device=rows.device)  # [E, 6]
+        column = interval.unsqueeze(-1) + torch.arange(DEGREE + 1, device=rows.device)  # [E, 6]
         target = (column * n_rank + rank.unsqueeze(-1)).reshape(-1)
         values = (w.unsqueeze(-1) * rows.unsqueeze(1)).reshape(-1, 4)  # [E * 6, 4]
         scattered = rows.new_zeros(n_cols * n_rank, 4).index_add(0, target, values)

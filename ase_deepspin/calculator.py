@@ -114,20 +114,13 @@ def model_inputs(model: DeepSpinModel, positions, cell, pbc, types, spins, devic
     """Neighbour list and tensors for :meth:`DeepSpinModel.forward` (one frame, NumPy in).
 
     positions [N, 3] Å, cell [3, 3] Å, pbc, types [N] ints into the model's type map,
-    spins [N, 3] μB. Raises if two atoms overlap.
+    spins [N, 3] μB. Raises if an atom overlaps another atom or a pseudo-atom.
     """
     cfg = model.config
     eta = np.asarray(cfg.virtual_scale)[types]
     offsets = eta[:, None] * spins
     nl = build_neighbor_list(positions, cell, pbc, offsets, cfg.rcut)
     lattice_shift = nl.shifts @ np.asarray(cell, dtype=np.float64)
-    vectors = positions[nl.neighbors] - positions[nl.centers] + lattice_shift + np.where(
-        nl.pseudo[:, None], offsets[nl.neighbors], 0.0)
-    d2 = np.einsum("ex,ex->e", vectors, vectors)
-    if len(d2) and d2.min() < 1e-12:
-        e = int(np.argmin(d2))
-        what = "the pseudo-atom of atom" if nl.pseudo[e] else "atom"
-        raise ValueError(f"atom {nl.centers[e]} overlaps {what} {nl.neighbors[e]} (distance 0)")
     dtype = model.dtype
 
     def tensor(x, dt):

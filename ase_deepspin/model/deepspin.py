@@ -150,7 +150,9 @@ class DeepSpinModel(nn.Module):
         lengths, so pseudo-atom offsets are unstrained.
         """
         lattice = positions[neighbors] - positions[centers] + offsets  # [E, 3]
-        if strain is not None:
+        if strain is not None and len(strain) == 1:
+            lattice = lattice + lattice @ strain[0]
+        elif strain is not None:
             lattice = lattice + torch.bmm(lattice.unsqueeze(1), strain[edge_frames]).squeeze(1)
         eta = self.virtual_scale[atom_types[neighbors]] * pseudo.to(positions.dtype)  # [E]
         return lattice + eta.unsqueeze(-1) * spins[neighbors]
@@ -178,26 +180,25 @@ class DeepSpinModel(nn.Module):
         """se_e2_a descriptors [n_centres, M * axis_neuron] from raw environment rows [E, 4]."""
         cfg = self.config
         n_types, n_blocks, width = cfg.n_types, 2 * cfg.n_types, cfg.neuron[-1]
-        mean, std = self.env_mean[center_types], self.env_std[center_types]
-        rows = (env - mean) / std  # [E, 4]
         pair = center_types * n_blocks + blocks
         order = torch.argsort(pair, stable=True)
         sizes = torch.bincount(pair, minlength=n_types * n_blocks).tolist()
-        moment = [rows.new_zeros(n_centres, width) for _ in range(4)]  # sum_j d_j[k] G_j, k = 0..3
-        tabulated = rows.new_zeros(n_centres, 4, width) if self.tables is not None else None
+        moment = [env.new_zeros(n_centres, width) for _ in range(4)]  # sum_j d_j[k] G_j, k = 0..3
+        tabulated = env.new_zeros(n_centres, 4, width) if self.tables is not None else None
         if self.tables is not None:
             of_type = [(centre_types_local == t).nonzero().squeeze(-1) for t in range(n_types)]
-            rank = torch.empty(n_centres, dtype=torch.int64, device=rows.device)
+            rank = torch.empty(n_centres, dtype=torch.int64, device=env.device)
             for members in of_type:
-                rank[members] = torch.arange(len(members), device=rows.device)
+                rank[members] = torch.arange(len(members), device=env.device)
         for p, (idx, size) in enumerate(zip(torch.split(order, sizes), sizes)):
             if size == 0:
                 continue
-            r = rows[idx]  # [E_p, 4]
+            ti = p // n_blocks
+            r = (env[idx] - self.env_mean[ti]) / self.env_std[ti]  # standardised rows [E_p, 4]
             c = center_local[idx]
             if self.tables is not None:
                 inside = self.tables[p].inside(r[:, 0])
-                members = of_type[p // n_blocks]
+                members = of_type[ti]
                 part = self.tables[p].moment(r[inside], rank[c[inside]], len(members))
                 tabulated = tabulated.index_add(0, members, part)
                 # edges outside the table (closer than its min_distance): the net itself, exactly
@@ -228,7 +229,13 @@ class DeepSpinModel(nn.Module):
             ])
             for ti in range(n_types)
         ])  # [T, 2T, 4, M]
-        return torch.einsum("cb,cbkm->ckm", empty, per_pair[centre_types_local])
+        width = per_pair.shape[-1]
+        out = empty.new_zeros(n_centres, 4, width)
+        for t in range(n_types):
+            members = (centre_types_local == t).nonzero().squeeze(-1)
+            if len(members):
+                out[members] = (empty[members] @ per_pair[t].reshape(n_blocks, -1)).view(len(members), 4, width)
+        return out
 
     @torch.no_grad()
     def set_environment_statistics(self, frames) -> None:
@@ -268,7 +275,7 @@ class DeepSpinModel(nn.Module):
     def atomic_energies(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                         first, n_centres, strain=None, atom_frames=None):
         """Atomic energies (eV) of centres ``first .. first + n_centres - 1`` from their edges."""
-        edge_frames = atom_frames[centers] if strain is not None else None
+        edge_frames = atom_frames[centers] if strain is not None and len(strain) > 1 else None
         vectors = self.edge_vectors(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                                     strain, edge_frames)
         cfg = self.config

@@ -126,3 +126,27 @@ def test_compressed_file_round_trips(nio, tmp_path, capsys):
 def test_bad_compression_options(options, message):
     with pytest.raises(ValueError, match=message):
         compress_model(small_model(), **options)
+
+
+def test_derivatives_of_forces_through_the_tables_for_training(nio):
+    # create_graph=True takes the plain-autograd table path: force errors can be differentiated again
+    from ase_deepspin.calculator import check_structure, model_inputs, spins_of
+
+    model = compress_model(small_model())
+    cfg = model.config
+    inputs = model_inputs(model, nio.positions, nio.cell.array, nio.pbc, check_structure(nio, cfg.type_map),
+                          spins_of(nio, cfg.type_map, cfg.magnetic))
+    fused = model(**inputs)
+    twice = model(**inputs, create_graph=True)
+    assert torch.allclose(fused["forces"], twice["forces"], rtol=0, atol=1e-12)
+    assert torch.allclose(fused["torques"], twice["torques"], rtol=0, atol=1e-12)
+    spins = inputs["spins"].clone().requires_grad_(True)
+    torques = model(**{**inputs, "spins": spins}, forces=False, create_graph=True)["torques"]
+    hessian_row = torch.autograd.grad(torques[0, 2], spins)[0]  # −∂²E/∂S_0z∂S, a symmetric Hessian's row
+    step = 1e-5
+    plus, minus = spins.detach().clone(), spins.detach().clone()
+    plus[0, 2] += step
+    minus[0, 2] -= step
+    fd = (model(**{**inputs, "spins": plus}, forces=False)["torques"]
+          - model(**{**inputs, "spins": minus}, forces=False)["torques"]) / (2 * step)
+    assert torch.allclose(hessian_row, fd, rtol=0, atol=1e-6 * float(fd.abs().max()))

@@ -176,8 +176,11 @@ class DeepSpinModel(nn.Module):
     def block_names(self) -> list[str]:
         return list(self.config.type_map) + [f"{t}_spin" for t in self.config.type_map]
 
-    def descriptors(self, env, center_local, center_types, blocks, n_centres, centre_types_local):
-        """se_e2_a descriptors [n_centres, M * axis_neuron] from raw environment rows [E, 4]."""
+    def descriptors(self, env, center_local, center_types, blocks, n_centres, centre_types_local,
+                    twice_differentiable: bool = True):
+        """se_e2_a descriptors [n_centres, M * axis_neuron] from raw environment rows [E, 4].
+
+        ``twice_differentiable=False`` lets tabulated nets use their faster first-derivative rule."""
         cfg = self.config
         n_types, n_blocks, width = cfg.n_types, 2 * cfg.n_types, cfg.neuron[-1]
         pair = center_types * n_blocks + blocks
@@ -199,7 +202,7 @@ class DeepSpinModel(nn.Module):
             if self.tables is not None:
                 inside = self.tables[p].inside(r[:, 0])
                 members = of_type[ti]
-                part = self.tables[p].moment(r[inside], rank[c[inside]], len(members))
+                part = self.tables[p].moment(r[inside], rank[c[inside]], len(members), twice_differentiable)
                 tabulated = tabulated.index_add(0, members, part)
                 # edges outside the table (closer than its min_distance): the net itself, exactly
                 r, c = r[~inside], c[~inside]
@@ -273,7 +276,7 @@ class DeepSpinModel(nn.Module):
 
     # ------------------------------------------------------------------ energy
     def atomic_energies(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
-                        first, n_centres, strain=None, atom_frames=None):
+                        first, n_centres, strain=None, atom_frames=None, twice_differentiable=True):
         """Atomic energies (eV) of centres ``first .. first + n_centres - 1`` from their edges."""
         edge_frames = atom_frames[centers] if strain is not None and len(strain) > 1 else None
         vectors = self.edge_vectors(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
@@ -284,7 +287,8 @@ class DeepSpinModel(nn.Module):
         center_types = atom_types[centers]
         blocks = atom_types[neighbors] + cfg.n_types * pseudo.to(torch.int64)
         local_types = atom_types[first : first + n_centres]
-        desc = self.descriptors(env, center_local, center_types, blocks, n_centres, local_types)
+        desc = self.descriptors(env, center_local, center_types, blocks, n_centres, local_types,
+                                twice_differentiable)
         energies = desc.new_zeros(n_centres)
         for t, net in enumerate(self.fitting):
             idx = (local_types == t).nonzero().squeeze(-1)
@@ -336,7 +340,7 @@ class DeepSpinModel(nn.Module):
             for first, stop, e0, e1 in chunks:
                 energies = self.atomic_energies(
                     positions, spins, atom_types, centers[e0:e1], neighbors[e0:e1], offsets[e0:e1],
-                    pseudo[e0:e1], first, stop - first, strain, atom_frames,
+                    pseudo[e0:e1], first, stop - first, strain, atom_frames, twice_differentiable=create_graph,
                 )
                 if inputs:
                     got = torch.autograd.grad(energies.sum(), list(inputs.values()), create_graph=create_graph,

@@ -160,19 +160,74 @@ class EmbeddingTable(nn.Module):
         rows = interval.unsqueeze(-1) + torch.arange(DEGREE + 1, device=x.device)  # [E, 6]
         return torch.einsum("el,elm->em", w, self.coefficients[rows])
 
-    def moment(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
+    def moment(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int, twice_differentiable: bool = False):
         """Σ_j d_jᵀ G(x_j) per centre, [n_rank, 4, M], for standardised rows [E, 4] inside the table.
 
         ``rank`` [E] numbers each edge's centre among the ``n_rank`` centres of this table's type.
+        By default a fused first-derivative rule is used (faster); ``twice_differentiable`` builds
+        the result from plain autograd operations instead, so that derivatives can be differentiated
+        again (training on forces, Hessian products).
         """
-        interval, w = self.locate(rows[:, 0])
         n_cols = self.coefficients.shape[0]
-        column = interval.unsqueeze(-1) + torch.arange(DEGREE + 1, device=rows.device)  # [E, 6]
-        target = (column * n_rank + rank.unsqueeze(-1)).reshape(-1)
+        if not twice_differentiable:
+            return _TableMoment.apply(rows, rank, n_rank, self)
+        interval, w = self.locate(rows[:, 0])
+        target = self._targets(interval, rank, n_rank)
         values = (w.unsqueeze(-1) * rows.unsqueeze(1)).reshape(-1, 4)  # [E * 6, 4]
         scattered = rows.new_zeros(n_cols * n_rank, 4).index_add(0, target, values)
         product = self.coefficients.T @ scattered.view(n_cols, n_rank * 4)  # [M, n_rank * 4]
         return product.view(-1, n_rank, 4).permute(1, 2, 0)
+
+    @staticmethod
+    def _targets(interval, rank, n_rank):
+        """Rows of the scattered [n_cols * n_rank, 4] matrix that each edge's six weights go to."""
+        column = interval.unsqueeze(-1) + torch.arange(DEGREE + 1, device=interval.device)  # [E, 6]
+        return (column * n_rank + rank.unsqueeze(-1)).reshape(-1)
+
+
+class _TableMoment(torch.autograd.Function):
+    """T = Σ_j rows_jᵀ G(x_j) with a hand-written backward (rows [E, 4] → T [n_rank, 4, M]).
+
+    With w_l the spline weights and Q = C · ∂L/∂T evaluated at each edge's six columns,
+    ∂L/∂rows_j = Σ_l w_l Q_jl, plus (Σ_l w_l' Q_jl · rows_j) on x_j = rows_j[0]: one matrix
+    product and one gather instead of autograd's chain through every elementwise step.
+    """
+
+    @staticmethod
+    def forward(ctx, rows, rank, n_rank, table):
+        with torch.no_grad():
+            x = rows[:, 0].contiguous()
+            last = len(table.knots) - 2
+            interval = (torch.searchsorted(table.knots, x, right=True) - 1).clamp(0, last)
+            left = table.knots[interval]
+            width = table.knots[interval + 1] - left
+            tau = (x - left) / width
+            ones, zeros = torch.ones_like(tau), torch.zeros_like(tau)
+            t2, t3 = tau * tau, tau * tau * tau
+            powers = torch.stack([torch.stack([ones, tau, t2, t3, t3 * tau, t3 * t2], -1),
+                                  torch.stack([zeros, ones, 2 * tau, 3 * t2, 4 * t3, 5 * t3 * tau], -1)], 1)
+            w, dw = torch.bmm(powers, table.polynomials[interval].transpose(1, 2)).unbind(1)  # [E, 6] each
+            dw = dw / width.unsqueeze(-1)  # d/dx
+            target = EmbeddingTable._targets(interval, rank, n_rank)
+            n_cols = table.coefficients.shape[0]
+            values = (w.unsqueeze(-1) * rows.unsqueeze(1)).reshape(-1, 4)
+            scattered = rows.new_zeros(n_cols * n_rank, 4).index_add_(0, target, values)
+            product = table.coefficients.T @ scattered.view(n_cols, n_rank * 4)
+        ctx.save_for_backward(rows, w, dw, target, table.coefficients)
+        ctx.n_rank = n_rank
+        return product.view(-1, n_rank, 4).permute(1, 2, 0)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        rows, w, dw, target, coefficients = ctx.saved_tensors
+        n_rank = ctx.n_rank
+        per_column = coefficients @ grad.permute(2, 0, 1).reshape(coefficients.shape[1], n_rank * 4)
+        q = per_column.view(-1, 4).index_select(0, target).view(-1, DEGREE + 1, 4)  # [E, 6, 4]
+        grad_rows = torch.bmm(w.unsqueeze(1), q).squeeze(1)  # Σ_l w_l Q_jl
+        slope = torch.bmm(dw.unsqueeze(1), q).squeeze(1)  # Σ_l w_l' Q_jl
+        grad_rows[:, 0] += (slope * rows).sum(-1)
+        return grad_rows, None, None, None
 
 
 def compress_model(model, tolerance: float = 1e-8, min_distance: float = 0.5, initial_step: float = 0.5):

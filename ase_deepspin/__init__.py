@@ -1,9 +1,9 @@
 """ase-deepspin: DeepSPIN spin-lattice machine-learning potentials in ASE."""
 
 from .calculator import DeepSpinCalculator, pretrained_models
-from .model import DeepSpinModel, ModelConfig, ModelFileError, load_model, save_model
+from .model import DeepSpinModel, ModelConfig, ModelFileError, compress_model, load_model, save_model
 
 __version__ = "0.1.0"
 
-__all__ = ["DeepSpinCalculator", "DeepSpinModel", "ModelConfig", "ModelFileError", "load_model",
+__all__ = ["DeepSpinCalculator", "DeepSpinModel", "ModelConfig", "ModelFileError", "compress_model", "load_model",
            "pretrained_models", "save_model"]

@@ -1,4 +1,4 @@
-"""Command line: ``ase-deepspin train | test | freeze | info``."""
+"""Command line: ``ase-deepspin train | test | freeze | compress | info``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,30 @@ def _freeze(args):
     print(f"model written to {out}")
 
 
+def _compress(args):
+    from .calculator import resolve_model_path
+    from .model import compress_model, load_model, save_model
+
+    model = compress_model(load_model(resolve_model_path(args.model)), tolerance=args.tolerance,
+                           min_distance=args.min_distance)
+    save_model(model, args.out)
+    print(f"compressed model written to {args.out}")
+    _print_tables(model)
+
+
+def _print_tables(model):
+    cfg = model.config
+    names = model.block_names()
+    print(f"compression     tolerance {cfg.compression['tolerance']:g} (|G| units), neighbours from "
+          f"{cfg.compression['min_distance']} Å to rcut tabulated, closer ones by the nets")
+    print("  table               x range              knots   step min / max      max error")
+    for p, table in enumerate(model.tables):
+        centre, block = cfg.type_map[p // (2 * cfg.n_types)], names[p % (2 * cfg.n_types)]
+        steps = table.knots.diff()
+        print(f"  {centre + ' <- ' + block:18s}  [{table.lower:8.3f}, {table.upper:8.3f}]  {len(table.knots):6d}   "
+              f"{float(steps.min()):.2e} / {float(steps.max()):.2e}   {float(table.max_error):.1e}")
+
+
 def _info(args):
     from .calculator import resolve_model_path
     from .model import load_model
@@ -52,6 +76,8 @@ def _info(args):
     print(f"fitting         {cfg.fitting_neuron}, resnet_dt {cfg.resnet_dt}")
     print(f"energy bias     {[round(float(b), 6) for b in model.energy_bias]} eV")
     print(f"parameters      {n_params}")
+    if model.tables is not None:
+        _print_tables(model)
 
 
 def main(argv=None) -> int:
@@ -80,6 +106,14 @@ def main(argv=None) -> int:
     p.add_argument("out")
     p.add_argument("--storage-dtype", choices=["float64", "float32"], default="float64")
     p.set_defaults(func=_freeze)
+
+    p = sub.add_parser("compress", help="tabulate the embedding nets of a model (faster inference)")
+    p.add_argument("model", help="model file or shipped model name")
+    p.add_argument("out")
+    p.add_argument("--tolerance", type=float, default=1e-8, help="largest table error, in units of G")
+    p.add_argument("--min-distance", type=float, default=0.5,
+                   help="Å; neighbours closer than this are evaluated by the nets, not the tables")
+    p.set_defaults(func=_compress)
 
     p = sub.add_parser("info", help="hyper-parameters of a model file")
     p.add_argument("model")

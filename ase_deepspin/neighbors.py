@@ -66,7 +66,7 @@ def build_neighbor_list(
 
     Works for periodic, mixed and open boundaries and for cells smaller than twice the cutoff
     (a neighbour may then appear several times with different shifts, including the centre's
-    own periodic images).
+    own periodic images). Raises ValueError if an atom overlaps another atom or a pseudo-atom.
     """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     cell = np.ascontiguousarray(cell, dtype=np.float64)
@@ -84,9 +84,15 @@ def build_neighbor_list(
     j = j.astype(np.int64)
     shifts = shifts.astype(np.int64)
 
-    real = np.einsum("ex,ex->e", vectors, vectors) < cutoff**2
+    real_d2 = np.einsum("ex,ex->e", vectors, vectors)
+    real = real_d2 < cutoff**2
     pseudo_vectors = vectors + pseudo_offsets[j]
-    pseudo = has_pseudo[j] & (np.einsum("ex,ex->e", pseudo_vectors, pseudo_vectors) < cutoff**2)
+    pseudo_d2 = np.einsum("ex,ex->e", pseudo_vectors, pseudo_vectors)
+    pseudo = has_pseudo[j] & (pseudo_d2 < cutoff**2)
+    for d2, mask, what in ((real_d2, real, "atom"), (pseudo_d2, pseudo, "the pseudo-atom of atom")):
+        close = np.flatnonzero(mask & (d2 < 1e-12))
+        if len(close):
+            raise ValueError(f"atom {i[close[0]]} overlaps {what} {j[close[0]]} (distance 0)")
     own = np.flatnonzero(has_pseudo & (offset_norm < cutoff))
 
     centers = np.concatenate([i[real], i[pseudo], own])

@@ -1,14 +1,15 @@
-"""Seconds and peak memory per energy+forces+torques call of DeepSpinCalculator.
+"""Seconds and peak memory per energy+forces+torques call of DeepSpinCalculator, plain vs compressed.
 
 Systems: the NiO Σ5 grain boundary (11,328 atoms after LAMMPS-style overlap deletion) and the
-32-atom NiO cell of the DeltaSpin data, with DeePMD-kit's NiO example hyper-parameters
-(rcut 5.6, rcut_smth 5.4, sel 60 per neighbour type, neuron [25, 50, 100], axis 16, fitting
-[240, 240, 240], eta_Ni 0.314). Weights are random (seeded): speed does not depend on them.
+32-atom NiO cell of the DeltaSpin data. Model: the shipped NiO model, which has DeePMD-kit's NiO
+example hyper-parameters (rcut 5.6, rcut_smth 5.4, sel 60 per neighbour type, neuron [25, 50, 100],
+axis 16, fitting [240, 240, 240]; virtual_scale 1.0 Å/μB). Compressed: ``compress_model`` with its
+defaults (tolerance 1e-8, min_distance 0.5 Å), built once before timing.
 
     python benchmarks/bench_calculator.py [--threads 2] [--out benchmarks/results/calculator.json]
 
-Peak memory is the process's maximum resident set size (Linux ru_maxrss), so each system and
-precision runs in a fresh subprocess.
+Peak memory is the process's maximum resident set size (Linux ru_maxrss), so each case runs in a
+fresh subprocess. Agreement of compressed and plain results (float64) is reported for both systems.
 """
 
 from __future__ import annotations
@@ -22,16 +23,7 @@ import time
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def example_model(dtype):
-    import torch
-    from ase_deepspin import DeepSpinModel, ModelConfig
-
-    model = DeepSpinModel(ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.314, 0.0]), dtype=torch.float64)
-    model.env_mean[:, 0] = 0.03
-    model.env_std[:] = 0.05
-    return model
+CASES = [("nio32", 50), ("grain_boundary", 3)]
 
 
 def system(name):
@@ -47,14 +39,19 @@ def system(name):
     return read_deepmd_npy(SHARED / "nio-deltaspin" / "data_0")[0].to_atoms()
 
 
-def measure(name, dtype, threads, repeats):
+def calculator(kind, dtype):
+    from ase_deepspin import DeepSpinCalculator
+
+    return DeepSpinCalculator("nio", dtype=dtype, compress=kind == "compressed")
+
+
+def measure(name, kind, dtype, threads, repeats):
     import numpy as np
     import torch
-    from ase_deepspin import DeepSpinCalculator
 
     torch.set_num_threads(threads)
     atoms = system(name)
-    calc = DeepSpinCalculator(example_model(dtype), dtype=dtype)
+    calc = calculator(kind, dtype)
     times = []
     for k in range(repeats + 1):
         moments = atoms.get_initial_magnetic_moments()
@@ -64,31 +61,66 @@ def measure(name, dtype, threads, repeats):
         calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
         times.append(time.perf_counter() - t0)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"system": name, "atoms": len(atoms), "dtype": dtype, "threads": threads,
+    return {"system": name, "model": kind, "atoms": len(atoms), "dtype": dtype, "threads": threads,
             "seconds_per_call": float(np.median(times[1:])), "first_call_s": times[0], "peak_rss_gib": peak_gib,
-            "max_abs_force": float(np.abs(calc.results["forces"]).max())}
+            "us_per_atom": float(np.median(times[1:])) / len(atoms) * 1e6}
+
+
+def agreement(name, threads):
+    """Relative differences of compressed vs plain (float64): |ΔE|/|E|, ‖ΔF‖/‖F‖, ‖Δω‖/‖ω‖."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    atoms = system(name)
+    out = {}
+    for kind in ("plain", "compressed"):
+        calc = calculator(kind, "float64")
+        calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
+        out[kind] = calc.results
+    p, c = out["plain"], out["compressed"]
+    rel = lambda k: float(np.linalg.norm(c[k] - p[k]) / np.linalg.norm(p[k]))  # noqa: E731
+    return {"system": name, "energy_rel": abs(c["energy"] - p["energy"]) / abs(p["energy"]),
+            "forces_rel": rel("forces"), "torques_rel": rel("magnetic_torques"),
+            "forces_max_abs": float(np.abs(c["forces"] - p["forces"]).max())}
+
+
+def run_one(*args):
+    line = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(line.strip().splitlines()[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/calculator.json")
-    parser.add_argument("--one", nargs=3, metavar=("SYSTEM", "DTYPE", "REPEATS"), help=argparse.SUPPRESS)
+    parser.add_argument("--skip-agreement", action="store_true")
+    parser.add_argument("--one", nargs=4, metavar=("SYSTEM", "MODEL", "DTYPE", "REPEATS"), help=argparse.SUPPRESS)
+    parser.add_argument("--agree", metavar="SYSTEM", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], args.one[1], args.threads, int(args.one[2]))))
+        name, kind, dtype, repeats = args.one
+        print(json.dumps(measure(name, kind, dtype, args.threads, int(repeats))))
         return
-    results = []
-    for name, repeats in [("nio32", 50), ("grain_boundary", 2)]:
-        for dtype in ["float64", "float32"]:
-            line = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--one", name, dtype,
-                                   str(repeats)], check=True, capture_output=True, text=True).stdout
-            row = json.loads(line.strip().splitlines()[-1])
-            results.append(row)
-            print(f"{row['system']:>15s} {row['atoms']:6d} atoms {dtype}: {row['seconds_per_call'] * 1e3:9.1f} ms/call"
-                  f"  peak RSS {row['peak_rss_gib']:.2f} GiB")
+    if args.agree:
+        print(json.dumps(agreement(args.agree, args.threads)))
+        return
+    timings, agreements = [], []
+    for name, repeats in CASES:
+        for kind in ("plain", "compressed"):
+            for dtype in ("float64", "float32"):
+                row = run_one("--threads", str(args.threads), "--one", name, kind, dtype, str(repeats))
+                timings.append(row)
+                print(f"{name:>15s} {row['atoms']:6d} atoms {kind:>10s} {dtype}: "
+                      f"{row['seconds_per_call'] * 1e3:9.1f} ms/call  peak RSS {row['peak_rss_gib']:.2f} GiB")
+    if not args.skip_agreement:
+        for name, _ in CASES:
+            row = run_one("--threads", str(args.threads), "--agree", name)
+            agreements.append(row)
+            print(f"{name:>15s} compressed vs plain: energy {row['energy_rel']:.1e}, forces {row['forces_rel']:.1e}, "
+                  f"torques {row['torques_rel']:.1e} (relative)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    Path(args.out).write_text(json.dumps({"timings": timings, "agreement": agreements}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,30 @@
-"""Physics and contract tests of the DeepSPIN model behind DeepSpinCalculator (float64)."""
+"""Physics and contract tests of the DeepSPIN model behind DeepSpinCalculator (float64).
+
+Every test taking ``model`` runs twice: on a plain model and on its tabulated ("compressed") copy.
+"""
+
+import copy
 
 import numpy as np
 import pytest
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
-from ase_deepspin import DeepSpinCalculator
+from ase_deepspin import DeepSpinCalculator, compress_model
 from conftest import NIO_DATA, minus_gradient, needs_nio_data, small_model
 
 FD_STEP = 1e-4
 FD_RTOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def compressed_small_model():
+    return compress_model(small_model())
+
+
+@pytest.fixture(params=["plain", "compressed"])
+def model(request, compressed_small_model):
+    return small_model() if request.param == "plain" else copy.deepcopy(compressed_small_model)
 
 
 def energy_at(atoms, calc, positions=None, spins=None, cell=None):

@@ -2,5 +2,6 @@
 
 from .deepspin import DeepSpinModel, ModelConfig
 from .io import ModelFileError, load_model, save_model
+from .tabulation import compress_model
 
-__all__ = ["DeepSpinModel", "ModelConfig", "ModelFileError", "load_model", "save_model"]
+__all__ = ["DeepSpinModel", "ModelConfig", "ModelFileError", "compress_model", "load_model", "save_model"]

@@ -29,8 +29,10 @@ import torch
 from torch import nn
 
 from .descriptor import environment_rows, mlp
+from .tabulation import EmbeddingTable
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 2 added the optional ``compression`` config
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ModelConfig:
     resnet_dt: bool = True
     env_protection: float = 0.01
     seed: int = 1
+    compression: dict | None = None  # tabulated embedding nets: tolerance, min_distance, n_knots per net
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -75,6 +78,10 @@ class ModelConfig:
         self.virtual_scale = [float(v) for v in self.virtual_scale]
         self.neuron = [int(v) for v in self.neuron]
         self.fitting_neuron = [int(v) for v in self.fitting_neuron]
+        if self.compression is not None:
+            knots = self.compression.get("n_knots")
+            if not isinstance(knots, list) or len(knots) != 2 * n * n or any(int(k) < 2 for k in knots):
+                raise ValueError(f"compression.n_knots needs {2 * n * n} counts >= 2, got {knots}")
 
     @property
     def n_types(self) -> int:
@@ -117,6 +124,10 @@ class DeepSpinModel(nn.Module):
         self.register_buffer("energy_bias", torch.zeros(n, dtype=dtype))
         self.register_buffer("virtual_scale", torch.tensor(config.virtual_scale, dtype=dtype))
         self.register_buffer("sel", torch.tensor(config.sel, dtype=torch.int64))
+        self.tables = None
+        if config.compression is not None:
+            self.tables = nn.ModuleList(EmbeddingTable(int(k), config.neuron[-1], dtype)
+                                        for k in config.compression["n_knots"])
 
     @property
     def dtype(self) -> torch.dtype:
@@ -139,7 +150,9 @@ class DeepSpinModel(nn.Module):
         lengths, so pseudo-atom offsets are unstrained.
         """
         lattice = positions[neighbors] - positions[centers] + offsets  # [E, 3]
-        if strain is not None:
+        if strain is not None and len(strain) == 1:
+            lattice = lattice + lattice @ strain[0]
+        elif strain is not None:
             lattice = lattice + torch.bmm(lattice.unsqueeze(1), strain[edge_frames]).squeeze(1)
         eta = self.virtual_scale[atom_types[neighbors]] * pseudo.to(positions.dtype)  # [E]
         return lattice + eta.unsqueeze(-1) * spins[neighbors]
@@ -163,25 +176,44 @@ class DeepSpinModel(nn.Module):
     def block_names(self) -> list[str]:
         return list(self.config.type_map) + [f"{t}_spin" for t in self.config.type_map]
 
-    def descriptors(self, env, center_local, center_types, blocks, n_centres, centre_types_local):
-        """se_e2_a descriptors [n_centres, M * axis_neuron] from raw environment rows [E, 4]."""
+    def descriptors(self, env, center_local, center_types, blocks, n_centres, centre_types_local,
+                    twice_differentiable: bool = True):
+        """se_e2_a descriptors [n_centres, M * axis_neuron] from raw environment rows [E, 4].
+
+        ``twice_differentiable=False`` lets tabulated nets use their faster first-derivative rule."""
         cfg = self.config
         n_types, n_blocks, width = cfg.n_types, 2 * cfg.n_types, cfg.neuron[-1]
-        mean, std = self.env_mean[center_types], self.env_std[center_types]
-        rows = (env - mean) / std  # [E, 4]
         pair = center_types * n_blocks + blocks
         order = torch.argsort(pair, stable=True)
         sizes = torch.bincount(pair, minlength=n_types * n_blocks).tolist()
-        moment = [rows.new_zeros(n_centres, width) for _ in range(4)]  # sum_j d_j[k] G_j, k = 0..3
+        moment = [env.new_zeros(n_centres, width) for _ in range(4)]  # sum_j d_j[k] G_j, k = 0..3
+        tabulated = env.new_zeros(n_centres, 4, width) if self.tables is not None else None
+        if self.tables is not None:
+            of_type = [(centre_types_local == t).nonzero().squeeze(-1) for t in range(n_types)]
+            rank = torch.empty(n_centres, dtype=torch.int64, device=env.device)
+            for members in of_type:
+                rank[members] = torch.arange(len(members), device=env.device)
         for p, (idx, size) in enumerate(zip(torch.split(order, sizes), sizes)):
             if size == 0:
                 continue
-            r = rows[idx]  # [E_p, 4]
-            g = self.embedding[p](r[:, :1])  # [E_p, M]
+            ti = p // n_blocks
+            r = (env[idx] - self.env_mean[ti]) / self.env_std[ti]  # standardised rows [E_p, 4]
             c = center_local[idx]
+            if self.tables is not None:
+                inside = self.tables[p].inside(r[:, 0])
+                members = of_type[ti]
+                part = self.tables[p].moment(r[inside], rank[c[inside]], len(members), twice_differentiable)
+                tabulated = tabulated.index_add(0, members, part)
+                # edges outside the table (closer than its min_distance): the net itself, exactly
+                r, c = r[~inside], c[~inside]
+                if len(r) == 0:
+                    continue
+            g = self.embedding[p](r[:, :1])  # [E_p, M]
             for k in range(4):
                 moment[k] = moment[k].index_add(0, c, r[:, k : k + 1] * g)
         moment = torch.stack(moment, dim=1)  # [n_centres, 4, M]
+        if tabulated is not None:
+            moment = moment + tabulated
         moment = moment + self.empty_slot_moment(center_local, blocks, n_centres, centre_types_local)
         t = moment / self.n_slots
         desc = torch.bmm(t.transpose(1, 2), t[:, :, : cfg.axis_neuron])  # [n_centres, M, axis]
@@ -200,7 +232,13 @@ class DeepSpinModel(nn.Module):
             ])
             for ti in range(n_types)
         ])  # [T, 2T, 4, M]
-        return torch.einsum("cb,cbkm->ckm", empty, per_pair[centre_types_local])
+        width = per_pair.shape[-1]
+        out = empty.new_zeros(n_centres, 4, width)
+        for t in range(n_types):
+            members = (centre_types_local == t).nonzero().squeeze(-1)
+            if len(members):
+                out[members] = (empty[members] @ per_pair[t].reshape(n_blocks, -1)).view(len(members), 4, width)
+        return out
 
     @torch.no_grad()
     def set_environment_statistics(self, frames) -> None:
@@ -238,9 +276,9 @@ class DeepSpinModel(nn.Module):
 
     # ------------------------------------------------------------------ energy
     def atomic_energies(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
-                        first, n_centres, strain=None, atom_frames=None):
+                        first, n_centres, strain=None, atom_frames=None, twice_differentiable=True):
         """Atomic energies (eV) of centres ``first .. first + n_centres - 1`` from their edges."""
-        edge_frames = atom_frames[centers] if strain is not None else None
+        edge_frames = atom_frames[centers] if strain is not None and len(strain) > 1 else None
         vectors = self.edge_vectors(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                                     strain, edge_frames)
         cfg = self.config
@@ -249,7 +287,8 @@ class DeepSpinModel(nn.Module):
         center_types = atom_types[centers]
         blocks = atom_types[neighbors] + cfg.n_types * pseudo.to(torch.int64)
         local_types = atom_types[first : first + n_centres]
-        desc = self.descriptors(env, center_local, center_types, blocks, n_centres, local_types)
+        desc = self.descriptors(env, center_local, center_types, blocks, n_centres, local_types,
+                                twice_differentiable)
         energies = desc.new_zeros(n_centres)
         for t, net in enumerate(self.fitting):
             idx = (local_types == t).nonzero().squeeze(-1)
@@ -301,7 +340,7 @@ class DeepSpinModel(nn.Module):
             for first, stop, e0, e1 in chunks:
                 energies = self.atomic_energies(
                     positions, spins, atom_types, centers[e0:e1], neighbors[e0:e1], offsets[e0:e1],
-                    pseudo[e0:e1], first, stop - first, strain, atom_frames,
+                    pseudo[e0:e1], first, stop - first, strain, atom_frames, twice_differentiable=create_graph,
                 )
                 if inputs:
                     got = torch.autograd.grad(energies.sum(), list(inputs.values()), create_graph=create_graph,

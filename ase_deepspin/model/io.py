@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .deepspin import FORMAT_VERSION, DeepSpinModel, ModelConfig
+from .deepspin import FORMAT_VERSION, READABLE_VERSIONS, DeepSpinModel, ModelConfig
 
 FORMAT_NAME = "ase-deepspin-model"
 
@@ -45,9 +45,9 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
     if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path} is not an ase-deepspin model file (no '{FORMAT_NAME}' header)")
     version = blob.get("version")
-    if version != FORMAT_VERSION:
-        raise ModelFileError(f"{path} has model format version {version}; this ase-deepspin reads version "
-                             f"{FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise ModelFileError(f"{path} has model format version {version}; this ase-deepspin reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}")
     try:
         config = ModelConfig(**json.loads(blob["config"]))
         model = DeepSpinModel(config, dtype=dtype)

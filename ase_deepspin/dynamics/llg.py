@@ -129,6 +129,7 @@ class SpinLatticeDynamics(MolecularDynamics):
         if not self.magnetic.any():
             raise ValueError("no atom carries a spin: set (N, 3) initial magnetic moments in μB")
         self.time_fs = 0.0
+        atoms.get_potential_energy()  # the calculator checks the structure and spins before any step
         make_field = getattr(atoms.calc, "frozen_lattice_field", None)
         self.fast_field = make_field(atoms) if (lattice == "frozen" and make_field is not None) else None
         self.logfile_handle = open(logfile, "w") if isinstance(logfile, str) else logfile
@@ -219,6 +220,10 @@ class SpinLatticeDynamics(MolecularDynamics):
     def magnetisation(self) -> np.ndarray:
         """Mean moment per magnetic atom, μ_B."""
         return self.atoms.get_initial_magnetic_moments()[self.magnetic].mean(axis=0)
+
+    def _refresh_properties(self):
+        """ASE's loop evaluates forces after every step for its loggers; here observers ask for what
+        they need, so a frozen-lattice run with a closed-form field never calls the full calculator."""
 
     def log(self, gradient=None):
         """ASE's loop calls this every step; the log is written by the ``write_log`` observer instead,

@@ -1,4 +1,4 @@
-"""Command line: ``ase-deepspin train | test | freeze | info``."""
+"""Command line: ``ase-deepspin train | test | freeze | info | convert``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,23 @@ def _info(args):
     print(f"parameters      {n_params}")
 
 
+def _convert(args):
+    from .calculator import resolve_model_path
+    from .model import load_model, save_model
+    from .model.deepmd import is_deepmd_file, read_deepmd, write_deepmd
+
+    out = args.out
+    if out.endswith((".dp", ".hlo")):
+        write_deepmd(load_model(resolve_model_path(args.model)), out)
+        print(f"DeePMD-kit model written to {out} (for LAMMPS: dp convert-backend {out} model.pth)")
+    elif is_deepmd_file(args.model):
+        save_model(read_deepmd(args.model), out)
+        print(f"ase-deepspin model written to {out}")
+    else:
+        raise ValueError(f"convert reads a DeePMD-kit model (.dp, .yaml, .pth, .pt checkpoint) into an ase-deepspin "
+                         f".pt file, or writes an ase-deepspin model to .dp; got {args.model} -> {out}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ase-deepspin", description="DeepSPIN spin-lattice potentials for ASE")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +101,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("info", help="hyper-parameters of a model file")
     p.add_argument("model")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("convert", help="DeePMD-kit spin se_e2_a model <-> ase-deepspin model file")
+    p.add_argument("model", help="DeePMD-kit .dp/.yaml/.pth/.pt checkpoint, or an ase-deepspin model (or shipped name)")
+    p.add_argument("out", help="ase-deepspin .pt file, or DeePMD-kit .dp file")
+    p.set_defaults(func=_convert)
 
     args = parser.parse_args(argv)
     try:

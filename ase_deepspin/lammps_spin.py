@@ -108,3 +108,73 @@ def read_spin_data(path: str | os.PathLike, type_map: list[str]) -> Atoms:
                   cell=cell, pbc=True)
     atoms.set_initial_magnetic_moments(table[:, 5:8] * table[:, 8:9])
     return atoms
+
+
+def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,
+                   minimize_steps: int = 0, dump_file: str = "deepspin.dump") -> str:
+    """LAMMPS input: DeePMD-kit's ``pair_style deepspin`` on a spin data file, energy/forces/fm dump,
+    then optionally ``min_style spin/lbfgs`` for ``minimize_steps`` iterations and a second dump
+    (``<dump_file>.min``) with the relaxed spins.
+
+    ``skin`` (Å) must be at least the largest pseudo-atom offset η|S|: DeePMD-kit's pair style only
+    considers the pseudo-atom of an atom that is in LAMMPS's neighbour list (rcut + skin).
+    """
+    columns = " ".join(f"c_p[{k}]" for k in range(1, 8))
+    lines = [
+        "units metal", "atom_style spin", "boundary p p p", "atom_modify map array",
+        f"read_data {data_file}", f"plugin load {plugin}",
+        f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}",
+        f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes",
+        "compute p all property/atom fmx fmy fmz sp spx spy spz",
+        "thermo_style custom step pe", "thermo_modify format float %.17g",
+        f"dump d all custom 1 {dump_file} id type fx fy fz {columns}",
+        "dump_modify d format float %.17g sort id",
+        "run 0", 'print "DEEPSPIN_ENERGY $(pe:%.17g)"', "undump d",
+    ]
+    if minimize_steps > 0:
+        lines += [
+            "min_style spin/lbfgs", "min_modify line spin_cubic discrete_factor 10.0",
+            f"minimize 0.0 1.0e-10 {minimize_steps} {10 * minimize_steps}",
+            'print "DEEPSPIN_MIN_ENERGY $(pe:%.17g)"',
+            f"write_dump all custom {dump_file}.min id type fx fy fz {columns} modify format float %.17g sort id",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def read_deepspin_dump(path: str | os.PathLike, prism: Prism) -> dict:
+    """Forces (eV/Å), torques (eV/μB) and moments (μB) from a dump written by :func:`deepspin_input`,
+    rotated back into the ASE frame of ``prism``."""
+    table = np.loadtxt(path, skiprows=9, ndmin=2)
+    table = table[np.argsort(table[:, 0])]  # id type fx fy fz fmx fmy fmz sp spx spy spz
+    moments = prism.vector_to_ase(table[:, 9:12] * table[:, 8:9])
+    fm = prism.vector_to_ase(table[:, 5:8])
+    return {"forces": prism.vector_to_ase(table[:, 2:5]), "moments": moments,
+            "torques": torques_from_fm(fm, moments)}
+
+
+def run_lammps(input_text: str, workdir: str | os.PathLike, lmp: str, nprocs: int = 1,
+               env: dict | None = None, timeout: float = 900.0) -> str:
+    """Run ``lmp`` (under ``mpirun -np nprocs`` from the same folder when nprocs > 1) on ``input_text``
+    in ``workdir``; returns the screen output and raises ``RuntimeError`` with its tail on failure."""
+    import subprocess
+    from pathlib import Path
+
+    workdir = Path(workdir)
+    (workdir / "in.deepspin").write_text(input_text)
+    command = [lmp, "-in", "in.deepspin", "-log", "log.lammps"]
+    if nprocs > 1:
+        command = [str(Path(lmp).with_name("mpirun")), "-np", str(nprocs), *command]
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    output = done.stdout + done.stderr
+    if done.returncode != 0 or "ERROR" in output:
+        tail = "\n".join(line for line in output.splitlines() if "implib-gen" not in line)[-3000:]
+        raise RuntimeError(f"LAMMPS failed (exit {done.returncode}): {' '.join(command)}\n{tail}")
+    return output
+
+
+def printed_value(output: str, key: str) -> float:
+    """The number LAMMPS printed after ``key`` (see :func:`deepspin_input`)."""
+    for line in output.splitlines():
+        if line.startswith(key + " "):
+            return float(line.split()[1])
+    raise RuntimeError(f"LAMMPS output has no '{key}' line")

@@ -80,14 +80,18 @@ def load_dp_file(path: str | os.PathLike) -> dict:
         import yaml
 
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
-        def array(x):
-            if isinstance(x, dict) and x.get("@class") == "np.ndarray":
-                return np.asarray(x["value"], dtype=np.dtype(x["dtype"]))
-            return x
+        def arrays(node):
+            if isinstance(node, dict):
+                if node.get("@class") == "np.ndarray":
+                    return np.asarray(node["value"], dtype=np.dtype(node["dtype"]))
+                return {k: arrays(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [arrays(v) for v in node]
+            return node
 
-        return _walk_variables(data, array)
+        return arrays(data)
     import h5py
 
     try:
@@ -224,6 +228,9 @@ def model_from_dp_dict(data: dict) -> DeepSpinModel:
         embedding_resnet_dt=bool(desc.get("resnet_dt", False)),
         env_protection=float(desc.get("env_protection", env_mat.get("protection", 0.0))),
     )
+    seed = data.get("model_def_script", {}).get("descriptor", {}).get("seed")
+    if isinstance(seed, int):  # the initialisation seed only; kept so that round trips give equal configs
+        config.seed = seed
     _require(int(fit["dim_descrpt"]) == neuron[-1] * config.axis_neuron, "fitting dim_descrpt does not match the descriptor")
     out = DeepSpinModel(config)
 
@@ -374,6 +381,7 @@ def dp_dict_from_model(model: DeepSpinModel) -> dict:
         "descriptor": {"type": "se_e2_a", "sel": list(cfg.sel[:n]), "rcut_smth": cfg.rcut_smth, "rcut": cfg.rcut,
                        "neuron": list(cfg.neuron), "resnet_dt": cfg.embedding_resnet_dt,
                        "axis_neuron": cfg.axis_neuron, "type_one_side": False, "precision": "float64",
+                       "seed": cfg.seed,
                        "env_protection": cfg.env_protection, "activation_function": "tanh"},
         "fitting_net": {"type": "ener", "neuron": list(cfg.fitting_neuron), "resnet_dt": cfg.resnet_dt,
                         "precision": "float64", "activation_function": "tanh"},

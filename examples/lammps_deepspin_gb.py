@@ -44,7 +44,10 @@ def lammps_environment() -> dict:
                   if (Path(p) / "libdeepmd_lmpplugin.so").is_file())
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     env.update(LD_LIBRARY_PATH=library_path, OMP_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
-               DP_INTER_OP_PARALLELISM_THREADS="1")
+               DP_INTER_OP_PARALLELISM_THREADS="1",
+               # large tensors from mmap, returned on free: glibc's growing threshold otherwise lets
+               # each rank's heap grow by GBs over a spin minimisation of the 11k-atom boundary
+               MALLOC_MMAP_THRESHOLD_="1048576")
     return {"python": python, "lmp": os.environ["ASE_DEEPSPIN_LMP"], "plugin": str(plugin), "env": env}
 
 
@@ -81,7 +84,7 @@ def compare(atoms, model, workdir: Path, route: dict, nprocs: int, min_steps: in
                 for v in cfg.virtual_scale)
     prism = write_spin_data(workdir / "system.data", atoms, cfg.type_map)
     pth = export_pth(model, workdir, route["python"])
-    text = deepspin_input("system.data", pth.name, route["plugin"], cfg.type_map, skin=max(2.0, eta_s + 0.5),
+    text = deepspin_input("system.data", pth.name, route["plugin"], cfg.type_map, skin=eta_s + 0.3,
                           minimize_steps=min_steps)
     start = time.perf_counter()
     output = run_lammps(text, workdir, route["lmp"], nprocs=nprocs, env=route["env"])

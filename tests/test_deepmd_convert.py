@@ -53,6 +53,13 @@ def nio_frames(n=2):
     return frames
 
 
+def stress_virial(model, atoms):
+    """−stress · volume (eV) of the calculator: the symmetric virial at fixed spins."""
+    atoms = atoms.copy()
+    atoms.calc = DeepSpinCalculator(model)
+    return -atoms.get_stress(voigt=False) * atoms.get_volume()
+
+
 def evaluate(model, atoms):
     atoms = atoms.copy()
     atoms.calc = DeepSpinCalculator(model)
@@ -273,7 +280,7 @@ _DEEPMD_DRIVER = textwrap.dedent("""
     for name in ("trained", "exported") if cmd.get("train") else ("exported",):
         e, f, v, fm, mask = DeepPot(name + ".pth").eval(frames["coords"], frames["cells"], frames["types"],
                                                         spin=frames["spins"])
-        np.savez(name + "_ref.npz", energy=e.reshape(-1), forces=f, force_mag=fm)
+        np.savez(name + "_ref.npz", energy=e.reshape(-1), forces=f, force_mag=fm, virial=v)
 """)
 
 
@@ -321,3 +328,7 @@ def test_against_deepmd_kit(tmp_path):
             assert abs(energy - ref["energy"][k]) <= 1e-10 * abs(energy)
             np.testing.assert_allclose(forces, ref["forces"][k], rtol=0, atol=1e-10 * np.abs(forces).max())
             np.testing.assert_allclose(torques, ref["force_mag"][k], rtol=0, atol=1e-10 * np.abs(torques).max())
+            # DeePMD-kit's spin virial (spins fixed) has an antisymmetric part that ASE's Voigt stress drops
+            virial = ref["virial"][k].reshape(3, 3)
+            ours = stress_virial(model, atoms)
+            np.testing.assert_allclose(ours, (virial + virial.T) / 2, rtol=0, atol=1e-10 * np.abs(virial).max())

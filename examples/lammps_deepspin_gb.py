@@ -20,13 +20,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase.calculators.lammps import Prism
 from ase.neighborlist import neighbor_list
 
 from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.calculator import resolve_model_path
-from ase_deepspin.lammps_spin import (deepspin_input, printed_value, read_deepspin_dump, read_spin_data,
-                                      run_lammps, write_spin_data)
+from ase_deepspin.lammps_spin import (
+    deepspin_input,
+    printed_value,
+    read_deepspin_dump,
+    read_spin_data,
+    run_lammps,
+    write_spin_data,
+)
 from ase_deepspin.model import load_model
 from ase_deepspin.model.deepmd import write_deepmd
 

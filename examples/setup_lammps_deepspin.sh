@@ -38,6 +38,7 @@ EOF
 cp "$SITE/torch/lib/libtorch.so" "$ROOT/lib/libtorch.so"
 op="$SITE/deepmd/lib/libdeepmd_op_pt.so"
 [ -f "$op" ] || ln -sf "$op.disabled" "$ROOT/lib/libdeepmd_op_pt.so"
+rm -rf "$ROOT/wheels"
 cat <<EOF
 export ASE_DEEPSPIN_DEEPMD_PYTHON=$PY
 export ASE_DEEPSPIN_LMP=$ROOT/lmp/bin/lmp

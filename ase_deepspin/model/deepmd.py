@@ -44,6 +44,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +53,16 @@ import torch
 
 from .deepspin import DeepSpinModel, ModelConfig
 
-__all__ = ["DeepMDFormatError", "read_deepmd", "write_deepmd", "model_from_dp_dict", "dp_dict_from_model",
-           "load_dp_file", "save_dp_file", "is_deepmd_file"]
+__all__ = [
+    "DeepMDFormatError",
+    "dp_dict_from_model",
+    "is_deepmd_file",
+    "load_dp_file",
+    "model_from_dp_dict",
+    "read_deepmd",
+    "save_dp_file",
+    "write_deepmd",
+]
 
 
 class DeepMDFormatError(ValueError):
@@ -176,7 +186,8 @@ def model_from_dp_dict(data: dict) -> DeepSpinModel:
     _require(bb.get("type", "standard") == "standard", f"backbone model type '{bb.get('type')}' is not supported")
     desc, fit = bb["descriptor"], bb["fitting"]
     _require(desc.get("type") == "se_e2_a", f"descriptor '{desc.get('type')}': only se_e2_a is supported")
-    _require(not desc.get("compress"), "compressed (tabulated) models are not supported; convert the uncompressed model")
+    _require(not desc.get("compress"),
+             "compressed (tabulated) models are not supported; convert the uncompressed model")
 
     use_spin = [bool(u) for u in spin["use_spin"]]
     n = len(use_spin)
@@ -231,7 +242,8 @@ def model_from_dp_dict(data: dict) -> DeepSpinModel:
     seed = data.get("model_def_script", {}).get("descriptor", {}).get("seed")
     if isinstance(seed, int):  # the initialisation seed only; kept so that round trips give equal configs
         config.seed = seed
-    _require(int(fit["dim_descrpt"]) == neuron[-1] * config.axis_neuron, "fitting dim_descrpt does not match the descriptor")
+    _require(int(fit["dim_descrpt"]) == neuron[-1] * config.axis_neuron,
+             "fitting dim_descrpt does not match the descriptor")
     out = DeepSpinModel(config)
 
     davg, dstd = (np.asarray(desc["@variables"][k], dtype=np.float64) for k in ("davg", "dstd"))
@@ -511,8 +523,8 @@ def is_deepmd_file(path: str | os.PathLike) -> bool:
     if path.suffix == ".pt" and path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # not a torch file at all: let the model reader report it
-            return False
+        except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError):
+            return False  # not a readable torch file: the native reader will say why
         return isinstance(blob, dict) and isinstance(blob.get("model", blob), dict) and \
             "_extra_state" in blob.get("model", blob)
     return False

@@ -37,6 +37,13 @@ DeePMD-kit 3.2.0's ``deepmd/pt`` and ``deepmd/dpmodel`` sources):
   ``out_bias[t]``; the native ``energy_bias`` is their sum (written as ``out_bias``, ``bias_atom_e = 0``).
 * Outputs: ``force = F_real + F_virtual`` and ``force_mag = η F_virtual = −∂E/∂S`` are the native
   ``forces`` and ``torques``.
+
+Where the native model differs (the conversion is exact regardless): it never builds the virtual
+centres or the placeholder pseudo-atoms (DeePMD-kit puts them on top of their real atoms and excludes
+them); it raises where a block holds more than ``sel`` neighbours (DeePMD-kit keeps the nearest ``sel``);
+its ``stress`` is ASE's symmetric (Voigt) one, while DeePMD-kit's spin virial at fixed spins also has
+an antisymmetric part (the symmetric parts agree); DeePMD-kit's LAMMPS pair style only sees the
+pseudo-atom of an atom inside rcut + skin, so the skin must cover the largest η|S|.
 """
 
 from __future__ import annotations

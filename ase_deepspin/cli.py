@@ -48,7 +48,7 @@ def _info(args):
     print(f"virtual_scale   {cfg.virtual_scale} Å/μB")
     print(f"rcut            {cfg.rcut} Å (smooth from {cfg.rcut_smth} Å), env_protection {cfg.env_protection} Å")
     print(f"sel             {cfg.sel} (total {sum(cfg.sel)})")
-    print(f"embedding       {cfg.neuron}, axis_neuron {cfg.axis_neuron}")
+    print(f"embedding       {cfg.neuron}, axis_neuron {cfg.axis_neuron}, resnet_dt {cfg.embedding_resnet_dt}")
     print(f"fitting         {cfg.fitting_neuron}, resnet_dt {cfg.resnet_dt}")
     print(f"energy bias     {[round(float(b), 6) for b in model.energy_bias]} eV")
     print(f"parameters      {n_params}")

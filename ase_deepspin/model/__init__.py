@@ -1,6 +1,8 @@
 """The DeepSPIN network: descriptor, fitting, energy model and model files."""
 
 from .deepspin import DeepSpinModel, ModelConfig
+from .deepmd import DeepMDFormatError, read_deepmd, write_deepmd
 from .io import ModelFileError, load_model, save_model
 
-__all__ = ["DeepSpinModel", "ModelConfig", "ModelFileError", "load_model", "save_model"]
+__all__ = ["DeepMDFormatError", "DeepSpinModel", "ModelConfig", "ModelFileError", "load_model", "read_deepmd",
+           "save_model", "write_deepmd"]

@@ -158,7 +158,8 @@ def _copy_layer(layer: dict, target, what: str, hidden: bool) -> None:
     """Copy one serialized DeePMD-kit layer into a native :class:`DenseLayer`, checking its rule."""
     act = layer.get("activation_function")
     v = layer["@variables"]
-    w, b, idt = v["w"], v.get("b"), v.get("idt")
+    w, b, idt = v.get("w"), v.get("b"), v.get("idt")
+    _require(w is not None, f"{what}: no weight matrix")
     if hidden:
         _require(str(act).lower() == "tanh", f"{what}: activation '{act}' (only tanh is supported)")
         n_in, n_out = w.shape
@@ -453,6 +454,7 @@ def _dict_from_state(state: dict, params: dict) -> dict:
         scale = [next(given) if u else 0.0 for u in use_spin]
     d = params["descriptor"]
     _require(d.get("type") == "se_e2_a", f"descriptor '{d.get('type')}': only se_e2_a is supported")
+    _require(isinstance(d["sel"], list), f"descriptor sel {d['sel']!r} is not a resolved list")
     sel = list(d["sel"])
     sel = sel + sel if len(sel) == n else sel
     neuron, fneuron = list(d["neuron"]), list(params["fitting_net"].get("neuron", [120, 120, 120]))

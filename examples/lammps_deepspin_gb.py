@@ -7,7 +7,7 @@ evaluation and a short ``min_style spin/lbfgs`` spin minimisation, both checked 
 Needs the environment of ``examples/setup_lammps_deepspin.sh`` (it prints the three variables to export):
 ASE_DEEPSPIN_DEEPMD_PYTHON, ASE_DEEPSPIN_LMP, ASE_DEEPSPIN_LMP_LIBRARY_PATH.
 
-    python examples/lammps_deepspin_gb.py [--model nio] [--np 2] [--min-steps 20] [--workdir DIR]
+    python examples/lammps_deepspin_gb.py [--model nio] [--np 2] [--min-steps 3] [--workdir DIR]
 
 Measured here (shared 2-core machine, 23 GB): with the model of examples/nio_train_small.yaml,
 ``--min-steps 3`` took 671 s (five evaluations of 11,328 atoms, ~3.7 GB per rank); LAMMPS and
@@ -126,7 +126,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="nio")
     parser.add_argument("--np", type=int, default=2)
-    parser.add_argument("--min-steps", type=int, default=20)
+    parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     route = lammps_environment()

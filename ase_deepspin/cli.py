@@ -1,4 +1,4 @@
-"""Command line: ``ase-deepspin train | test | freeze | compress | info``."""
+"""Command line: ``ase-deepspin train | test | freeze | compress | convert | info``."""
 
 from __future__ import annotations
 
@@ -72,12 +72,29 @@ def _info(args):
     print(f"virtual_scale   {cfg.virtual_scale} Å/μB")
     print(f"rcut            {cfg.rcut} Å (smooth from {cfg.rcut_smth} Å), env_protection {cfg.env_protection} Å")
     print(f"sel             {cfg.sel} (total {sum(cfg.sel)})")
-    print(f"embedding       {cfg.neuron}, axis_neuron {cfg.axis_neuron}")
+    print(f"embedding       {cfg.neuron}, axis_neuron {cfg.axis_neuron}, resnet_dt {cfg.embedding_resnet_dt}")
     print(f"fitting         {cfg.fitting_neuron}, resnet_dt {cfg.resnet_dt}")
     print(f"energy bias     {[round(float(b), 6) for b in model.energy_bias]} eV")
     print(f"parameters      {n_params}")
     if model.tables is not None:
         _print_tables(model)
+
+
+def _convert(args):
+    from .calculator import resolve_model_path
+    from .model import load_model, save_model
+    from .model.deepmd import is_deepmd_file, read_deepmd, write_deepmd
+
+    out = args.out
+    if out.endswith((".dp", ".hlo")):
+        write_deepmd(load_model(resolve_model_path(args.model)), out)
+        print(f"DeePMD-kit model written to {out} (for LAMMPS: dp convert-backend {out} model.pth)")
+    elif is_deepmd_file(args.model):
+        save_model(read_deepmd(args.model), out)
+        print(f"ase-deepspin model written to {out}")
+    else:
+        raise ValueError(f"convert reads a DeePMD-kit model (.dp, .yaml, .pth, .pt checkpoint) into an ase-deepspin "
+                         f".pt file, or writes an ase-deepspin model to .dp; got {args.model} -> {out}")
 
 
 def main(argv=None) -> int:
@@ -118,6 +135,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("info", help="hyper-parameters of a model file")
     p.add_argument("model")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("convert", help="DeePMD-kit spin se_e2_a model <-> ase-deepspin model file")
+    p.add_argument("model", help="DeePMD-kit .dp/.yaml/.pth/.pt checkpoint, or an ase-deepspin model (or shipped name)")
+    p.add_argument("out", help="ase-deepspin .pt file, or DeePMD-kit .dp file")
+    p.set_defaults(func=_convert)
 
     args = parser.parse_args(argv)
     try:

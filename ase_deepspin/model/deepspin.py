@@ -32,7 +32,7 @@ from .descriptor import environment_rows, mlp
 from .tabulation import EmbeddingTable
 
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 2 added the optional ``compression`` config
+READABLE_VERSIONS = (1, 2)  # version 2 added the optional ``compression`` and ``embedding_resnet_dt``
 
 
 @dataclass
@@ -40,7 +40,8 @@ class ModelConfig:
     """Hyper-parameters of a DeepSPIN model (names as in DeePMD-kit's se_e2_a spin input).
 
     ``sel`` may be one int (for every doubled type), one int per real type (repeated for the
-    pseudo-types) or one int per doubled type.
+    pseudo-types) or one int per doubled type. ``resnet_dt`` is the fitting net's (DeePMD-kit
+    ``fitting_net.resnet_dt``), ``embedding_resnet_dt`` the embedding nets' (``descriptor.resnet_dt``).
     """
 
     type_map: list[str]
@@ -52,6 +53,7 @@ class ModelConfig:
     axis_neuron: int = 16
     fitting_neuron: list[int] = field(default_factory=lambda: [240, 240, 240])
     resnet_dt: bool = True
+    embedding_resnet_dt: bool = False
     env_protection: float = 0.01
     seed: int = 1
     compression: dict | None = None  # tabulated embedding nets: tolerance, min_distance, n_knots per net
@@ -110,7 +112,8 @@ class DeepSpinModel(nn.Module):
         n = config.n_types
         gen = torch.Generator().manual_seed(config.seed)
         self.embedding = nn.ModuleList(
-            mlp([1, *config.neuron], timestep=False, linear_output=False, generator=gen, dtype=dtype)
+            mlp([1, *config.neuron], timestep=config.embedding_resnet_dt, linear_output=False, generator=gen,
+                dtype=dtype)
             for _ in range(n * 2 * n)
         )
         n_desc = config.neuron[-1] * config.axis_neuron

@@ -1,0 +1,181 @@
+"""LAMMPS ``atom_style spin`` data files and the SPIN package's magnetic-force convention.
+
+A spin line is ``id type x y z sx sy sz sp``: (sx, sy, sz) a unit vector ŝ and sp = |S| in μB.
+LAMMPS's SPIN package (and DeePMD-kit's ``pair_style deepspin``) report the magnetic force
+
+    fm = −(1/ħ) ∂E/∂ŝ = (|S|/ħ) ω,      ω = −∂E/∂S (eV/μB), ħ = 6.5821191e−4 eV·ps,
+
+in rad/ps; :func:`torques_from_fm` and :func:`fm_from_torques` convert between the two.
+Triclinic cells are rotated into LAMMPS's lower-triangular frame with ASE's ``Prism``;
+vectors read back (forces, fm) must be rotated with :meth:`~ase.calculators.lammps.Prism.vector_to_ase`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.lammps import Prism
+from ase.data import atomic_masses, atomic_numbers
+
+HBAR_EV_PS = 6.5821191e-4  # the value DeePMD-kit's pair_style deepspin uses (LAMMPS metal units)
+
+
+def fm_from_torques(torques: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """LAMMPS magnetic forces (N, 3) in rad/ps from torques −∂E/∂S (eV/μB) and moments S (μB)."""
+    return torques * np.linalg.norm(moments, axis=1, keepdims=True) / HBAR_EV_PS
+
+
+def torques_from_fm(fm: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """Torques −∂E/∂S (eV/μB) from LAMMPS magnetic forces (rad/ps); zero where |S| = 0."""
+    norm = np.linalg.norm(moments, axis=1, keepdims=True)
+    return np.divide(fm * HBAR_EV_PS, norm, out=np.zeros_like(fm, dtype=float), where=norm > 0)
+
+
+def write_spin_data(path: str | os.PathLike, atoms: Atoms, type_map: list[str]) -> Prism:
+    """Write ``atoms`` (spins from the initial magnetic moments, μB) as an ``atom_style spin`` data file.
+
+    LAMMPS type k + 1 is ``type_map[k]``. Returns the :class:`Prism` that maps LAMMPS vectors back to
+    the ASE frame. Non-magnetic atoms get ŝ = (0, 0, 1) and sp = 0.
+    """
+    symbols = atoms.get_chemical_symbols()
+    unknown = sorted(set(symbols) - set(type_map))
+    if unknown:
+        raise ValueError(f"elements {unknown} are not in the type map {type_map}")
+    if not atoms.pbc.all():
+        raise ValueError("write_spin_data writes periodic cells only")
+    types = np.array([type_map.index(s) for s in symbols]) + 1
+    prism = Prism(atoms.cell.array)
+    xhi, yhi, zhi, xy, xz, yz = (float(v) for v in prism.get_lammps_prism())
+    positions = prism.vector_to_lammps(atoms.positions, wrap=True)
+    moments = np.zeros((len(atoms), 3))
+    if atoms.has("initial_magmoms"):
+        moments = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float).reshape(len(atoms), 3)
+    moments = prism.vector_to_lammps(moments)
+    size = np.linalg.norm(moments, axis=1)
+    direction = np.where(size[:, None] > 0, moments / np.where(size > 0, size, 1.0)[:, None], [0.0, 0.0, 1.0])
+    lines = [f"written by ase-deepspin\n\n{len(atoms)} atoms\n{len(type_map)} atom types\n",
+             f"0 {xhi!r} xlo xhi\n0 {yhi!r} ylo yhi\n0 {zhi!r} zlo zhi"]
+    if prism.is_skewed():
+        lines.append(f"{xy!r} {xz!r} {yz!r} xy xz yz")
+    lines.append("\nMasses\n")
+    lines += [f"{k + 1} {float(atomic_masses[atomic_numbers[t]])!r}" for k, t in enumerate(type_map)]
+    lines.append("\nAtoms # spin\n")
+    rows = np.column_stack([np.arange(1, len(atoms) + 1), types, positions, direction, size])
+    lines += [f"{int(r[0])} {int(r[1])} " + " ".join(repr(float(v)) for v in r[2:]) for r in rows]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return prism
+
+
+def read_spin_data(path: str | os.PathLike, type_map: list[str]) -> Atoms:
+    """Atoms (spins as initial magnetic moments, μB) from an ``atom_style spin`` data file.
+
+    Type k + 1 is ``type_map[k]``; atoms keep the file's order of ids. The moment is sp · ŝ; elements whose
+    atoms all carry ``sp = 0`` — or whose lines have an irrelevant spin — are the caller's to zero.
+    """
+    with open(path) as f:
+        lines = f.read().splitlines()
+    n_atoms, bounds, tilt, start = None, {}, (0.0, 0.0, 0.0), None
+    for k, line in enumerate(lines[1:], start=1):
+        words = line.split("#")[0].split()
+        if len(words) == 2 and words[1] == "atoms":
+            n_atoms = int(words[0])
+        elif len(words) == 4 and words[2].endswith("lo") and words[3].endswith("hi"):
+            bounds[words[2][0]] = (float(words[0]), float(words[1]))
+        elif len(words) == 6 and words[3:] == ["xy", "xz", "yz"]:
+            tilt = tuple(float(v) for v in words[:3])
+        elif line.strip().startswith("Atoms"):
+            if "spin" not in line:
+                raise ValueError(f"{path}: the Atoms section is not marked '# spin'")
+            start = k + 1
+            break
+    if n_atoms is None or start is None or set(bounds) != {"x", "y", "z"}:
+        raise ValueError(f"{path} is not a LAMMPS data file with an Atoms # spin section")
+    body = [ln.split("#")[0] for ln in lines[start:] if ln.strip()][:n_atoms]
+    table = np.loadtxt(body, ndmin=2)
+    if table.shape != (n_atoms, 9):
+        raise ValueError(f"{path}: expected {n_atoms} spin lines 'id type x y z sx sy sz sp', got {table.shape}")
+    table = table[np.argsort(table[:, 0])]
+    types = table[:, 1].astype(int) - 1
+    if types.min() < 0 or types.max() >= len(type_map):
+        raise ValueError(f"{path}: atom types 1..{types.max() + 1} but type_map has {len(type_map)} entries")
+    (xlo, xhi), (ylo, yhi), (zlo, zhi) = bounds["x"], bounds["y"], bounds["z"]
+    xy, xz, yz = tilt
+    cell = np.array([[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, zhi - zlo]])
+    atoms = Atoms(symbols=[type_map[t] for t in types], positions=table[:, 2:5] - [xlo, ylo, zlo],
+                  cell=cell, pbc=True)
+    atoms.set_initial_magnetic_moments(table[:, 5:8] * table[:, 8:9])
+    return atoms
+
+
+def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,
+                   minimize_steps: int = 0, dump_file: str = "deepspin.dump") -> str:
+    """LAMMPS input: DeePMD-kit's ``pair_style deepspin`` on a spin data file, energy/forces/fm dump,
+    then optionally ``min_style spin/lbfgs`` for ``minimize_steps`` iterations and a second dump
+    (``<dump_file>.min``) with the relaxed spins.
+
+    ``skin`` (Å) must be at least the largest pseudo-atom offset η|S|: DeePMD-kit's pair style only
+    considers the pseudo-atom of an atom that is in LAMMPS's neighbour list (rcut + skin).
+    """
+    columns = " ".join(f"c_p[{k}]" for k in range(1, 8))
+    lines = [
+        "units metal", "atom_style spin", "boundary p p p", "atom_modify map array",
+        f"read_data {data_file}", f"plugin load {plugin}",
+        f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}",
+        f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes",
+        "compute p all property/atom fmx fmy fmz sp spx spy spz",
+        "thermo_style custom step pe", "thermo_modify format float %.17g",
+        f"dump d all custom 1 {dump_file} id type fx fy fz {columns}",
+        "dump_modify d format float %.17g sort id",
+        "run 0", 'print "DEEPSPIN_ENERGY $(pe:%.17g)"', "undump d",
+    ]
+    if minimize_steps > 0:
+        lines += [
+            "min_style spin/lbfgs", "min_modify line spin_cubic discrete_factor 10.0",
+            f"minimize 0.0 1.0e-10 {minimize_steps} {10 * minimize_steps}",
+            'print "DEEPSPIN_MIN_ENERGY $(pe:%.17g)"',
+            f"write_dump all custom {dump_file}.min id type fx fy fz {columns} modify format float %.17g sort id",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def read_deepspin_dump(path: str | os.PathLike, prism: Prism) -> dict:
+    """Forces (eV/Å), torques (eV/μB) and moments (μB) from a dump written by :func:`deepspin_input`,
+    rotated back into the ASE frame of ``prism``."""
+    table = np.loadtxt(path, skiprows=9, ndmin=2)
+    table = table[np.argsort(table[:, 0])]  # id type fx fy fz fmx fmy fmz sp spx spy spz
+    moments = prism.vector_to_ase(table[:, 9:12] * table[:, 8:9])
+    fm = prism.vector_to_ase(table[:, 5:8])
+    return {"forces": prism.vector_to_ase(table[:, 2:5]), "moments": moments,
+            "torques": torques_from_fm(fm, moments)}
+
+
+def run_lammps(input_text: str, workdir: str | os.PathLike, lmp: str, nprocs: int = 1,
+               env: dict | None = None, timeout: float = 900.0) -> str:
+    """Run ``lmp`` (under ``mpirun -np nprocs`` from the same folder when nprocs > 1) on ``input_text``
+    in ``workdir``; returns the screen output and raises ``RuntimeError`` with its tail on failure."""
+    import subprocess
+    from pathlib import Path
+
+    workdir = Path(workdir)
+    (workdir / "in.deepspin").write_text(input_text)
+    command = [lmp, "-in", "in.deepspin", "-log", "log.lammps"]
+    if nprocs > 1:
+        command = [str(Path(lmp).with_name("mpirun")), "-np", str(nprocs), *command]
+    done = subprocess.run(command, check=False, cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    output = done.stdout + done.stderr
+    if done.returncode != 0 or "ERROR" in output:
+        tail = "\n".join(line for line in output.splitlines() if "implib-gen" not in line)[-3000:]
+        raise RuntimeError(f"LAMMPS failed (exit {done.returncode}): {' '.join(command)}\n{tail}")
+    return output
+
+
+def printed_value(output: str, key: str) -> float:
+    """The number LAMMPS printed after ``key`` (see :func:`deepspin_input`)."""
+    for line in output.splitlines():
+        if line.startswith(key + " "):
+            return float(line.split()[1])
+    raise RuntimeError(f"LAMMPS output has no '{key}' line")

@@ -120,13 +120,15 @@ class SpinLatticeOptimizable(Optimizable):
         used, while spins live on ``target.atoms``).
     relax : "spins", "positions" or "both".
     length_scale : ℓ in Å per radian of spin rotation (see the module docstring).
+    tmax : torque criterion of ``converged`` (eV/μB), used when ASE's own optimizers drive this
+        object (e.g. ``ase.optimize.FIRE(SpinLatticeOptimizable(atoms, tmax=1e-3))``).
 
     The flat vector is [positions (3 n_pos, Å), ℓ ŝ (3 M, Å)]; ``set_x`` turns the spin block's
     change into a geodesic rotation (the tangent part of the change, of length ℓ φ), so ASE's own
     optimizers also run on it. The gradient's spin block is −|S| ω⊥/ℓ (eV/Å).
     """
 
-    def __init__(self, target, relax: str = "both", length_scale: float = 1.0):
+    def __init__(self, target, relax: str = "both", length_scale: float = 1.0, tmax: float = np.inf):
         if relax not in RELAX_MODES:
             raise ValueError(f"relax must be one of {RELAX_MODES}, got {relax!r}")
         if not length_scale > 0:
@@ -153,7 +155,10 @@ class SpinLatticeOptimizable(Optimizable):
         self.move_spins = relax != "positions"
         self.n_pos = len(target.get_positions()) if self.move_positions else 0
         self.n_spin = len(self.magnetic) if self.move_spins else 0
-        self.tmax = np.inf
+        self.tmax = float(tmax)
+
+    def __ase_optimizable__(self):
+        return self
 
     # -- state
     def write_spins(self) -> None:

@@ -9,7 +9,7 @@ atom, leaving 11,328), relaxes with geodesic L-BFGS to max |ω⊥| < tmax (eV/μ
 eV/Å with ``--relax both``), writes the relaxed structure (extended XYZ, spins as initial magnetic
 moments) and ``nio_gb_spins.png``:
 
-(a) the Ni spins of the boundary region seen along y (the tilt axis), each a dot coloured by its
+(a) the Ni spins of one atomic layer normal to y (the tilt axis), each a dot coloured by its
     spin's y component;
 (b) profiles across the boundaries (along z): the local net moment |Σ_j S_j| / 12 over each Ni
     atom's 12 nearest Ni neighbours (zero in bulk type-II antiferromagnetic order, where six of them
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nio-gb-sigma5" / "init.data"
+LAYER_HALF_WIDTH = 0.5  # Å, half-thickness of the atomic layer drawn in the spin map
 NI_NEIGHBOUR_CUTOFF = 3.3  # Å: the 12 nearest Ni of a Ni in NiO sit at a/√2 ≈ 2.95 Å, the next at 4.17 Å
 
 
@@ -70,11 +71,14 @@ def plot(atoms, start_spins: np.ndarray, path: Path) -> dict:
 
     prof = spin_profiles(atoms, start_spins)
     pos, spins = prof["ni_positions"], prof["ni_spins"]
+    # one (010) atomic layer, so that the two sublattices do not hide each other in projection
+    layer = np.abs(pos[:, 1] - pos[0, 1]) < LAYER_HALF_WIDTH
+    pos, spins = pos[layer], spins[layer]
     sy = spins[:, 1] / np.linalg.norm(spins, axis=1)
     fig, (ax_map, ax_prof) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw=dict(width_ratios=[1.3, 1]))
-    dots = ax_map.scatter(pos[:, 0], pos[:, 2], c=sy, cmap="coolwarm", vmin=-1, vmax=1, s=6)
+    dots = ax_map.scatter(pos[:, 0], pos[:, 2], c=sy, cmap="coolwarm", vmin=-1, vmax=1, s=10)
     fig.colorbar(dots, ax=ax_map, label="spin $s_y$")
-    ax_map.set(xlabel="x (Å)", ylabel="z (Å, boundary normal)", title="(a) Ni spins, seen along y", aspect="equal")
+    ax_map.set(xlabel="x (Å)", ylabel="z (Å, boundary normal)", title="(a) Ni spins of one (010) layer", aspect="equal")
     ax_prof.plot(prof["z"], prof["local_net_moment"], "o-", ms=3, label="local net moment (μB)")
     ax_prof.set(xlabel="z (Å)", ylabel="local net moment per Ni (μB)", title="(b) profiles across the boundaries")
     twin = ax_prof.twinx()

@@ -286,3 +286,16 @@ def test_damped_precession_baseline_relaxes_nio_spins(nio_minimum):
     # adaptive step 2π/(κ max|ω|) is large and κ = 10 oscillates
     assert DampedPrecession(atoms, relax="spins", discrete_factor=80.0, logfile=None).run(tmax=1e-5, steps=300)
     assert_same_spins(atoms, nio_minimum, atol=1e-6)
+
+
+def test_trajectory_frames_carry_the_spins_and_the_log_has_torques(tmp_path):
+    from ase.io import read
+
+    atoms = sc_with_exchange(-0.01, n=2, seed=5)
+    log = tmp_path / "opt.log"
+    SpinLBFGS(atoms, relax="spins", trajectory=tmp_path / "opt.traj", logfile=log).run(tmax=1e-6, steps=100)
+    frames = read(tmp_path / "opt.traj", ":")
+    assert len(frames) > 2
+    np.testing.assert_allclose(frames[-1].get_initial_magnetic_moments(), atoms.get_initial_magnetic_moments())
+    assert not np.allclose(frames[0].get_initial_magnetic_moments(), atoms.get_initial_magnetic_moments())
+    assert "tmax[eV/muB]" in log.read_text().splitlines()[0]

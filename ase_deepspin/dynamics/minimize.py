@@ -321,8 +321,6 @@ class SpinLatticeOptimizer(Optimizer):
         return step * (scale / fraction) if fraction > scale else step
 
     def log(self, gradient=None):
-        if self.logfile is None or self.logfile._logfile is None:
-            return
         name = self.__class__.__name__
         if self.nsteps == 0:
             self.logfile.write(f"{' ' * len(name)}  {'Step':>4s} {'Time':>8s} {'Energy[eV]':>17s} "
@@ -340,8 +338,9 @@ class SpinLBFGS(SpinLatticeOptimizer):
     Parameters (besides those of :class:`SpinLatticeOptimizer`)
     ----------
     memory : number of stored (s, y) pairs.
-    alpha : initial Hessian guess, eV/Å² in the scaled units (ASE's default 70), used until the
-        first curvature pair exists and after every reset.
+    alpha : initial Hessian guess, eV/Å² in the scaled units (ASE's default 70). Afterwards the
+        initial inverse Hessian is s·y/y·y of the latest pair, doubled after a downhill step along
+        which the energy is not convex (random spin starts), so steepest-descent phases speed up.
     energy_tolerance : a step raising the energy by more than this (eV) is rejected; 0 makes
         accepted energies non-increasing. A small positive value absorbs float32 round-off of
         large systems' total energies.

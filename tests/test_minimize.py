@@ -9,9 +9,21 @@ from ase.filters import FrechetCellFilter
 from scipy.optimize import brentq
 
 from ase_deepspin.build import nio_afm, simple_cubic_spins
-from ase_deepspin.dynamics.minimize import (DampedPrecession, SpinFIRE, SpinLatticeOptimizable, SpinLBFGS,
-                                            geodesic_rotate, relax_spins)
-from ase_deepspin.hamiltonian import DMI, Anisotropy, BetheSlater, ShellExchange, SpinHamiltonian
+from ase_deepspin.dynamics.minimize import (
+    DampedPrecession,
+    SpinFIRE,
+    SpinLatticeOptimizable,
+    SpinLBFGS,
+    geodesic_rotate,
+    relax_spins,
+)
+from ase_deepspin.hamiltonian import (
+    DMI,
+    Anisotropy,
+    BetheSlater,
+    ShellExchange,
+    SpinHamiltonian,
+)
 
 A_SC = 2.5
 

@@ -2,10 +2,28 @@
 
 import numpy as np
 import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.morse import MorsePotential
+from ase.filters import FrechetCellFilter
+from scipy.optimize import brentq
 
-from ase_deepspin.build import simple_cubic_spins
-from ase_deepspin.dynamics.minimize import relax_spins
-from ase_deepspin.hamiltonian import ShellExchange, SpinHamiltonian
+from ase_deepspin.build import nio_afm, simple_cubic_spins
+from ase_deepspin.dynamics.minimize import (
+    DampedPrecession,
+    SpinFIRE,
+    SpinLatticeOptimizable,
+    SpinLBFGS,
+    geodesic_rotate,
+    relax_spins,
+)
+from ase_deepspin.hamiltonian import (
+    DMI,
+    Anisotropy,
+    BetheSlater,
+    ShellExchange,
+    SpinHamiltonian,
+)
 
 A_SC = 2.5
 
@@ -14,6 +32,17 @@ def sc_with_exchange(J, n=4, seed=1):
     atoms = simple_cubic_spins(n, a=A_SC, moment=2.0, seed=seed)
     atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(J,), radii=(A_SC,), tolerance=0.05)})
     return atoms
+
+
+def random_unit(n, seed):
+    s = np.random.default_rng(seed).normal(size=(n, 3))
+    return s / np.linalg.norm(s, axis=1, keepdims=True)
+
+
+def neighbour_products(unit):
+    """cos of the angle between consecutive spins and the z component of their cross product."""
+    following = np.roll(unit, -1, axis=0)
+    return np.einsum("ij,ij->i", unit, following), np.cross(unit, following)[:, 2]
 
 
 @pytest.mark.parametrize("J", [0.01, -0.01])
@@ -30,3 +59,255 @@ def test_relax_spins_finds_fm_and_afm_ground_states_from_random_spins(J):
     sign = np.ones(len(atoms)) if J > 0 else (-1.0) ** half.sum(axis=1)
     aligned = unit * sign[:, None]
     np.testing.assert_allclose(aligned, np.broadcast_to(aligned[0], aligned.shape), atol=1e-5)
+
+
+def test_fire_reaches_the_ferromagnet():
+    atoms = sc_with_exchange(0.01, n=3, seed=2)
+    assert SpinFIRE(atoms, relax="spins", logfile=None).run(tmax=1e-6, steps=1000)
+    assert atoms.get_potential_energy() / len(atoms) == pytest.approx(-0.03, abs=1e-8)
+
+
+def chain(n, seed, spacing=A_SC, periodic=True):
+    atoms = Atoms("Fe" * n, positions=[[k * spacing, 0, 0] for k in range(n)], cell=[n * spacing, 20, 20],
+                  pbc=periodic)
+    atoms.set_initial_magnetic_moments(2.0 * random_unit(n, seed))
+    return atoms
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_j1_j2_ring_relaxes_to_the_spiral_with_cos_q_of_minus_j1_over_4_j2(seed):
+    n, J1 = 30, 0.01
+    q = 2 * np.pi * 4 / n  # commensurate with the ring
+    J2 = -J1 / (4 * np.cos(q))
+    atoms = chain(n, seed)
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(J1, J2), radii=(A_SC, 2 * A_SC),
+                                                                        tolerance=0.05)})
+    assert relax_spins(atoms, tmax=1e-9, steps=1000)
+    cos, _ = neighbour_products(atoms.get_initial_magnetic_moments() / 2.0)
+    np.testing.assert_allclose(cos, -J1 / (4 * J2), atol=1e-6)
+    assert atoms.get_potential_energy() / n == pytest.approx(-J1 * np.cos(q) - J2 * np.cos(2 * q), abs=1e-12)
+
+
+def test_dmi_chain_relaxes_to_a_planar_spiral_of_period_2pi_a_over_atan_d_over_j():
+    # open chain: each bond's energy −J cos φ + D sin φ is minimised on its own, at φ = −atan(D/J)
+    n, J, D = 40, 0.01, 0.004
+    atoms = chain(n, seed=3, periodic=False)
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(J,), radii=(A_SC,), tolerance=0.05)},
+                                 dmi={("Fe", "Fe"): DMI(D=D, cutoff=A_SC + 0.1, rule="constant", normal=(0, 0, 1),
+                                                        axis=(1, 0, 0))})
+    assert relax_spins(atoms, tmax=1e-9, steps=1000)
+    unit = atoms.get_initial_magnetic_moments() / 2.0
+    cos, sin_z = neighbour_products(unit)
+    turn = np.arctan2(sin_z[:-1], cos[:-1])  # signed turning angle about z of each bond
+    np.testing.assert_allclose(turn, -np.arctan(D / J), atol=1e-6)
+    np.testing.assert_allclose(unit[:, 2], 0.0, atol=1e-6)  # the spiral lies in the plane ⟂ D
+    period = 2 * np.pi * A_SC / np.abs(turn).mean()
+    assert period == pytest.approx(2 * np.pi * A_SC / np.arctan(D / J), rel=1e-6)
+
+
+MORSE = dict(epsilon=0.4, r0=2.5, rho0=6.0)  # cutoffs 1.9 r0 and 2.7 r0, beyond the dimer
+BETHE_SLATER = BetheSlater(alpha=0.05, gamma=0.2, delta=1.9, cutoff=3.6)
+
+
+def dimer(r, angle):
+    atoms = Atoms("Fe2", positions=[[8, 8, 8], [8 + r, 8, 8]], cell=[20, 20, 20], pbc=False)
+    atoms.set_initial_magnetic_moments([[0, 0, 2.0], [2.0 * np.sin(angle), 0, 2.0 * np.cos(angle)]])
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): BETHE_SLATER}, lattice=MorsePotential(**MORSE))
+    return atoms
+
+
+def dimer_bond_length(angle):
+    """Root of dE/dr for E = ε(e^{−2ρ(r/r0−1)} − 2e^{−ρ(r/r0−1)}) − J(r) cos(angle)."""
+    eps, r0, rho = MORSE["epsilon"], MORSE["r0"], MORSE["rho0"]
+    a, g, d = BETHE_SLATER.alpha, BETHE_SLATER.gamma, BETHE_SLATER.delta
+
+    def slope(r):
+        e = np.exp(-rho * (r / r0 - 1))
+        x2 = (r / d) ** 2
+        dJ = 4 * a * np.exp(-x2) * (2 * r / d**2) * (1 - 2 * g * x2 - x2 * (1 - g * x2))
+        return 2 * eps * rho / r0 * (e - e * e) - dJ * np.cos(angle)
+
+    return brentq(slope, 2.0, 3.2, xtol=1e-14)
+
+
+@pytest.mark.parametrize("angle", [0.0, np.pi / 2, 2.0, np.pi])
+def test_bethe_slater_dimer_bond_length_at_fixed_spin_angle(angle):
+    atoms = dimer(2.7, angle)
+    spins = atoms.get_initial_magnetic_moments()
+    assert SpinLBFGS(atoms, relax="positions", logfile=None).run(fmax=1e-9, steps=200)
+    assert atoms.get_distance(0, 1) == pytest.approx(dimer_bond_length(angle), abs=1e-6)
+    np.testing.assert_array_equal(atoms.get_initial_magnetic_moments(), spins)
+
+
+@pytest.mark.parametrize("optimizer", [SpinLBFGS, SpinFIRE])
+def test_coupled_relaxation_of_the_dimer_aligns_spins_and_takes_the_ferromagnetic_bond(optimizer):
+    atoms = dimer(2.7, 2.0)
+    assert optimizer(atoms, relax="both", logfile=None).run(fmax=1e-9, tmax=1e-10, steps=2000)
+    s = atoms.get_initial_magnetic_moments()
+    assert s[0] @ s[1] == pytest.approx(4.0, abs=1e-9)  # J(r*) > 0: parallel
+    assert atoms.get_distance(0, 1) == pytest.approx(dimer_bond_length(0.0), abs=1e-6)
+
+
+def frustrated_bcc(seed=0):
+    atoms = bulk("Fe", "bcc", a=2.87, cubic=True).repeat((2, 2, 2))
+    atoms.positions += np.random.default_rng(seed).normal(scale=0.05, size=atoms.positions.shape)
+    atoms.arrays.pop("initial_magmoms", None)
+    atoms.set_initial_magnetic_moments(2.2 * random_unit(len(atoms), seed))
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): BetheSlater(alpha=0.03, gamma=0.2, delta=1.9, cutoff=3.6)},
+                                 dmi={("Fe", "Fe"): DMI(D=0.004, cutoff=2.7, rule="interfacial")},
+                                 anisotropy={"Fe": Anisotropy(K=0.001, axis=(1, 1, 0))},
+                                 lattice=MorsePotential(epsilon=0.4, r0=2.48, rho0=6.0, rcut1=1.5, rcut2=1.8))
+    return atoms
+
+
+def test_lbfgs_energy_never_rises_and_moments_are_kept():
+    atoms = frustrated_bcc()
+    moments = np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1)
+    opt = SpinLBFGS(atoms, relax="both", logfile=None)
+    energies = []
+    opt.attach(lambda: energies.append(atoms.get_potential_energy()))
+    assert opt.run(fmax=1e-5, tmax=1e-6, steps=1000)
+    assert len(energies) > 20
+    assert np.all(np.diff(energies) <= 0.0)
+    np.testing.assert_allclose(np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1), moments,
+                               rtol=0, atol=1e-13)
+
+
+def test_cell_filter_relaxes_stress_with_spins_on_the_wrapped_atoms():
+    atoms = frustrated_bcc(seed=1)
+    atoms.set_cell(atoms.cell * 1.02, scale_atoms=True)
+    opt = SpinLBFGS(FrechetCellFilter(atoms), relax="both", logfile=None)
+    assert opt.run(fmax=1e-5, tmax=1e-6, steps=2000)
+    assert np.abs(atoms.get_stress()).max() < 1e-5  # eV/Å³
+    torques = atoms.calc.get_magnetic_torques(atoms)
+    unit = atoms.get_initial_magnetic_moments() / 2.2
+    assert np.abs(torques - np.einsum("ij,ij->i", torques, unit)[:, None] * unit).max() <= 1e-6
+
+
+def test_ase_optimizers_run_on_the_spin_lattice_optimizable():
+    from ase.optimize import FIRE
+
+    atoms = frustrated_bcc(seed=2)
+    moments = np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1)
+    dofs = SpinLatticeOptimizable(atoms, relax="both", tmax=1e-4)
+    start = dofs.get_value()
+    FIRE(dofs, logfile=None).run(fmax=1e-3, steps=30)
+    assert dofs.get_value() < start - 0.5
+    np.testing.assert_allclose(np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1), moments,
+                               rtol=0, atol=1e-13)
+
+
+def test_geodesic_rotation_is_a_rotation_and_transports_tangent_vectors():
+    unit = random_unit(50, 4)
+    theta = np.cross(unit, random_unit(50, 5)) * 1.3  # tangent, up to ~1.3 rad
+    v = np.cross(unit, random_unit(50, 6))
+    new, v_new, theta_new = geodesic_rotate(unit, theta, v, theta)
+    np.testing.assert_allclose(np.linalg.norm(new, axis=1), 1.0, atol=1e-15)
+    np.testing.assert_allclose(np.einsum("ij,ij->i", new, unit), np.cos(np.linalg.norm(theta, axis=1)), atol=1e-14)
+    np.testing.assert_allclose(np.einsum("ij,ij->i", v_new, new), 0.0, atol=1e-14)  # still tangent
+    np.testing.assert_allclose(np.linalg.norm(v_new, axis=1), np.linalg.norm(v, axis=1), atol=1e-14)
+    # the step itself is carried to the velocity of the geodesic at its end: −ŝ sin φ + θ̂ cos φ
+    angle = np.linalg.norm(theta, axis=1, keepdims=True)
+    np.testing.assert_allclose(theta_new, angle * (-unit * np.sin(angle) + theta / angle * np.cos(angle)), atol=1e-14)
+
+
+def test_restart_file_continues_the_same_lbfgs_path(tmp_path):
+    restart = tmp_path / "lbfgs.json"
+    atoms = frustrated_bcc(seed=3)
+    opt = SpinLBFGS(atoms, restart=restart, logfile=None)
+    opt.run(fmax=1e-9, tmax=1e-9, steps=6)
+    copy = atoms.copy()
+    copy.calc = atoms.calc.__class__(exchange=atoms.calc.exchange, dmi=atoms.calc.dmi,
+                                     anisotropy=atoms.calc.anisotropy, lattice=atoms.calc.lattice)
+    resumed = SpinLBFGS(copy, restart=restart, logfile=None)
+    assert len(resumed.steps_hist) == len(opt.steps_hist) > 0
+    opt.run(fmax=1e-9, tmax=1e-9, steps=1)
+    resumed.run(fmax=1e-9, tmax=1e-9, steps=1)
+    np.testing.assert_allclose(copy.positions, atoms.positions, atol=1e-12)
+    np.testing.assert_allclose(copy.get_initial_magnetic_moments(), atoms.get_initial_magnetic_moments(), atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(relax="lattice"), "relax must be"), (dict(length_scale=0.0), "length_scale"),
+    (dict(max_angle=2.0), "max_angle"), (dict(maxstep=-0.1), "maxstep")])
+def test_bad_options_are_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpinLBFGS(sc_with_exchange(0.01, n=2), logfile=None, **kwargs)
+
+
+def test_bad_structures_are_errors():
+    atoms = sc_with_exchange(0.01, n=2)
+    with pytest.raises(ValueError, match="cell filter"):
+        SpinLBFGS(FrechetCellFilter(atoms), relax="spins")
+    bare = atoms.copy()
+    with pytest.raises(ValueError, match="no calculator"):
+        SpinLBFGS(bare)
+    collinear = atoms.copy()
+    collinear.arrays.pop("initial_magmoms")
+    collinear.set_initial_magnetic_moments(np.ones(len(atoms)))
+    collinear.calc = atoms.calc
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        relax_spins(collinear)
+
+
+def perturbed_nio(reference, seed=0, displacement=0.05, tilt=0.15):
+    atoms = reference.copy()
+    atoms.calc = reference.calc
+    rng = np.random.default_rng(seed)
+    atoms.positions += rng.normal(scale=displacement, size=atoms.positions.shape)
+    spins = atoms.get_initial_magnetic_moments()
+    magnetic = spins.any(axis=1)
+    moments = np.linalg.norm(spins[magnetic], axis=1)
+    tilted = spins[magnetic] / moments[:, None] + rng.normal(scale=tilt, size=(magnetic.sum(), 3))
+    spins[magnetic] = moments[:, None] * tilted / np.linalg.norm(tilted, axis=1, keepdims=True)
+    atoms.set_initial_magnetic_moments(spins)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def nio_minimum():
+    """The shipped model's own minimum next to ideal AFM NiO (it leaves ~3 meV/Å on the ideal one)."""
+    from ase_deepspin.calculator import DeepSpinCalculator
+
+    reference = nio_afm(repeat=(2, 2, 1))
+    reference.calc = DeepSpinCalculator("nio")
+    assert SpinLBFGS(reference, logfile=None).run(fmax=1e-5, tmax=1e-5, steps=300)
+    return reference
+
+
+def assert_same_spins(atoms, reference, atol):
+    spins, ref = atoms.get_initial_magnetic_moments(), reference.get_initial_magnetic_moments()
+    magnetic = ref.any(axis=1)
+    moments = np.linalg.norm(ref[magnetic], axis=1)
+    np.testing.assert_allclose(np.linalg.norm(spins[magnetic], axis=1), moments, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(np.einsum("ij,ij->i", spins[magnetic], ref[magnetic]) / moments**2, 1.0, atol=atol)
+
+
+@pytest.mark.parametrize("optimizer", [SpinLBFGS, SpinFIRE])
+def test_nio_spins_and_positions_relax_back_to_the_models_afm_minimum(nio_minimum, optimizer):
+    atoms = perturbed_nio(nio_minimum)
+    assert optimizer(atoms, logfile=None).run(fmax=1e-5, tmax=1e-5, steps=500)
+    assert_same_spins(atoms, nio_minimum, atol=1e-6)
+    shift = atoms.positions - nio_minimum.positions
+    np.testing.assert_allclose(shift - shift.mean(axis=0), 0.0, atol=1e-4)  # up to a rigid translation
+
+
+def test_damped_precession_baseline_relaxes_nio_spins(nio_minimum):
+    atoms = perturbed_nio(nio_minimum, displacement=0.0)
+    # κ = 80, not LAMMPS's default 10: this model's torques have a small longitudinal part, so the
+    # adaptive step 2π/(κ max|ω|) is large and κ = 10 oscillates
+    assert DampedPrecession(atoms, relax="spins", discrete_factor=80.0, logfile=None).run(tmax=1e-5, steps=300)
+    assert_same_spins(atoms, nio_minimum, atol=1e-6)
+
+
+def test_trajectory_frames_carry_the_spins_and_the_log_has_torques(tmp_path):
+    from ase.io import read
+
+    atoms = sc_with_exchange(-0.01, n=2, seed=5)
+    log = tmp_path / "opt.log"
+    SpinLBFGS(atoms, relax="spins", trajectory=tmp_path / "opt.traj", logfile=log).run(tmax=1e-6, steps=100)
+    frames = read(tmp_path / "opt.traj", ":")
+    assert len(frames) > 2
+    np.testing.assert_allclose(frames[-1].get_initial_magnetic_moments(), atoms.get_initial_magnetic_moments())
+    assert not np.allclose(frames[0].get_initial_magnetic_moments(), atoms.get_initial_magnetic_moments())
+    assert "tmax[eV/muB]" in log.read_text().splitlines()[0]

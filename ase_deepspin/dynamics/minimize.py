@@ -120,13 +120,15 @@ class SpinLatticeOptimizable(Optimizable):
         used, while spins live on ``target.atoms``).
     relax : "spins", "positions" or "both".
     length_scale : ℓ in Å per radian of spin rotation (see the module docstring).
+    tmax : torque criterion of ``converged`` (eV/μB), used when ASE's own optimizers drive this
+        object (e.g. ``ase.optimize.FIRE(SpinLatticeOptimizable(atoms, tmax=1e-3))``).
 
     The flat vector is [positions (3 n_pos, Å), ℓ ŝ (3 M, Å)]; ``set_x`` turns the spin block's
     change into a geodesic rotation (the tangent part of the change, of length ℓ φ), so ASE's own
     optimizers also run on it. The gradient's spin block is −|S| ω⊥/ℓ (eV/Å).
     """
 
-    def __init__(self, target, relax: str = "both", length_scale: float = 1.0):
+    def __init__(self, target, relax: str = "both", length_scale: float = 1.0, tmax: float = np.inf):
         if relax not in RELAX_MODES:
             raise ValueError(f"relax must be one of {RELAX_MODES}, got {relax!r}")
         if not length_scale > 0:
@@ -153,7 +155,10 @@ class SpinLatticeOptimizable(Optimizable):
         self.move_spins = relax != "positions"
         self.n_pos = len(target.get_positions()) if self.move_positions else 0
         self.n_spin = len(self.magnetic) if self.move_spins else 0
-        self.tmax = np.inf
+        self.tmax = float(tmax)
+
+    def __ase_optimizable__(self):
+        return self
 
     # -- state
     def write_spins(self) -> None:
@@ -299,20 +304,23 @@ class SpinLatticeOptimizer(Optimizer):
         self.n_evaluations += 1
         return self.dofs.get_value(), self.dofs.get_gradient()
 
-    def cap(self, step: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        """Shrink ``step`` uniformly so no DOF moves more than maxstep Å / max_angle rad (× scale)."""
+    def step_fraction(self, step: np.ndarray) -> float:
+        """Size of ``step`` relative to the caps: the larger of max |Δx|/maxstep and max φ/max_angle."""
         dpos, dspin = self.dofs.split(step)
-        factor = 1.0
+        fraction = 0.0
         if len(dpos):
-            factor = min(factor, scale * self.maxstep / max(np.sqrt(np.einsum("ij,ij->i", dpos, dpos)).max(), 1e-300))
+            fraction = np.sqrt(np.einsum("ij,ij->i", dpos, dpos)).max() / self.maxstep
         if len(dspin):
             angle = np.sqrt(np.einsum("ij,ij->i", dspin, dspin)).max() / self.dofs.length_scale
-            factor = min(factor, scale * self.max_angle / max(angle, 1e-300))
-        return step * factor
+            fraction = max(fraction, angle / self.max_angle)
+        return float(fraction)
+
+    def cap(self, step: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """Shrink ``step`` uniformly so no DOF moves more than maxstep Å / max_angle rad (× scale)."""
+        fraction = self.step_fraction(step)
+        return step * (scale / fraction) if fraction > scale else step
 
     def log(self, gradient=None):
-        if self.logfile is None or self.logfile._logfile is None:
-            return
         name = self.__class__.__name__
         if self.nsteps == 0:
             self.logfile.write(f"{' ' * len(name)}  {'Step':>4s} {'Time':>8s} {'Energy[eV]':>17s} "
@@ -330,8 +338,9 @@ class SpinLBFGS(SpinLatticeOptimizer):
     Parameters (besides those of :class:`SpinLatticeOptimizer`)
     ----------
     memory : number of stored (s, y) pairs.
-    alpha : initial Hessian guess, eV/Å² in the scaled units (ASE's default 70), used until the
-        first curvature pair exists and after every reset.
+    alpha : initial Hessian guess, eV/Å² in the scaled units (ASE's default 70). Afterwards the
+        initial inverse Hessian is s·y/y·y of the latest pair, doubled after a downhill step along
+        which the energy is not convex (random spin starts), so steepest-descent phases speed up.
     energy_tolerance : a step raising the energy by more than this (eV) is rejected; 0 makes
         accepted energies non-increasing. A small positive value absorbs float32 round-off of
         large systems' total energies.
@@ -403,17 +412,6 @@ class SpinLBFGS(SpinLatticeOptimizer):
         self.energy, self.gradient = e1, g1
         self.dump({"steps": self.steps_hist, "changes": self.changes_hist, "trust": self.trust, "h0": self.h0})
 
-    def step_fraction(self, step: np.ndarray) -> float:
-        """Size of ``step`` relative to the caps: the larger of max |Δx|/maxstep and max φ/max_angle."""
-        dpos, dspin = self.dofs.split(step)
-        fraction = 0.0
-        if len(dpos):
-            fraction = np.sqrt(np.einsum("ij,ij->i", dpos, dpos)).max() / self.maxstep
-        if len(dspin):
-            angle = np.sqrt(np.einsum("ij,ij->i", dspin, dspin)).max() / self.dofs.length_scale
-            fraction = max(fraction, angle / self.max_angle)
-        return float(fraction)
-
 
 class SpinFIRE(SpinLatticeOptimizer):
     """FIRE on positions × spheres (FIRE 2.0 rules: Guénolé et al., Comput. Mater. Sci. 175,
@@ -475,6 +473,11 @@ class DampedPrecession(SpinLatticeOptimizer):
     Spins follow dŝ/dt = λ ŝ × (ω × ŝ) with the adaptive step Δt = 2π/(κ max|ω|) (see
     :func:`damped_precession_angles`); positions move by F/alpha (Å), capped by maxstep. One
     evaluation per step, no memory. ``alpha_damp`` = λ, ``discrete_factor`` = κ, ``alpha`` in eV/Å².
+
+    The rule relies on torques with a longitudinal part (LAMMPS's effective fields have one): with
+    purely transverse torques (:class:`~ase_deepspin.hamiltonian.SpinHamiltonian`) the largest
+    rotation stays 2πλ/κ and the iteration cannot converge. With the shipped NiO model κ ≈ 80
+    converges where LAMMPS's default κ = 10 oscillates.
     """
 
     def __init__(self, atoms, alpha_damp: float = 1.0, discrete_factor: float = 10.0, alpha: float = 70.0,
@@ -490,11 +493,10 @@ class DampedPrecession(SpinLatticeOptimizer):
     def step(self):
         _, gradient = self.evaluate()
         step = np.zeros_like(gradient)
-        dpos, dspin = self.dofs.split(step)
         if self.dofs.move_positions:
-            dpos[:] = self.dofs.target.get_forces() / self.alpha
-            largest = np.sqrt(np.einsum("ij,ij->i", dpos, dpos)).max(initial=0.0)
-            dpos *= min(1.0, self.maxstep / max(largest, 1e-300))
+            self.dofs.split(step)[0][:] = self.dofs.target.get_forces() / self.alpha
+            step = self.cap(step)  # the spin block is still zero: caps positions only
+        dspin = self.dofs.split(step)[1]
         if self.dofs.move_spins:
             torques = self.dofs.atoms.calc.get_property("magnetic_torques", self.dofs.atoms)[self.dofs.magnetic]
             dspin[:] = self.dofs.length_scale * damped_precession_angles(self.dofs.unit, torques, self.alpha_damp,
@@ -507,6 +509,8 @@ def relax_spins(atoms, tmax: float = 1e-4, steps: int = 2000, logfile=None) -> b
 
     The result is written into ``atoms``' initial magnetic moments. Returns whether the largest
     torque perpendicular to a spin, max |ω⊥|, is ≤ ``tmax`` (eV/μB) after at most ``steps`` steps.
+    Steps that raise the energy are rejected; with a float32 calculator on thousands of atoms, whose
+    total energy rounds at ~1e-2 eV, use ``SpinLBFGS(atoms, relax="spins", energy_tolerance=0.02)``.
     """
     optimizer = SpinLBFGS(atoms, relax="spins", logfile=logfile)
     return optimizer.run(tmax=tmax, steps=steps)

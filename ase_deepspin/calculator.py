@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.data import atomic_numbers, chemical_symbols
 
 from .model import DeepSpinModel, compress_model, load_model
 from .neighbors import build_neighbor_list
@@ -64,10 +65,23 @@ def _check_device(device) -> torch.device:
     return device
 
 
+def type_indices(numbers: np.ndarray, type_map: list[str]) -> np.ndarray:
+    """Index into ``type_map`` of each atomic number, −1 for elements not in it."""
+    lookup = np.full(len(chemical_symbols), -1, dtype=np.int64)
+    for k, name in enumerate(type_map):
+        if name in atomic_numbers:
+            lookup[atomic_numbers[name]] = k
+    return lookup[np.asarray(numbers)]
+
+
 def spins_of(atoms, type_map: list[str], magnetic: list[bool]) -> np.ndarray:
     """Validated (N, 3) spins in μB of ``atoms`` for a model with this type map."""
     n = len(atoms)
-    is_magnetic = np.array([magnetic[type_map.index(s)] for s in atoms.get_chemical_symbols()], dtype=bool)
+    types = type_indices(atoms.numbers, type_map)
+    if (types < 0).any():
+        raise ValueError(f"elements {sorted(set(np.asarray(atoms.get_chemical_symbols())[types < 0]))} are not in "
+                         f"the model's type_map {type_map}")
+    is_magnetic = np.asarray(magnetic, dtype=bool)[types]
     if not atoms.has("initial_magmoms"):
         if is_magnetic.any():
             raise ValueError("atoms carry no spins: set (N, 3) moments in μB with "
@@ -89,9 +103,9 @@ def spins_of(atoms, type_map: list[str], magnetic: list[bool]) -> np.ndarray:
 
 def check_structure(atoms, type_map: list[str]) -> np.ndarray:
     """Type indices of ``atoms``; raises on unknown elements, non-finite coordinates, singular cells."""
-    symbols = atoms.get_chemical_symbols()
-    unknown = sorted(set(symbols) - set(type_map))
-    if unknown:
+    types = type_indices(atoms.numbers, type_map)
+    if (types < 0).any():
+        unknown = sorted({chemical_symbols[z] for z in np.unique(atoms.numbers[types < 0])})
         raise ValueError(f"elements {unknown} are not in the model's type_map {type_map}")
     if not np.isfinite(atoms.positions).all():
         raise ValueError("positions contain NaN or inf")
@@ -106,8 +120,7 @@ def check_structure(atoms, type_map: list[str]) -> np.ndarray:
         if (lengths[pbc] < 1e-6).any():
             raise ValueError(f"periodic axes {np.flatnonzero(pbc & (lengths < 1e-6)).tolist()} have zero-length "
                              "cell vectors")
-    index = {t: k for k, t in enumerate(type_map)}
-    return np.array([index[s] for s in symbols], dtype=np.int64)
+    return types
 
 
 def model_inputs(model: DeepSpinModel, positions, cell, pbc, types, spins, device="cpu") -> dict:

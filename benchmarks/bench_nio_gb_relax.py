@@ -10,7 +10,7 @@ structures go to ``<out dir>/nio_gb_<run>.extxyz`` (spins as initial magnetic mo
 ``examples/nio_gb_relax.py --plot-only``.
 
     python benchmarks/bench_nio_gb_relax.py [--dtype float32] [--threads 1]
-        [--runs lbfgs-spins,precession-spins,lbfgs-both,precession-both]
+        [--compressed] [--runs lbfgs-spins,precession-spins,lbfgs-both,precession-both]
         [--caps lbfgs-spins=100,precession-spins=60] [--minutes 12] [--out benchmarks/results/nio_gb_relax.json]
 """
 
@@ -37,13 +37,12 @@ def load_boundary(path: Path):
     return atoms
 
 
-def relax(run: str, atoms, dtype: str, tmax: float, fmax: float, cap: int, minutes: float,
+def relax(run: str, atoms, calc, tmax: float, fmax: float, cap: int, minutes: float,
           energy_tolerance: float, discrete_factor: float, logfile: str) -> dict:
-    from ase_deepspin.calculator import DeepSpinCalculator
     from ase_deepspin.dynamics.minimize import DampedPrecession, SpinLBFGS
 
     method, relax_mode = run.split("-")
-    atoms.calc = DeepSpinCalculator("nio", dtype=dtype)
+    atoms.calc = calc
     moments = np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1)
     if method == "lbfgs":
         opt = SpinLBFGS(atoms, relax=relax_mode, energy_tolerance=energy_tolerance, logfile=logfile)
@@ -72,6 +71,7 @@ def main():
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--compressed", action="store_true", help="tabulated embedding nets (compress_model)")
     parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, from {RUNS}")
     parser.add_argument("--caps", default="", help="per-run evaluation caps, e.g. lbfgs-spins=100,precession-both=40")
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-time cap per run, minutes")
@@ -85,7 +85,10 @@ def main():
     args = parser.parse_args()
     import torch
 
+    from ase_deepspin.calculator import DeepSpinCalculator
+
     torch.set_num_threads(args.threads)
+    calc = DeepSpinCalculator("nio", dtype=args.dtype, compress=args.compressed)
     runs = [r for r in args.runs.split(",") if r]
     unknown = set(runs) - set(RUNS)
     if unknown:
@@ -96,11 +99,12 @@ def main():
         raise SystemExit(f"grain boundary data not found: {args.data}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     start_atoms = load_boundary(args.data)
-    report = dict(n_atoms=len(start_atoms), dtype=args.dtype, threads=args.threads, tmax=args.tmax, fmax=args.fmax,
+    report = dict(n_atoms=len(start_atoms), dtype=args.dtype, compressed=args.compressed, threads=args.threads,
+                  tmax=args.tmax, fmax=args.fmax,
                   energy_tolerance=tolerance, discrete_factor=args.discrete_factor, runs=[])
     for run in runs:
         atoms = start_atoms.copy()
-        result = relax(run, atoms, args.dtype, args.tmax, args.fmax, caps.get(run, 10**9), args.minutes, tolerance,
+        result = relax(run, atoms, calc, args.tmax, args.fmax, caps.get(run, 10**9), args.minutes, tolerance,
                        args.discrete_factor, str(args.out.parent / f"nio_gb_{run}.log"))
         atoms.calc = None
         atoms.write(args.out.parent / f"nio_gb_{run}.extxyz")

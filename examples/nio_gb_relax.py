@@ -1,7 +1,7 @@
 """Relax the spins (and optionally the lattice) of the NiO Σ5(310) grain boundary with the shipped
 DeepSPIN model, then draw the picture of Fig. 4(a) of Yang et al., PRB 110, 064427 (2024).
 
-    python examples/nio_gb_relax.py [--relax spins|both] [--steps 300] [--dtype float32]
+    python examples/nio_gb_relax.py [--relax spins|both] [--steps 300] [--dtype float32] [--uncompressed]
     python examples/nio_gb_relax.py --plot-only benchmarks/results/nio_gb_lbfgs-spins.extxyz
 
 Reads ``../shared/data/nio-gb-sigma5/init.data`` (11,520 atoms; pairs closer than 0.05 Å lose one
@@ -98,7 +98,8 @@ def main():
     parser.add_argument("--tmax", type=float, default=1e-3, help="eV/μB")
     parser.add_argument("--fmax", type=float, default=0.01, help="eV/Å (with --relax both)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--uncompressed", action="store_true", help="evaluate the embedding nets, not their tables")
     parser.add_argument("--plot-only", type=Path, help="draw the figure of an already relaxed extxyz file")
     parser.add_argument("--out", type=Path, default=Path("nio_gb_relaxed.extxyz"))
     parser.add_argument("--png", type=Path, default=Path("nio_gb_spins.png"))
@@ -118,7 +119,7 @@ def main():
 
         torch.set_num_threads(args.threads)
         atoms = start.copy()
-        atoms.calc = DeepSpinCalculator("nio", dtype=args.dtype)
+        atoms.calc = DeepSpinCalculator("nio", dtype=args.dtype, compress=not args.uncompressed)
         # float32 total energies of 11k atoms round at the 1e-2 eV level: let L-BFGS accept such rises
         opt = SpinLBFGS(atoms, relax=args.relax, energy_tolerance=0.02 if args.dtype == "float32" else 0.0)
         t0 = time.perf_counter()

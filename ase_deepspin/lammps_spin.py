@@ -1,4 +1,5 @@
-"""LAMMPS ``atom_style spin`` data files and the SPIN package's magnetic-force convention.
+"""LAMMPS ``atom_style spin`` data files (written here; read with :func:`ase_deepspin.data.read_lammps_spin`)
+and the SPIN package's magnetic-force convention.
 
 A spin line is ``id type x y z sx sy sz sp``: (sx, sy, sz) a unit vector ŝ and sp = |S| in μB.
 LAMMPS's SPIN package (and DeePMD-kit's ``pair_style deepspin``) report the magnetic force
@@ -67,47 +68,6 @@ def write_spin_data(path: str | os.PathLike, atoms: Atoms, type_map: list[str]) 
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return prism
-
-
-def read_spin_data(path: str | os.PathLike, type_map: list[str]) -> Atoms:
-    """Atoms (spins as initial magnetic moments, μB) from an ``atom_style spin`` data file.
-
-    Type k + 1 is ``type_map[k]``; atoms keep the file's order of ids. The moment is sp · ŝ; elements whose
-    atoms all carry ``sp = 0`` — or whose lines have an irrelevant spin — are the caller's to zero.
-    """
-    with open(path) as f:
-        lines = f.read().splitlines()
-    n_atoms, bounds, tilt, start = None, {}, (0.0, 0.0, 0.0), None
-    for k, line in enumerate(lines[1:], start=1):
-        words = line.split("#")[0].split()
-        if len(words) == 2 and words[1] == "atoms":
-            n_atoms = int(words[0])
-        elif len(words) == 4 and words[2].endswith("lo") and words[3].endswith("hi"):
-            bounds[words[2][0]] = (float(words[0]), float(words[1]))
-        elif len(words) == 6 and words[3:] == ["xy", "xz", "yz"]:
-            tilt = tuple(float(v) for v in words[:3])
-        elif line.strip().startswith("Atoms"):
-            if "spin" not in line:
-                raise ValueError(f"{path}: the Atoms section is not marked '# spin'")
-            start = k + 1
-            break
-    if n_atoms is None or start is None or set(bounds) != {"x", "y", "z"}:
-        raise ValueError(f"{path} is not a LAMMPS data file with an Atoms # spin section")
-    body = [ln.split("#")[0] for ln in lines[start:] if ln.strip()][:n_atoms]
-    table = np.loadtxt(body, ndmin=2)
-    if table.shape != (n_atoms, 9):
-        raise ValueError(f"{path}: expected {n_atoms} spin lines 'id type x y z sx sy sz sp', got {table.shape}")
-    table = table[np.argsort(table[:, 0])]
-    types = table[:, 1].astype(int) - 1
-    if types.min() < 0 or types.max() >= len(type_map):
-        raise ValueError(f"{path}: atom types 1..{types.max() + 1} but type_map has {len(type_map)} entries")
-    (xlo, xhi), (ylo, yhi), (zlo, zhi) = bounds["x"], bounds["y"], bounds["z"]
-    xy, xz, yz = tilt
-    cell = np.array([[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, zhi - zlo]])
-    atoms = Atoms(symbols=[type_map[t] for t in types], positions=table[:, 2:5] - [xlo, ylo, zlo],
-                  cell=cell, pbc=True)
-    atoms.set_initial_magnetic_moments(table[:, 5:8] * table[:, 8:9])
-    return atoms
 
 
 def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,

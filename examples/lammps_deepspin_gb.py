@@ -29,11 +29,11 @@ from ase.neighborlist import neighbor_list
 
 from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.calculator import resolve_model_path
+from ase_deepspin.data import read_lammps_spin
 from ase_deepspin.lammps_spin import (
     deepspin_input,
     printed_value,
     read_deepspin_dump,
-    read_spin_data,
     run_lammps,
     write_spin_data,
 )
@@ -72,7 +72,7 @@ def export_pth(model, workdir: Path, python: str) -> Path:
 def grain_boundary(path=GB, overlap: float = 0.05):
     """The Σ5 NiO boundary as in the paper's run: atoms closer than ``overlap`` Å to an earlier one removed,
     Ni moments from the file (μB), O moments zero."""
-    atoms = read_spin_data(path, ["Ni", "O"])
+    atoms = read_lammps_spin(path, ["Ni", "O"])
     i, j = neighbor_list("ij", atoms, overlap)
     drop = np.unique(np.maximum(i, j))
     del atoms[drop]

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
+from ase_deepspin.data import read_lammps_spin
 from ase_deepspin.lammps_spin import (
     HBAR_EV_PS,
     fm_from_torques,
-    read_spin_data,
     torques_from_fm,
     write_spin_data,
 )
@@ -17,7 +17,7 @@ GB = SHARED_DATA / "nio-gb-sigma5" / "init.data"
 
 def test_data_file_round_trip_in_a_triclinic_cell(tmp_path, nio):
     prism = write_spin_data(tmp_path / "nio.data", nio, ["Ni", "O"])
-    back = read_spin_data(tmp_path / "nio.data", ["Ni", "O"])
+    back = read_lammps_spin(tmp_path / "nio.data", ["Ni", "O"])
     assert back.get_chemical_symbols() == nio.get_chemical_symbols()
     # LAMMPS's frame is a rotation of ASE's: lengths, angles, moments and relative geometry survive
     np.testing.assert_allclose(back.cell.cellpar(), nio.cell.cellpar(), atol=1e-10)
@@ -42,7 +42,7 @@ def test_fm_convention():
 
 @pytest.mark.skipif(not GB.is_file(), reason="../shared/data/nio-gb-sigma5 not present")
 def test_reads_the_grain_boundary():
-    atoms = read_spin_data(GB, ["Ni", "O"])
+    atoms = read_lammps_spin(GB, ["Ni", "O"])
     assert len(atoms) == 11520 and atoms.cell.orthorhombic
     ni = np.array(atoms.get_chemical_symbols()) == "Ni"
     np.testing.assert_allclose(np.linalg.norm(atoms.get_initial_magnetic_moments()[ni], axis=1), 1.2737, atol=1e-4)

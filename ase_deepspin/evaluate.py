@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calculator import DeepSpinCalculator
+from .calculator import DeepSpinCalculator, check_structure
 from .data import read_frames, split_frames
 
 
@@ -17,7 +17,7 @@ def predict(calc: DeepSpinCalculator, frames) -> dict:
     for f in frames:
         atoms = f.to_atoms()
         calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
-        magnetic = np.array([cfg.magnetic[cfg.type_map.index(s)] for s in f.symbols])
+        magnetic = np.asarray(cfg.magnetic)[check_structure(atoms, cfg.type_map)]
         out["energy"][0].append(f.energy / len(f))
         out["energy"][1].append(calc.results["energy"] / len(f))
         out["forces"][0].append(f.forces)

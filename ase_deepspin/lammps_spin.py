@@ -20,6 +20,8 @@ from ase import Atoms
 from ase.calculators.lammps import Prism
 from ase.data import atomic_masses, atomic_numbers
 
+from .calculator import check_structure
+
 HBAR_EV_PS = 6.5821191e-4  # the value DeePMD-kit's pair_style deepspin uses (LAMMPS metal units)
 
 
@@ -40,13 +42,9 @@ def write_spin_data(path: str | os.PathLike, atoms: Atoms, type_map: list[str]) 
     LAMMPS type k + 1 is ``type_map[k]``. Returns the :class:`Prism` that maps LAMMPS vectors back to
     the ASE frame. Non-magnetic atoms get ŝ = (0, 0, 1) and sp = 0.
     """
-    symbols = atoms.get_chemical_symbols()
-    unknown = sorted(set(symbols) - set(type_map))
-    if unknown:
-        raise ValueError(f"elements {unknown} are not in the type map {type_map}")
     if not atoms.pbc.all():
         raise ValueError("write_spin_data writes periodic cells only")
-    types = np.array([type_map.index(s) for s in symbols]) + 1
+    types = check_structure(atoms, type_map) + 1
     prism = Prism(atoms.cell.array)
     xhi, yhi, zhi, xy, xz, yz = (float(v) for v in prism.get_lammps_prism())
     positions = prism.vector_to_lammps(atoms.positions, wrap=True)

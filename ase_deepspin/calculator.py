@@ -26,7 +26,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.data import atomic_numbers, chemical_symbols
 
 from .model import DeepSpinModel, compress_model, load_model
-from .neighbors import build_neighbor_list
+from .neighbors import NeighborSearch, build_neighbor_list
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -123,16 +123,24 @@ def check_structure(atoms, type_map: list[str]) -> np.ndarray:
     return types
 
 
-def model_inputs(model: DeepSpinModel, positions, cell, pbc, types, spins, device="cpu") -> dict:
+def model_inputs(model: DeepSpinModel, positions, cell, pbc, types, spins, device="cpu",
+                 search: NeighborSearch | None = None) -> dict:
     """Neighbour list and tensors for :meth:`DeepSpinModel.forward` (one frame, NumPy in).
 
     positions [N, 3] Å, cell [3, 3] Å, pbc, types [N] ints into the model's type map,
-    spins [N, 3] μB. Raises if an atom overlaps another atom or a pseudo-atom.
+    spins [N, 3] μB. Raises if an atom overlaps another atom or a pseudo-atom. ``search`` (a
+    :class:`~ase_deepspin.neighbors.NeighborSearch` with the model's cutoff) reuses pair
+    candidates across calls; by default a fresh search is made.
     """
     cfg = model.config
     eta = np.asarray(cfg.virtual_scale)[types]
     offsets = eta[:, None] * spins
-    nl = build_neighbor_list(positions, cell, pbc, offsets, cfg.rcut)
+    if search is None:
+        nl = build_neighbor_list(positions, cell, pbc, offsets, cfg.rcut)
+    elif search.cutoff != cfg.rcut:
+        raise ValueError(f"neighbour search cutoff {search.cutoff} Å differs from the model's rcut {cfg.rcut} Å")
+    else:
+        nl = search(positions, cell, pbc, offsets)
     lattice_shift = nl.shifts @ np.asarray(cell, dtype=np.float64)
     dtype = model.dtype
 
@@ -159,6 +167,9 @@ class DeepSpinCalculator(Calculator):
         ``True`` with its defaults, or a dict of its options (``tolerance``, ``min_distance``).
         Several times faster on large systems, results within ~1e-7 relative of the plain model;
         a file written by ``ase-deepspin compress`` is already compressed and loads as it is.
+    neighbor_skin : Å. Pair candidates of the neighbour search are kept between calls and reused
+        while no atom has moved more than half this skin (and the cell is unchanged), so spin-only
+        updates and small steps skip the search; 0 searches again whenever positions change.
 
     Example
     -------
@@ -169,7 +180,7 @@ class DeepSpinCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "magnetic_torques"]
 
     def __init__(self, model, device="cpu", dtype="float64", max_edges_per_chunk: int = 200_000,
-                 compress: bool | dict = False, **kwargs):
+                 compress: bool | dict = False, neighbor_skin: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         self.device = _check_device(device)
         torch_dtype = _torch_dtype(dtype)
@@ -181,6 +192,7 @@ class DeepSpinCalculator(Calculator):
         self.model = model.to(device=self.device, dtype=torch_dtype)
         self.model.eval()
         self.max_edges_per_chunk = max_edges_per_chunk
+        self.neighbor_search = NeighborSearch(self.model.config.rcut, skin=neighbor_skin)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -191,7 +203,8 @@ class DeepSpinCalculator(Calculator):
         periodic = bool(atoms.pbc.all())
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
-        inputs = model_inputs(self.model, atoms.positions, atoms.cell.array, atoms.pbc, types, spins, self.device)
+        inputs = model_inputs(self.model, atoms.positions, atoms.cell.array, atoms.pbc, types, spins, self.device,
+                              search=self.neighbor_search)
         out = self.model(**inputs, virial=periodic, max_edges_per_chunk=self.max_edges_per_chunk)
         energy = float(out["energy"].sum())
         self.results = {

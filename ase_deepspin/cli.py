@@ -59,6 +59,26 @@ def _print_tables(model):
               f"{float(steps.min()):.2e} / {float(steps.max()):.2e}   {float(table.max_error):.1e}")
 
 
+def _print_baseline(model):
+    import torch
+
+    base, cfg = model.baseline, model.config
+    print(f"spin baseline   {cfg.spin_baseline['n_basis']} radial Gaussians, on-site order "
+          f"{cfg.spin_baseline['onsite_order']} (Heisenberg-Landau term, see ase_deepspin.model.baseline)")
+    r = torch.arange(2.0, cfg.rcut + 1e-9, 0.5, dtype=base.exchange.dtype)
+    for t, magnetic in enumerate(cfg.magnetic):
+        if not magnetic:
+            continue
+        name = cfg.type_map[t]
+        onsite = ", ".join(f"{float(a):.4g}" for a in base.onsite[t])
+        print(f"  {name}: |S| reference {float(base.moment_ref[t]):.4f} μB, on-site a_p [{onsite}] eV/μB^p")
+        types = torch.full_like(r, t, dtype=torch.int64)
+        j, k = base.couplings(r, types, types)
+        print(f"  {name}-{name} J(r) meV at r = {r[0]:.1f}, {r[1]:.1f} .. {r[-1]:.1f} Å: "
+              f"{' '.join(f'{1e3 * float(v):.2f}' for v in j)}")
+        print(f"  {name}-{name} K(r) meV/μB:{'':21s}{' '.join(f'{1e3 * float(v):.2f}' for v in k)}")
+
+
 def _info(args):
     from .calculator import resolve_model_path
     from .model import load_model
@@ -76,6 +96,8 @@ def _info(args):
     print(f"fitting         {cfg.fitting_neuron}, resnet_dt {cfg.resnet_dt}")
     print(f"energy bias     {[round(float(b), 6) for b in model.energy_bias]} eV")
     print(f"parameters      {n_params}")
+    if model.baseline is not None:
+        _print_baseline(model)
     if model.tables is not None:
         _print_tables(model)
 

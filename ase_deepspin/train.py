@@ -9,8 +9,9 @@ p = p_limit + (p_start − p_limit) lr / lr_start (DeePMD-kit's rule), and an ex
 learning rate lr(t) = lr_start · r^floor(t / decay_steps), r chosen so that lr reaches
 ``stop_lr`` at ``numb_steps``. Optimiser: Adam.
 
-Before training, the descriptor statistics and the per-type energy bias (least squares of the
-frame energies on the type counts) come from the training frames.
+Before training, the descriptor statistics, the optional spin baseline (least squares on the
+training torques, :mod:`ase_deepspin.model.baseline`) and the per-type energy bias (least squares
+of the frame energies on the type counts) come from the training frames.
 
 Runs are resumable: batches are drawn from a permutation seeded by (seed, epoch), so a run
 resumed from its checkpoint continues exactly where an uninterrupted run would be.
@@ -32,6 +33,7 @@ import yaml
 from .calculator import model_inputs
 from .data import Frame, read_frames, split_frames
 from .model import DeepSpinModel, ModelConfig, save_model
+from .model.baseline import fit_spin_baseline
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -50,7 +52,9 @@ class TrainConfig:
     """A training run; YAML keys follow DeePMD-kit's input where a counterpart exists.
 
     ``systems`` are DeePMD-kit npy systems (or folders of them, or extxyz files);
-    ``n_validation`` frames are held out with ``split_seed``. Times in seconds.
+    ``n_validation`` frames are held out with ``split_seed``; ``exclude_frames`` then removes
+    training frames whose source (``path#index``, see :class:`ase_deepspin.data.Frame`) ends with
+    one of the given strings, e.g. frames with inconsistent labels. Times in seconds.
     """
 
     model: ModelConfig
@@ -63,6 +67,7 @@ class TrainConfig:
     decay_steps: int = 5000
     n_validation: int = 20
     split_seed: int = 0
+    exclude_frames: list[str] = field(default_factory=list)
     seed: int = 1
     disp_freq: int = 100
     save_freq: int = 1000
@@ -104,8 +109,9 @@ class TrainConfig:
         if desc.pop("resnet_dt", False) or desc.pop("type_one_side", False):
             raise ValueError("se_e2_a here uses resnet_dt: false and type_one_side: false (as DeePMD-kit's spin example)")
         fitting_neuron = fit.pop("neuron", [240, 240, 240])
+        baseline = spin.get("baseline")
         model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=fitting_neuron,
-                            resnet_dt=fit.pop("resnet_dt", True), **desc)
+                            resnet_dt=fit.pop("resnet_dt", True), spin_baseline=baseline, **desc)
         lr = dict(raw.get("learning_rate") or {})
         lr.pop("type", None)
         t = dict(raw.get("training") or {})
@@ -274,6 +280,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = [f for s in cfg.systems for f in read_frames(s)]
     train_frames, valid_frames = split_frames(frames, cfg.n_validation, cfg.split_seed)
+    if cfg.exclude_frames:
+        kept = [f for f in train_frames if not any(f.source.endswith(x) for x in cfg.exclude_frames)]
+        if len(train_frames) - len(kept) != len(cfg.exclude_frames):
+            raise ValueError(f"exclude_frames {cfg.exclude_frames} matched {len(train_frames) - len(kept)} training "
+                             "frames; each entry must name exactly one")
+        train_frames = kept
     model = DeepSpinModel(cfg.model)
     train_data = PreparedFrames(train_frames, model)
     valid_data = PreparedFrames(valid_frames, model)
@@ -286,6 +298,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         step, curve = int(ckpt["step"]), json.loads(ckpt["lcurve"])
     else:
         model.set_environment_statistics(train_data.items)
+        if model.baseline is not None:
+            fit = fit_spin_baseline(model, train_data.items)
+            log(f"spin baseline: training torque RMSE {1e3 * fit['before']:.2f} -> {1e3 * fit['after']:.2f} meV/μB")
         initial_energy_bias(model, train_data, train_frames)
         log(f"training on {len(train_frames)} frames, validating on {len(valid_frames)}; "
             f"{sum(p.numel() for p in model.parameters())} parameters")

@@ -1,6 +1,7 @@
 """Physics and contract tests of the DeepSPIN model behind DeepSpinCalculator (float64).
 
-Every test taking ``model`` runs twice: on a plain model and on its tabulated ("compressed") copy.
+Every test taking ``model`` runs three times: on a plain model, on its tabulated ("compressed")
+copy and on a model with a (randomly set) Heisenberg–Landau spin baseline.
 """
 
 import copy
@@ -11,7 +12,7 @@ from ase import Atoms
 from scipy.spatial.transform import Rotation
 
 from ase_deepspin import DeepSpinCalculator, compress_model
-from conftest import NIO_DATA, minus_gradient, needs_nio_data, small_model
+from conftest import NIO_DATA, minus_gradient, needs_nio_data, small_model, with_random_baseline
 
 FD_STEP = 1e-4
 FD_RTOL = 1e-6
@@ -22,8 +23,10 @@ def compressed_small_model():
     return compress_model(small_model())
 
 
-@pytest.fixture(params=["plain", "compressed"])
+@pytest.fixture(params=["plain", "compressed", "baseline"])
 def model(request, compressed_small_model):
+    if request.param == "baseline":
+        return with_random_baseline(small_model(spin_baseline={"n_basis": 6, "onsite_order": 3}))
     return small_model() if request.param == "plain" else copy.deepcopy(compressed_small_model)
 
 
@@ -199,7 +202,7 @@ def test_chunked_evaluation_equals_single_pass(model, nio):
 
 
 def test_float32_agrees_with_float64(model, nio):
-    r64, r32 = DeepSpinCalculator(model, dtype="float64"), DeepSpinCalculator(small_model(), dtype="float32")
+    r64, r32 = DeepSpinCalculator(model, dtype="float64"), DeepSpinCalculator(copy.deepcopy(model), dtype="float32")
     for calc in (r64, r32):
         calc.calculate(nio, ["energy", "forces", "magnetic_torques"])
     assert abs(r32.results["energy"] - r64.results["energy"]) < 1e-5 * abs(r64.results["energy"])

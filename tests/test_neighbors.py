@@ -47,3 +47,27 @@ def test_own_pseudo_atom_is_a_neighbour_and_pseudo_atoms_are_never_centres():
     offsets = np.array([[0.0, 0.0, 0.4], [0.0, 0.0, 0.0]])
     nl = build_neighbor_list(positions, np.zeros((3, 3)), False, offsets, cutoff=3.0)
     assert as_set(nl) == {(0, 0, (0, 0, 0), True)}
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True)])
+def test_reused_candidates_give_the_exact_list_after_moves_and_spin_changes(pbc):
+    """A NeighborSearch with a skin matches brute force along a trajectory, searching only when it must."""
+    from ase_deepspin.neighbors import NeighborSearch
+
+    rng = np.random.default_rng(1)
+    cell = np.array([[3.1, 0.0, 0.0], [0.9, 2.8, 0.0], [0.4, -0.6, 3.3]])
+    positions = rng.uniform(size=(5, 3)) @ cell
+    offsets = np.zeros((5, 3))
+    offsets[[0, 2, 3]] = rng.normal(scale=0.4, size=(3, 3))
+    search = NeighborSearch(4.2, skin=0.6)
+    for step in range(8):
+        if step % 2:  # spins turn at fixed length
+            turned = rng.normal(size=(3, 3))
+            turned /= np.linalg.norm(turned, axis=1, keepdims=True)
+            offsets[[0, 2, 3]] = np.linalg.norm(offsets[[0, 2, 3]], axis=1, keepdims=True) * turned
+        else:  # atoms move by up to 0.14 Å per step
+            positions = positions + rng.uniform(-0.08, 0.08, size=positions.shape)
+        nl = search(positions, cell, pbc, offsets)
+        assert as_set(nl) == brute_force(positions, cell, pbc, offsets, 4.2)
+        assert len(as_set(nl)) == len(nl) and np.all(np.diff(nl.centers) >= 0)
+    assert 1 < search.n_searches < 8  # reused some steps, searched again once atoms had moved enough

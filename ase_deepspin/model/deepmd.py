@@ -334,6 +334,9 @@ def dp_dict_from_model(model: DeepSpinModel) -> dict:
     from .. import __version__
 
     cfg = model.config
+    if cfg.spin_baseline is not None:
+        raise DeepMDFormatError("this model has a spin baseline (ModelConfig.spin_baseline), which DeePMD-kit "
+                                "cannot represent; only models trained without one can be exported")
     n, n2 = cfg.n_types, 2 * cfg.n_types
     full_map = list(cfg.type_map) + [f"{t}_spin" for t in cfg.type_map]
     use_spin = list(cfg.magnetic)

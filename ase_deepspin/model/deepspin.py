@@ -28,11 +28,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .baseline import SpinBaseline
 from .descriptor import environment_rows, mlp
 from .tabulation import EmbeddingTable
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 2 added the optional ``compression`` and ``embedding_resnet_dt``
+FORMAT_VERSION = 3
+# version 2 added the optional ``compression`` and ``embedding_resnet_dt``, version 3 ``spin_baseline``
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -42,6 +44,8 @@ class ModelConfig:
     ``sel`` may be one int (for every doubled type), one int per real type (repeated for the
     pseudo-types) or one int per doubled type. ``resnet_dt`` is the fitting net's (DeePMD-kit
     ``fitting_net.resnet_dt``), ``embedding_resnet_dt`` the embedding nets' (``descriptor.resnet_dt``).
+    ``spin_baseline`` (``{"n_basis": K, "onsite_order": P}``) adds the Heisenberg–Landau term of
+    :mod:`ase_deepspin.model.baseline` to the network energy (not a DeePMD-kit feature).
     """
 
     type_map: list[str]
@@ -57,6 +61,7 @@ class ModelConfig:
     env_protection: float = 0.01
     seed: int = 1
     compression: dict | None = None  # tabulated embedding nets: tolerance, min_distance, n_knots per net
+    spin_baseline: dict | None = None  # Heisenberg–Landau baseline: n_basis, onsite_order
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -84,6 +89,12 @@ class ModelConfig:
             knots = self.compression.get("n_knots")
             if not isinstance(knots, list) or len(knots) != 2 * n * n or any(int(k) < 2 for k in knots):
                 raise ValueError(f"compression.n_knots needs {2 * n * n} counts >= 2, got {knots}")
+        if self.spin_baseline is not None:
+            unknown = set(self.spin_baseline) - {"n_basis", "onsite_order"}
+            if unknown:
+                raise ValueError(f"unknown spin_baseline keys {sorted(unknown)} (known: n_basis, onsite_order)")
+            self.spin_baseline = {"n_basis": int(self.spin_baseline.get("n_basis", 8)),
+                                  "onsite_order": int(self.spin_baseline.get("onsite_order", 4))}
 
     @property
     def n_types(self) -> int:
@@ -131,6 +142,10 @@ class DeepSpinModel(nn.Module):
         if config.compression is not None:
             self.tables = nn.ModuleList(EmbeddingTable(int(k), config.neuron[-1], dtype)
                                         for k in config.compression["n_knots"])
+        self.baseline = None
+        if config.spin_baseline is not None:
+            self.baseline = SpinBaseline(n, config.magnetic, config.rcut, config.rcut_smth,
+                                         config.spin_baseline["n_basis"], config.spin_baseline["onsite_order"], dtype)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -297,6 +312,10 @@ class DeepSpinModel(nn.Module):
             idx = (local_types == t).nonzero().squeeze(-1)
             if len(idx):
                 energies = energies.index_put((idx,), net(desc[idx]).squeeze(-1) + self.energy_bias[t])
+        if self.baseline is not None:
+            real = ~pseudo
+            energies = energies + self.baseline.atomic_energies(spins, atom_types, centers[real], neighbors[real],
+                                                                vectors[real], first, n_centres)
         return energies
 
     def forward(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,

@@ -1,0 +1,141 @@
+"""Heisenberg–Landau spin baseline added to the DeepSPIN network energy (optional).
+
+    E_base = sum_i sum_{p=1..P} a_{t_i,p} δ_i^p  +  1/2 sum_{i≠j} [J(r_ij) + K(r_ij) (δ_i + δ_j)] ŝ_i·ŝ_j
+
+over magnetic atoms only, with δ_i = |S_i| − m_{t_i} the deviation of the moment's length from its
+reference, ŝ_i = S_i/|S_i|, and radial functions of the pair's types J(r) = s(r) sum_k c_k φ_k(r),
+K(r) likewise (the descriptor's smooth switch s; Gaussians φ_k at μ_k = k·rcut/n, k = 1..n, of width
+rcut/n). Units: S in μB, r in Å, a in eV/μB^p, J in eV, K in eV/μB. The term is smooth at rcut,
+invariant under joint rotations and even in S (time reversal), like the network. To first order in
+δ it contains the Heisenberg form J' S_i·S_j (J = J' m², K = J' m); a free K lets the longitudinal
+torque depend on the neighbours' orientation more strongly than S_i·S_j allows, as DeltaSpin data
+of NiO show (about 3.6 times).
+
+Why: DeltaSpin torques of near-collinear magnets are dominated by exchange (the transverse part) and
+by the stiffness of the moment's length (the longitudinal part), both nearly linear in S. The
+se_e2_a network sees them only through pseudo-atom geometry, at second order in the virtual scale,
+and learns them slowly and imprecisely; with this baseline fitted first, it learns the residual.
+The coefficients are fixed before training by linear least squares on the training torques
+(:func:`fit_spin_baseline`) and are buffers, not trained parameters: they stay where the fit put
+them (Adam's steps, of the size of the learning rate, would swamp couplings of order 10 meV/μB²).
+
+DeePMD-kit has no such term, so models with a baseline cannot be exported to it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .descriptor import smooth_switch
+
+
+class SpinBaseline(nn.Module):
+    """On-site Landau polynomial and radial Heisenberg exchange (see the module docstring).
+
+    Buffers: ``moment_ref`` [T] μB, ``onsite`` [T, P] eV/μB^p, ``exchange`` [2, T, T, n] (J in eV,
+    K in eV/μB; symmetrised in the types on use), ``magnetic`` [T] bool.
+    """
+
+    def __init__(self, n_types: int, magnetic: list[bool], rcut: float, rcut_smth: float, n_basis: int,
+                 onsite_order: int, dtype: torch.dtype):
+        super().__init__()
+        if n_basis < 1 or onsite_order < 0:
+            raise ValueError(f"spin_baseline needs n_basis >= 1 and onsite_order >= 0, got {n_basis}, {onsite_order}")
+        self.rcut, self.rcut_smth = float(rcut), float(rcut_smth)
+        self.register_buffer("moment_ref", torch.zeros(n_types, dtype=dtype))
+        self.register_buffer("onsite", torch.zeros(n_types, onsite_order, dtype=dtype))
+        self.register_buffer("exchange", torch.zeros(2, n_types, n_types, n_basis, dtype=dtype))
+        self.register_buffer("magnetic", torch.tensor(magnetic, dtype=torch.bool))
+        self.register_buffer("centres", torch.arange(1, n_basis + 1, dtype=dtype) * (rcut / n_basis))
+
+    def couplings(self, r: torch.Tensor, ti: torch.Tensor, tj: torch.Tensor,
+                  exchange: torch.Tensor | None = None) -> torch.Tensor:
+        """(J, K) [2, E] in (eV, eV/μB) for distances r [E] (Å) and type pairs."""
+        exchange = self.exchange if exchange is None else exchange
+        sym = 0.5 * (exchange + exchange.transpose(1, 2))
+        width = self.rcut / len(self.centres)
+        basis = torch.exp(-(((r.unsqueeze(-1) - self.centres) / width) ** 2))  # [E, n]
+        return smooth_switch(r, self.rcut_smth, self.rcut) * (basis * sym[:, ti, tj]).sum(-1)
+
+    def atomic_energies(self, spins, atom_types, centers, neighbors, lattice_vectors, first: int, n_centres: int,
+                        onsite: torch.Tensor | None = None, exchange: torch.Tensor | None = None) -> torch.Tensor:
+        """Baseline energy (eV) of centres ``first .. first + n_centres − 1`` from their real-atom edges.
+
+        ``lattice_vectors`` [E, 3] Å are the edges' R_j − R_i (strained if a strain is applied);
+        ``onsite``/``exchange`` override the stored coefficients (used by the least-squares fit).
+        """
+        onsite = self.onsite if onsite is None else onsite
+        local_types = atom_types[first : first + n_centres]
+        energies = spins.new_zeros(n_centres)
+        magnetic_centres = self.magnetic[local_types]
+        if onsite.shape[1] and bool(magnetic_centres.any()):
+            idx = magnetic_centres.nonzero().squeeze(-1)
+            deviation = torch.linalg.vector_norm(spins[first + idx], dim=-1) - self.moment_ref[local_types[idx]]
+            powers = deviation.unsqueeze(-1) ** torch.arange(1, onsite.shape[1] + 1, device=deviation.device)
+            energies = energies.index_add(0, idx, (powers * onsite[local_types[idx]]).sum(-1))
+        ti, tj = atom_types[centers], atom_types[neighbors]
+        both = self.magnetic[ti] & self.magnetic[tj]
+        if bool(both.any()):
+            c, n, ti, tj = centers[both], neighbors[both], ti[both], tj[both]
+            r = torch.linalg.vector_norm(lattice_vectors[both], dim=-1)
+            length_i = torch.linalg.vector_norm(spins[c], dim=-1)
+            length_j = torch.linalg.vector_norm(spins[n], dim=-1)
+            cosine = (spins[c] * spins[n]).sum(-1) / (length_i * length_j)
+            j_pair, k_pair = self.couplings(r, ti, tj, exchange)
+            deviations = length_i - self.moment_ref[ti] + length_j - self.moment_ref[tj]
+            energies = energies.index_add(0, c - first, 0.5 * (j_pair + k_pair * deviations) * cosine)
+        return energies
+
+
+@torch.no_grad()
+def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8) -> dict:
+    """Set ``model.baseline`` by least squares of its torques on the labelled torques of ``items``.
+
+    ``items`` are prepared training frames (``ase_deepspin.train.PreparedFrames.items``: model
+    inputs plus ``torques_label`` eV/μB and ``magnetic``). ``moment_ref`` becomes the mean moment
+    length of each magnetic type. The torques are linear in the coefficients, so the design matrix is
+    the Jacobian of the baseline torques, taken by autograd. ``ridge`` (relative to the mean
+    diagonal) keeps coefficients of basis functions at distances no pair visits at zero.
+    Returns the RMSE (eV/μB) of the labelled torques before and after the fit.
+    """
+    base = model.baseline
+    n_types = len(base.moment_ref)
+    moments = {t: [] for t in range(n_types)}
+    for f in items:
+        norms = torch.linalg.vector_norm(f["spins"], dim=-1)
+        for t in range(n_types):
+            if bool(base.magnetic[t]):
+                moments[t].append(norms[f["atom_types"] == t])
+    for t, values in moments.items():
+        if values:
+            base.moment_ref[t] = torch.cat(values).mean()
+    shapes = [base.onsite.shape, base.exchange.shape]
+    sizes = [base.onsite.numel(), base.exchange.numel()]
+
+    def torques(flat, f):
+        onsite, exchange = (v.reshape(s) for v, s in zip(torch.split(flat, sizes), shapes))
+        with torch.enable_grad():
+            spins = f["spins"].detach().requires_grad_(True)
+            real = ~f["pseudo"]
+            c, n = f["centers"][real], f["neighbors"][real]
+            vectors = f["positions"][n] - f["positions"][c] + f["offsets"][real]
+            energy = base.atomic_energies(spins, f["atom_types"], c, n, vectors, 0, len(spins), onsite, exchange)
+            (grad,) = torch.autograd.grad(energy.sum(), spins, create_graph=True)
+        return -grad[f["magnetic"]].reshape(-1)
+
+    zero = torch.zeros(sum(sizes), dtype=base.onsite.dtype)
+    rows, labels = [], []
+    for f in items:
+        with torch.enable_grad():
+            rows.append(torch.autograd.functional.jacobian(lambda p: torques(p, f), zero))
+        labels.append(f["torques_label"][f["magnetic"]].reshape(-1))
+    design, target = torch.cat(rows), torch.cat(labels)
+    normal = design.T @ design
+    normal = normal + ridge * normal.diagonal().mean().clamp(min=1e-30) * torch.eye(len(normal), dtype=normal.dtype)
+    coeffs = torch.linalg.solve(normal, design.T @ target)
+    onsite, exchange = (v.reshape(s) for v, s in zip(torch.split(coeffs, sizes), shapes))
+    base.onsite.copy_(onsite)
+    base.exchange.copy_(0.5 * (exchange + exchange.transpose(1, 2)))
+    rmse = lambda v: float(v.pow(2).mean().sqrt())  # noqa: E731
+    return {"before": rmse(target), "after": rmse(design @ coeffs - target)}

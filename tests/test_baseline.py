@@ -1,0 +1,102 @@
+"""The Heisenberg–Landau spin baseline: closed form, least-squares fit, training options, export."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from ase_deepspin import DeepSpinCalculator
+from ase_deepspin.model import DeepMDFormatError, write_deepmd
+from ase_deepspin.model.baseline import fit_spin_baseline
+from conftest import NIO_DATA, needs_nio_data, small_model, with_random_baseline
+
+BASELINE = {"n_basis": 6, "onsite_order": 3}
+
+
+def network_silenced(model):
+    """Zero the fitting nets' output layers: the network's energy is the constant bias, its gradients 0."""
+    for net in model.fitting:
+        net[-1].weight.data.zero_()
+        net[-1].bias.data.zero_()
+    return model
+
+
+def switch(r, r_smth, r_cut):
+    u = np.clip((r - r_smth) / (r_cut - r_smth), 0.0, 1.0)
+    return 1.0 + u**3 * (-6.0 * u**2 + 15.0 * u - 10.0)
+
+
+def test_dimer_energy_is_the_closed_form():
+    model = network_silenced(with_random_baseline(small_model(spin_baseline=BASELINE)))
+    base, cfg = model.baseline, model.config
+    a = base.onsite[0].numpy()
+    coeffs = 0.5 * (base.exchange + base.exchange.transpose(1, 2))[:, 0, 0].numpy()  # [2, n]
+    centres, width = np.arange(1, 7) * cfg.rcut / 6, cfg.rcut / 6
+    m = float(base.moment_ref[0])
+    calc = DeepSpinCalculator(model)
+    reference_energy = 2 * float(model.energy_bias[0])
+    for r, theta, lengths in [(2.9, 0.3, (1.25, 1.1)), (4.2, 2.0, (1.3, 1.2)), (3.9, np.pi, (1.2, 1.2))]:
+        dimer = Atoms("Ni2", positions=[[0, 0, 0], [r, 0, 0]], pbc=False)
+        dimer.set_initial_magnetic_moments([[0, 0, lengths[0]],
+                                            [lengths[1] * np.sin(theta), 0, lengths[1] * np.cos(theta)]])
+        dimer.calc = calc
+        phi = np.exp(-(((r - centres) / width) ** 2)) * switch(r, cfg.rcut_smth, cfg.rcut)
+        j, k = coeffs @ phi
+        deltas = np.array(lengths) - m
+        onsite = sum((a * d ** np.arange(1, 4)).sum() for d in deltas)
+        expected = onsite + (j + k * deltas.sum()) * np.cos(theta)
+        assert dimer.get_potential_energy() - reference_energy == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_least_squares_fit_recovers_a_known_baseline(nio):
+    """Torques of a known baseline are reproduced by the coefficients fitted to them, on new spins too."""
+    from ase_deepspin.calculator import model_inputs
+
+    truth = network_silenced(with_random_baseline(small_model(spin_baseline=BASELINE)))
+    fitted = network_silenced(small_model(spin_baseline=BASELINE))
+    types = np.array([0 if s == "Ni" else 1 for s in nio.get_chemical_symbols()])
+    rng = np.random.default_rng(0)
+
+    def frame(spins):
+        inputs = model_inputs(truth, nio.positions, nio.cell.array, nio.pbc, types, spins)
+        torques = truth(**inputs)["torques"].detach()
+        return inputs | {"torques_label": torques, "magnetic": torch.as_tensor(types == 0)}
+
+    base_spins = nio.get_initial_magnetic_moments()
+    magnetic = base_spins.any(axis=1)
+
+    def canted():
+        spins = base_spins.copy()
+        spins[magnetic] += rng.normal(scale=0.4, size=spins[magnetic].shape)
+        return spins
+
+    items = [frame(canted()) for _ in range(6)]
+    # the fit centres the polynomials on the frames' mean moment, not the truth's: still exact
+    result = fit_spin_baseline(fitted, items, ridge=1e-14)
+    assert result["after"] < 1e-8 * result["before"]
+    new = frame(canted())
+    predicted = fitted(**{k: v for k, v in new.items() if k not in ("torques_label", "magnetic")})["torques"]
+    assert torch.allclose(predicted, new["torques_label"], rtol=0, atol=1e-8 * float(new["torques_label"].abs().max()))
+
+
+def test_deepmd_export_refuses_a_baseline(tmp_path):
+    with pytest.raises(DeepMDFormatError, match="spin baseline"):
+        write_deepmd(small_model(spin_baseline=BASELINE), tmp_path / "m.dp")
+
+
+def test_unknown_baseline_option_is_named():
+    with pytest.raises(ValueError, match="n_basiz"):
+        small_model(spin_baseline={"n_basiz": 4})
+
+
+@needs_nio_data
+def test_excluded_frames_must_each_name_one_training_frame(tmp_path):
+    from ase_deepspin.model import ModelConfig
+    from ase_deepspin.train import TrainConfig, train
+
+    cfg = TrainConfig(model=ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.314, 0.0], rcut=4.0, rcut_smth=3.0,
+                                        sel=[30, 30], neuron=[4, 8], axis_neuron=4, fitting_neuron=[8]),
+                      systems=[str(NIO_DATA / "data_0")], numb_steps=1, n_validation=8,
+                      exclude_frames=["set.000#"], output_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="exclude_frames"):
+        train(cfg, progress=False, log=lambda *a: None)

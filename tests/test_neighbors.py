@@ -59,14 +59,14 @@ def test_reused_candidates_give_the_exact_list_after_moves_and_spin_changes(pbc)
     positions = rng.uniform(size=(5, 3)) @ cell
     offsets = np.zeros((5, 3))
     offsets[[0, 2, 3]] = rng.normal(scale=0.4, size=(3, 3))
-    search = NeighborSearch(4.2, skin=0.6)
+    search = NeighborSearch(4.2, skin=0.4)
     for step in range(8):
         if step % 2:  # spins turn at fixed length
             turned = rng.normal(size=(3, 3))
             turned /= np.linalg.norm(turned, axis=1, keepdims=True)
             offsets[[0, 2, 3]] = np.linalg.norm(offsets[[0, 2, 3]], axis=1, keepdims=True) * turned
-        else:  # atoms move by up to 0.14 Å per step
-            positions = positions + rng.uniform(-0.08, 0.08, size=positions.shape)
+        else:  # atoms move by up to 0.2 Å per step
+            positions = positions + rng.uniform(-0.12, 0.12, size=positions.shape)
         nl = search(positions, cell, pbc, offsets)
         assert as_set(nl) == brute_force(positions, cell, pbc, offsets, 4.2)
         assert len(as_set(nl)) == len(nl) and np.all(np.diff(nl.centers) >= 0)

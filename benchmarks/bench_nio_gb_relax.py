@@ -10,7 +10,7 @@ structures go to ``<out dir>/nio_gb_<run>.extxyz`` (spins as initial magnetic mo
 ``examples/nio_gb_relax.py --plot-only``.
 
     python benchmarks/bench_nio_gb_relax.py [--dtype float32] [--threads 1]
-        [--compressed] [--runs lbfgs-spins,precession-spins,lbfgs-both,precession-both]
+        [--model nio] [--compressed] [--runs lbfgs-spins,precession-spins,lbfgs-both,precession-both]
         [--caps lbfgs-spins=100,precession-spins=60] [--minutes 12] [--out benchmarks/results/nio_gb_relax.json]
 """
 
@@ -69,6 +69,7 @@ def relax(run: str, atoms, calc, tmax: float, fmax: float, cap: int, minutes: fl
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--model", default="nio", help="model file or shipped model name")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--compressed", action="store_true", help="tabulated embedding nets (compress_model)")
@@ -88,7 +89,7 @@ def main():
     from ase_deepspin.calculator import DeepSpinCalculator
 
     torch.set_num_threads(args.threads)
-    calc = DeepSpinCalculator("nio", dtype=args.dtype, compress=args.compressed)
+    calc = DeepSpinCalculator(args.model, dtype=args.dtype, compress=args.compressed)
     runs = [r for r in args.runs.split(",") if r]
     unknown = set(runs) - set(RUNS)
     if unknown:
@@ -99,7 +100,7 @@ def main():
         raise SystemExit(f"grain boundary data not found: {args.data}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     start_atoms = load_boundary(args.data)
-    report = dict(n_atoms=len(start_atoms), dtype=args.dtype, compressed=args.compressed, threads=args.threads,
+    report = dict(n_atoms=len(start_atoms), model=args.model, dtype=args.dtype, compressed=args.compressed, threads=args.threads,
                   tmax=args.tmax, fmax=args.fmax,
                   energy_tolerance=tolerance, discrete_factor=args.discrete_factor, runs=[])
     for run in runs:

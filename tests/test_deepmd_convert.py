@@ -187,9 +187,21 @@ def test_serialized_model_evaluated_as_deepmd_does_matches(nio):
     assert abs(energy - reference) <= 1e-12 * abs(reference)
 
 
+def shipped_network():
+    """The shipped NiO model without its spin baseline, which DeePMD-kit cannot express."""
+    import dataclasses
+
+    from ase_deepspin.model import DeepSpinModel
+
+    shipped = load_model(Path(__file__).parents[1] / "ase_deepspin" / "pretrained" / "nio.pt")
+    network = DeepSpinModel(dataclasses.replace(shipped.config, spin_baseline=None))
+    network.load_state_dict({k: v for k, v in shipped.state_dict().items() if not k.startswith("baseline.")})
+    return network
+
+
 @needs_nio_data
 def test_serialized_shipped_model_on_nio_frame():
-    model = load_model(Path(__file__).parents[1] / "ase_deepspin" / "pretrained" / "nio.pt")
+    model = shipped_network()
     atoms = nio_frames(1)[0]
     reference = deepmd_energy(dp_dict_from_model(model), atoms)
     assert abs(evaluate(model, atoms)[0] - reference) <= 1e-12 * abs(reference)
@@ -253,14 +265,21 @@ def test_not_a_dp_file(tmp_path):
         load_dp_file(tmp_path / "x.dp")
 
 
-def test_cli_convert_both_ways(tmp_path, nio):
-    assert cli_main(["convert", "nio", str(tmp_path / "nio.dp")]) == 0
+def test_cli_convert_both_ways(tmp_path, nio, capsys):
+    from ase_deepspin.model import save_model
+
+    shipped = shipped_network()
+    save_model(shipped, tmp_path / "nio.pt")
+    assert cli_main(["convert", str(tmp_path / "nio.pt"), str(tmp_path / "nio.dp")]) == 0
     assert cli_main(["convert", str(tmp_path / "nio.dp"), str(tmp_path / "back.pt")]) == 0
-    shipped = load_model(Path(__file__).parents[1] / "ase_deepspin" / "pretrained" / "nio.pt")
     e0, f0, w0 = evaluate(shipped, nio)
     e1, f1, w1 = evaluate(load_model(tmp_path / "back.pt"), nio)
     assert e0 == e1 and np.array_equal(f0, f1) and np.array_equal(w0, w1)
     assert cli_main(["convert", "nio", str(tmp_path / "x.pt")]) == 2  # ours to ours is not a conversion
+    save_model(small_model(spin_baseline={"n_basis": 4, "onsite_order": 2}), tmp_path / "base.pt")
+    capsys.readouterr()
+    assert cli_main(["convert", str(tmp_path / "base.pt"), str(tmp_path / "base.dp")]) == 2
+    assert "spin baseline" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ against DeePMD-kit itself

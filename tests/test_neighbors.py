@@ -29,13 +29,18 @@ def as_set(nl):
             for i, j, shift, p in zip(nl.centers, nl.neighbors, nl.shifts, nl.pseudo)}
 
 
+def small_triclinic_system(rng):
+    """Cell (Å), five positions and pseudo-atom offsets (three magnetic atoms) of a 3 Å triclinic cell."""
+    cell = np.array([[3.1, 0.0, 0.0], [0.9, 2.8, 0.0], [0.4, -0.6, 3.3]])
+    offsets = np.zeros((5, 3))
+    positions = rng.uniform(size=(5, 3)) @ cell
+    offsets[[0, 2, 3]] = rng.normal(scale=0.4, size=(3, 3))
+    return cell, positions, offsets
+
+
 @pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True), (False, False, False)])
 def test_matches_brute_force_small_triclinic_cell(pbc):
-    rng = np.random.default_rng(0)
-    cell = np.array([[3.1, 0.0, 0.0], [0.9, 2.8, 0.0], [0.4, -0.6, 3.3]])
-    positions = rng.uniform(size=(5, 3)) @ cell
-    offsets = np.zeros((5, 3))
-    offsets[[0, 2, 3]] = rng.normal(scale=0.4, size=(3, 3))
+    cell, positions, offsets = small_triclinic_system(np.random.default_rng(0))
     nl = build_neighbor_list(positions, cell, pbc, offsets, cutoff=4.2)
     assert as_set(nl) == brute_force(positions, cell, pbc, offsets, 4.2)
     assert len(as_set(nl)) == len(nl)  # no duplicates
@@ -55,10 +60,7 @@ def test_reused_candidates_give_the_exact_list_after_moves_and_spin_changes(pbc)
     from ase_deepspin.neighbors import NeighborSearch
 
     rng = np.random.default_rng(1)
-    cell = np.array([[3.1, 0.0, 0.0], [0.9, 2.8, 0.0], [0.4, -0.6, 3.3]])
-    positions = rng.uniform(size=(5, 3)) @ cell
-    offsets = np.zeros((5, 3))
-    offsets[[0, 2, 3]] = rng.normal(scale=0.4, size=(3, 3))
+    cell, positions, offsets = small_triclinic_system(rng)
     search = NeighborSearch(4.2, skin=0.4)
     for step in range(8):
         if step % 2:  # spins turn at fixed length

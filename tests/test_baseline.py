@@ -100,3 +100,18 @@ def test_excluded_frames_must_each_name_one_training_frame(tmp_path):
                       exclude_frames=["set.000#"], output_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="exclude_frames"):
         train(cfg, progress=False, log=lambda *a: None)
+
+
+def test_compression_keeps_the_baseline(nio):
+    from ase_deepspin import compress_model
+
+    model = with_random_baseline(small_model(spin_baseline=BASELINE))
+    results = []
+    for m in (model, compress_model(model)):
+        calc = DeepSpinCalculator(m)
+        calc.calculate(nio, ["energy", "forces", "magnetic_torques"])
+        results.append(calc.results)
+    plain, compressed = results
+    assert compressed["energy"] == pytest.approx(plain["energy"], rel=1e-9)
+    for key in ("forces", "magnetic_torques"):
+        assert np.abs(compressed[key] - plain[key]).max() < 1e-6 * np.abs(plain[key]).max()

@@ -266,7 +266,7 @@ def perturbed_nio(reference, seed=0, displacement=0.05, tilt=0.15):
 
 @pytest.fixture(scope="module")
 def nio_minimum():
-    """The shipped model's own minimum next to ideal AFM NiO (it leaves ~3 meV/Å on the ideal one)."""
+    """The shipped model's own minimum next to ideal AFM NiO (it leaves 0.2 meV/Å on the ideal one)."""
     from ase_deepspin.calculator import DeepSpinCalculator
 
     reference = nio_afm(repeat=(2, 2, 1))

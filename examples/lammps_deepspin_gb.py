@@ -7,12 +7,14 @@ evaluation and a short ``min_style spin/lbfgs`` spin minimisation, both checked 
 Needs the environment of ``examples/setup_lammps_deepspin.sh`` (it prints the three variables to export):
 ASE_DEEPSPIN_DEEPMD_PYTHON, ASE_DEEPSPIN_LMP, ASE_DEEPSPIN_LMP_LIBRARY_PATH.
 
-    python examples/lammps_deepspin_gb.py [--model nio] [--np 2] [--min-steps 3] [--workdir DIR]
+    python examples/lammps_deepspin_gb.py --model MODEL.pt [--np 2] [--min-steps 3] [--workdir DIR]
 
 Measured here (shared 2-core machine, 23 GB): with the model of examples/nio_train_small.yaml,
 ``--min-steps 3`` took 671 s (five evaluations of 11,328 atoms, ~3.7 GB per rank); LAMMPS and
 DeepSpinCalculator agreed to 2e-15 (energy), 4e-13 (forces) and 3e-13 (torques) relative. The shipped
-model's wider nets need more than 8 GB per rank in DeePMD-kit's pair style on this boundary.
+model cannot take this route: its spin baseline has no DeePMD-kit counterpart (and its wider nets
+needed more than 8 GB per rank in DeePMD-kit's pair style on this boundary). Train a model without
+``spin.baseline``, as examples/nio_train_small.yaml does.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def compare(atoms, model, workdir: Path, route: dict, nprocs: int, min_steps: in
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="nio")
+    parser.add_argument("--model", required=True, help="a model without spin baseline (DeePMD-kit cannot express one)")
     parser.add_argument("--np", type=int, default=2)
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--workdir", default=None)

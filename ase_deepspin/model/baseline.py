@@ -33,8 +33,8 @@ from .descriptor import smooth_switch
 class SpinBaseline(nn.Module):
     """On-site Landau polynomial and radial Heisenberg exchange (see the module docstring).
 
-    Buffers: ``moment_ref`` [T] μB, ``onsite`` [T, P] eV/μB^p, ``exchange`` [2, T, T, n] (J in eV,
-    K in eV/μB; symmetrised in the types on use), ``magnetic`` [T] bool.
+    Saved buffers: ``moment_ref`` [T] μB, ``onsite`` [T, P] eV/μB^p, ``exchange`` [2, T, T, n] (J in eV,
+    K in eV/μB; symmetrised in the types on use); ``magnetic`` and the Gaussian ``centres`` follow from the config.
     """
 
     def __init__(self, n_types: int, magnetic: list[bool], rcut: float, rcut_smth: float, n_basis: int,
@@ -46,8 +46,8 @@ class SpinBaseline(nn.Module):
         self.register_buffer("moment_ref", torch.zeros(n_types, dtype=dtype))
         self.register_buffer("onsite", torch.zeros(n_types, onsite_order, dtype=dtype))
         self.register_buffer("exchange", torch.zeros(2, n_types, n_types, n_basis, dtype=dtype))
-        self.register_buffer("magnetic", torch.tensor(magnetic, dtype=torch.bool))
-        self.register_buffer("centres", torch.arange(1, n_basis + 1, dtype=dtype) * (rcut / n_basis))
+        self.register_buffer("magnetic", torch.tensor(magnetic, dtype=torch.bool), persistent=False)
+        self.register_buffer("centres", torch.arange(1, n_basis + 1, dtype=dtype) * (rcut / n_basis), persistent=False)
 
     def couplings(self, r: torch.Tensor, ti: torch.Tensor, tj: torch.Tensor,
                   exchange: torch.Tensor | None = None) -> torch.Tensor:

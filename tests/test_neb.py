@@ -141,17 +141,28 @@ def test_ase_neb_with_fixed_spins_finds_the_analytic_barrier(tmp_path):
     assert png.stat().st_size > 0
 
 
-def test_spin_relaxed_images_follow_the_spin_adiabatic_surface():
-    """A pair whose exchange J(r) (Bethe–Slater) turns antiferromagnetic before the top of a double well:
-    the spin-adiabatic profile is E_lat(r) − |J(r)|; with spins frozen parallel it would be E_lat − J."""
+def bethe_slater_pair_path():
+    """Ends of a spin-flip path of an Fe pair in a double well, and its calculator.
+
+    Returns (A, r0, w, exchange, start, end, calc): well depth A (eV), centre r0 and half-width w
+    (Å) of the moving atom's double well; J(r) (Bethe–Slater) = 0 at r = δ/√γ = 4 Å, so the spins
+    turn antiparallel before the top of the well.
+    """
     A, r0, w = 0.1, 4.3, 1.0
-    exchange = BetheSlater(alpha=0.5, gamma=0.25, delta=2.0, cutoff=6.0)  # J(r) = 0 at r = δ/√γ = 4 Å
+    exchange = BetheSlater(alpha=0.5, gamma=0.25, delta=2.0, cutoff=6.0)
     pair = Atoms("Fe2", positions=[[0, 0, 0], [r0 - w, 0, 0]], constraint=FixAtoms([0]))
     start = _with_spins(pair, [[0, 0, 2.0], [0, 0, 2.0]])
     end = _with_spins(pair, [[0, 0, 2.0], [0, 0, -2.0]])
     end.positions[1, 0] = r0 + w
-    base = SpinHamiltonian(exchange={("Fe", "Fe"): exchange},
+    calc = SpinHamiltonian(exchange={("Fe", "Fe"): exchange},
                            lattice=CurvedDoubleWell(A=A, a=w, c=0.0, index=1, center=(r0, 0, 0)))
+    return A, r0, w, exchange, start, end, calc
+
+
+def test_spin_relaxed_images_follow_the_spin_adiabatic_surface():
+    """A pair whose exchange J(r) (Bethe–Slater) turns antiferromagnetic before the top of a double well:
+    the spin-adiabatic profile is E_lat(r) − |J(r)|; with spins frozen parallel it would be E_lat − J."""
+    A, r0, w, exchange, start, end, base = bethe_slater_pair_path()
     images = make_images(start, end, 7, rotation_axis=(1, 0, 0),
                          calculator=lambda: SpinRelaxedCalculator(base, tmax=1e-6))
     neb = NEB(images, k=0.5, climb=True, method="improvedtangent")
@@ -231,14 +242,7 @@ def test_geodesic_neb_with_lattice_matches_the_spin_adiabatic_barrier():
     the pair of the spin-relaxed test lies on the adiabatic surface: same barrier, max of E_lat − |J|."""
     import torch
 
-    A, r0, w = 0.1, 4.3, 1.0
-    exchange = BetheSlater(alpha=0.5, gamma=0.25, delta=2.0, cutoff=6.0)
-    pair = Atoms("Fe2", positions=[[0, 0, 0], [r0 - w, 0, 0]], constraint=FixAtoms([0]))
-    start = _with_spins(pair, [[0, 0, 2.0], [0, 0, 2.0]])
-    end = _with_spins(pair, [[0, 0, 2.0], [0, 0, -2.0]])
-    end.positions[1, 0] = r0 + w
-    calc = SpinHamiltonian(exchange={("Fe", "Fe"): exchange},
-                           lattice=CurvedDoubleWell(A=A, a=w, c=0.0, index=1, center=(r0, 0, 0)))
+    A, r0, w, exchange, start, end, calc = bethe_slater_pair_path()
     images = make_images(start, end, 5, rotation_axis=(1, 0, 0), calculator=calc)
     band = GeodesicNEB(images, k=0.5, lattice=True, length_scale=1.0)
     with VelocityProjection(band, dt=0.5) as opt:

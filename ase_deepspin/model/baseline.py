@@ -119,7 +119,8 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8) -> dict:
             spins = f["spins"].detach().requires_grad_(True)
             real = ~f["pseudo"]
             c, n = f["centers"][real], f["neighbors"][real]
-            vectors = f["positions"][n] - f["positions"][c] + f["offsets"][real]
+            vectors = model.edge_vectors(f["positions"], spins, f["atom_types"], c, n, f["offsets"][real],
+                                         f["pseudo"][real])
             energy = base.atomic_energies(spins, f["atom_types"], c, n, vectors, 0, len(spins), onsite, exchange)
             (grad,) = torch.autograd.grad(energy.sum(), spins, create_graph=True)
         return -grad[f["magnetic"]].reshape(-1)

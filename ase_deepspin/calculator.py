@@ -141,7 +141,6 @@ def model_inputs(model: DeepSpinModel, positions, cell, pbc, types, spins, devic
         raise ValueError(f"neighbour search cutoff {search.cutoff} Å differs from the model's rcut {cfg.rcut} Å")
     else:
         nl = search(positions, cell, pbc, offsets)
-    lattice_shift = nl.shifts @ np.asarray(cell, dtype=np.float64)
     dtype = model.dtype
 
     def tensor(x, dt):
@@ -149,7 +148,7 @@ def model_inputs(model: DeepSpinModel, positions, cell, pbc, types, spins, devic
 
     return dict(positions=tensor(positions, dtype), spins=tensor(spins, dtype), atom_types=tensor(types, torch.int64),
                 centers=tensor(nl.centers, torch.int64), neighbors=tensor(nl.neighbors, torch.int64),
-                offsets=tensor(lattice_shift, dtype), pseudo=tensor(nl.pseudo, torch.bool))
+                offsets=tensor(nl.offsets, dtype), pseudo=tensor(nl.pseudo, torch.bool))
 
 
 class DeepSpinCalculator(Calculator):

@@ -3,12 +3,13 @@
 DeepSPIN places a massless pseudo-atom at ``R_i + eta_i * S_i`` for every magnetic atom i.
 Pseudo-atoms are neighbours, never centres. A single compiled neighbour search (vesin) over the
 real atoms, with the cutoff widened by the largest pseudo-atom offset, finds every candidate
-pair; real and pseudo-atom edges are then selected from it with NumPy, so the cost stays
-linear in the number of atoms.
+pair (vesin's half list, mirrored and sorted by centre once per search); real and pseudo-atom
+edges are then selected from it with vectorised torch operations (multi-threaded), so the cost
+stays linear in the number of atoms.
 
-Edges are returned sorted by centre. Each edge carries the integer cell shift of its neighbour
-so that models can rebuild edge vectors in torch (and differentiate through positions, spins
-and the cell).
+Edges are returned sorted by centre, each centre's own pseudo-atom first. Each edge carries the
+integer cell shift of its neighbour (and its Cartesian offset) so that models can rebuild edge
+vectors in torch (and differentiate through positions, spins and the cell).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import vesin
 
 
@@ -33,12 +35,15 @@ class NeighborList:
         Integer lattice shift n of the neighbour: its image sits at ``R_j + n @ cell``.
     pseudo : (E,) bool
         True where the neighbour is a pseudo-atom.
+    offsets : (E, 3) float64
+        Cartesian lattice shift ``n @ cell`` of the neighbour image (Å).
     """
 
     centers: np.ndarray
     neighbors: np.ndarray
     shifts: np.ndarray
     pseudo: np.ndarray
+    offsets: np.ndarray
 
     def __len__(self) -> int:
         return len(self.centers)
@@ -96,60 +101,82 @@ class NeighborSearch:
     def __call__(self, positions, cell, pbc, pseudo_offsets) -> NeighborList:
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         cell = np.ascontiguousarray(cell, dtype=np.float64)
-        pseudo_offsets = np.asarray(pseudo_offsets, dtype=np.float64)
+        pseudo_offsets = torch.as_tensor(np.asarray(pseudo_offsets, dtype=np.float64))
         pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
-        has_pseudo = np.any(pseudo_offsets != 0.0, axis=1)
-        offset_norm = np.linalg.norm(pseudo_offsets, axis=1)
+        has_pseudo = (pseudo_offsets != 0.0).any(dim=1)
+        offset_norm = torch.linalg.vector_norm(pseudo_offsets, dim=1)
         longest = float(offset_norm.max()) if len(positions) else 0.0
-        i, j, shifts, vectors = self._pairs(positions, cell, pbc, longest)
+        pairs = self._pairs(positions, cell, pbc, longest)
+        i, j, vectors = pairs["i"], pairs["j"], pairs["vectors"]
 
-        cutoff = self.cutoff
-        real_d2 = np.einsum("ex,ex->e", vectors, vectors)
-        real = real_d2 < cutoff**2
-        pseudo_vectors = vectors + pseudo_offsets[j]
-        pseudo_d2 = np.einsum("ex,ex->e", pseudo_vectors, pseudo_vectors)
-        pseudo = has_pseudo[j] & (pseudo_d2 < cutoff**2)
+        # torch rather than NumPy for the selection: the same operations, on every core
+        cutoff2 = self.cutoff**2
+        real_d2 = torch.einsum("ex,ex->e", vectors, vectors)
+        real = real_d2 < cutoff2
+        pseudo_vectors = vectors + pseudo_offsets.index_select(0, j)
+        pseudo_d2 = torch.einsum("ex,ex->e", pseudo_vectors, pseudo_vectors)
+        pseudo = has_pseudo.index_select(0, j) & (pseudo_d2 < cutoff2)
         for d2, mask, what in ((real_d2, real, "atom"), (pseudo_d2, pseudo, "the pseudo-atom of atom")):
-            close = np.flatnonzero(mask & (d2 < 1e-12))
+            close = (mask & (d2 < 1e-12)).nonzero()
             if len(close):
-                raise ValueError(f"atom {i[close[0]]} overlaps {what} {j[close[0]]} (distance 0)")
-        # candidates come sorted by centre: emit each one's real edge, then its pseudo edge, and put
-        # every centre's own pseudo-atom first in its block; no sort over the edges is needed
-        keep = np.stack([real, pseudo], axis=1).reshape(-1)
-        centers = np.repeat(i, 2)[keep]
-        neighbors = np.repeat(j, 2)[keep]
-        edge_shifts = np.repeat(shifts, 2, axis=0)[keep]
-        is_pseudo = np.tile(np.array([False, True]), len(i))[keep]
-        own = np.flatnonzero(has_pseudo & (offset_norm < cutoff))
-        if len(own):
-            at = np.searchsorted(centers, own, side="left")
-            centers = np.insert(centers, at, own)
-            neighbors = np.insert(neighbors, at, own)
-            edge_shifts = np.insert(edge_shifts, at, 0, axis=0)
-            is_pseudo = np.insert(is_pseudo, at, True)
-        return NeighborList(centers, neighbors, edge_shifts, is_pseudo)
+                k = int(close[0])
+                raise ValueError(f"atom {int(i[k])} overlaps {what} {int(j[k])} (distance 0)")
+        own = has_pseudo & (offset_norm < self.cutoff)  # each centre's own pseudo-atom
+        # three slots per candidate: the centre's own pseudo-atom (on the first candidate of each
+        # centre only), the real neighbour, its pseudo-atom; taking the filled slots in order keeps
+        # the edges sorted by centre, own pseudo-atom first, without a sort
+        slots = torch.stack([pairs["first"] & own.index_select(0, i), real, pseudo], dim=1)
+        edge = slots.reshape(-1).nonzero().squeeze(-1)
+        candidate, slot = edge // 3, edge % 3
+        centers = i.index_select(0, candidate)
+        is_own = slot == 0
+        neighbors = torch.where(is_own, centers, j.index_select(0, candidate))
+        shifts = pairs["shifts"].index_select(0, candidate).to(torch.int64).masked_fill_(is_own.unsqueeze(-1), 0)
+        lonely = own & (pairs["count"] == 0)  # atoms without candidates: append their own edges and sort
+        if bool(lonely.any()):
+            extra = lonely.nonzero().squeeze(-1)
+            centers, neighbors = torch.cat([centers, extra]), torch.cat([neighbors, extra])
+            shifts, slot = torch.cat([shifts, shifts.new_zeros(len(extra), 3)]), torch.cat([slot, slot.new_zeros(len(extra))])
+            order = torch.argsort(centers, stable=True)
+            centers, neighbors, shifts, slot = centers[order], neighbors[order], shifts[order], slot[order]
+        shifts = shifts.numpy()
+        return NeighborList(centers.numpy(), neighbors.numpy(), shifts, (slot != 1).numpy(), shifts @ pairs["box"])
 
-    def _pairs(self, positions, cell, pbc, longest):
-        """Candidate pairs (i, j, shifts, vectors R_j + n·cell − R_i), sorted by i."""
+    def _pairs(self, positions, cell, pbc, longest) -> dict:
+        """Candidate pairs, sorted by centre: ``i``, ``j``, ``shifts`` (int32), ``vectors``
+        (R_j + n·cell − R_i), ``first`` (first candidate of its centre) and ``count`` per atom."""
         cached = self._candidates
         if cached is not None and len(positions) == len(cached["positions"]) and np.array_equal(pbc, cached["pbc"]) \
                 and np.array_equal(cell, cached["cell"]):
-            moved = np.sqrt(np.einsum("ax,ax->a", positions - cached["positions"], positions - cached["positions"])
-                            .max(initial=0.0))
+            step = positions - cached["positions"]
+            moved = np.sqrt(np.einsum("ax,ax->a", step, step).max(initial=0.0))
             if 2.0 * moved + longest <= cached["longest"] + self.skin:
-                i, j, shifts = cached["i"], cached["j"], cached["shifts"]
-                vectors = positions[j] - positions[i] + cached["lattice_shift"] if moved > 0 else cached["vectors"]
-                return i, j, shifts, vectors
+                if moved > 0:
+                    if "lattice_shift" not in cached:
+                        then = torch.from_numpy(cached["positions"])
+                        cached["lattice_shift"] = cached["vectors"] - (then.index_select(0, cached["j"])
+                                                                       - then.index_select(0, cached["i"]))
+                    now = torch.from_numpy(positions)
+                    vectors = now.index_select(0, cached["j"]) - now.index_select(0, cached["i"])
+                    return {**cached, "vectors": vectors.add_(cached["lattice_shift"])}
+                return cached
         reach = self.cutoff + longest + self.skin
-        search = vesin.NeighborList(cutoff=reach, full_list=True)
         box = np.where(pbc[:, None], cell, 0.0)
+        # the half list is twice as fast to search; mirroring it is cheaper than searching both ways
+        search = vesin.NeighborList(cutoff=reach, full_list=False)
         i, j, shifts, vectors = search.compute(positions, box, [bool(p) for p in pbc], quantities="ijSD")
-        i, j, shifts = i.astype(np.int64), j.astype(np.int64), shifts.astype(np.int64)
-        if len(i) > 1 and (np.diff(i) < 0).any():  # vesin sorts by centre today; do not depend on it
-            order = np.argsort(i, kind="stable")
-            i, j, shifts, vectors = i[order], j[order], shifts[order], vectors[order]
+        i, j = torch.from_numpy(i.view(np.int64)), torch.from_numpy(j.view(np.int64))
+        shifts, vectors = torch.from_numpy(shifts), torch.from_numpy(vectors)
+        i, j = torch.cat([i, j]), torch.cat([j, i])
+        shifts, vectors = torch.cat([shifts, -shifts]), torch.cat([vectors, -vectors])
+        i, order = torch.sort(i.to(torch.int32), stable=True)  # a 32-bit key sorts several times faster
+        i, j = i.to(torch.int64), j.index_select(0, order)
+        shifts, vectors = shifts.index_select(0, order), vectors.index_select(0, order)
+        count = torch.bincount(i, minlength=len(positions))
+        first = torch.ones(len(i), dtype=torch.bool)
+        first[1:] = i[1:] != i[:-1]
         self.n_searches += 1
         self._candidates = {"positions": positions.copy(), "cell": cell.copy(), "pbc": pbc, "longest": longest,
-                            "i": i, "j": j, "shifts": shifts, "vectors": vectors,
-                            "lattice_shift": shifts @ box}
-        return i, j, shifts, vectors
+                            "box": box, "i": i, "j": j, "shifts": shifts, "vectors": vectors, "first": first,
+                            "count": count}
+        return self._candidates

@@ -74,7 +74,7 @@ class SpinBaseline(nn.Module):
             deviation = torch.linalg.vector_norm(spins[first + idx], dim=-1) - self.moment_ref[local_types[idx]]
             powers = deviation.unsqueeze(-1) ** torch.arange(1, onsite.shape[1] + 1, device=deviation.device)
             energies = energies.index_add(0, idx, (powers * onsite[local_types[idx]]).sum(-1))
-        ti, tj = atom_types[centers], atom_types[neighbors]
+        ti, tj = atom_types.index_select(0, centers), atom_types.index_select(0, neighbors)
         both = self.magnetic[ti] & self.magnetic[tj]
         if bool(both.any()):
             c, n, ti, tj = centers[both], neighbors[both], ti[both], tj[both]

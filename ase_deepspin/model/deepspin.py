@@ -167,13 +167,15 @@ class DeepSpinModel(nn.Module):
         ``strain`` ([B, 3, 3], dimensionless) deforms the lattice part only: spins are not
         lengths, so pseudo-atom offsets are unstrained.
         """
-        lattice = positions[neighbors] - positions[centers] + offsets  # [E, 3]
+        # index_select rather than advanced indexing: several times faster on CPU, and its
+        # backward is an index_add instead of an accumulating index_put
+        lattice = positions.index_select(0, neighbors) - positions.index_select(0, centers) + offsets  # [E, 3]
         if strain is not None and len(strain) == 1:
             lattice = lattice + lattice @ strain[0]
         elif strain is not None:
-            lattice = lattice + torch.bmm(lattice.unsqueeze(1), strain[edge_frames]).squeeze(1)
-        eta = self.virtual_scale[atom_types[neighbors]] * pseudo.to(positions.dtype)  # [E]
-        return lattice + eta.unsqueeze(-1) * spins[neighbors]
+            lattice = lattice + torch.bmm(lattice.unsqueeze(1), strain.index_select(0, edge_frames)).squeeze(1)
+        eta = self.virtual_scale.index_select(0, atom_types.index_select(0, neighbors)) * pseudo.to(positions.dtype)
+        return lattice + eta.unsqueeze(-1) * spins.index_select(0, neighbors)
 
     def slot_counts(self, center_local, blocks, n_centres):
         """Filled neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow."""
@@ -194,69 +196,32 @@ class DeepSpinModel(nn.Module):
     def block_names(self) -> list[str]:
         return list(self.config.type_map) + [f"{t}_spin" for t in self.config.type_map]
 
-    def descriptors(self, env, center_local, center_types, blocks, n_centres, centre_types_local,
-                    twice_differentiable: bool = True):
-        """se_e2_a descriptors [n_centres, M * axis_neuron] from raw environment rows [E, 4].
+    def block_moment(self, p: int, rows, rank, n_rank: int, twice_differentiable: bool = True):
+        """Σ_j d_jᵀ G_p(d_j[0]) [n_rank, 4, M] over standardised rows [E_p, 4] of embedding net ``p``.
 
-        ``twice_differentiable=False`` lets tabulated nets use their faster first-derivative rule."""
-        cfg = self.config
-        n_types, n_blocks, width = cfg.n_types, 2 * cfg.n_types, cfg.neuron[-1]
-        pair = center_types * n_blocks + blocks
-        order = torch.argsort(pair, stable=True)
-        sizes = torch.bincount(pair, minlength=n_types * n_blocks).tolist()
-        moment = [env.new_zeros(n_centres, width) for _ in range(4)]  # sum_j d_j[k] G_j, k = 0..3
-        tabulated = env.new_zeros(n_centres, 4, width) if self.tables is not None else None
+        ``rank`` [E_p] numbers each edge's centre among the ``n_rank`` centres of the net's centre
+        type. A tabulated net handles the rows inside its table and the net itself the rest (exact).
+        ``twice_differentiable=False`` lets tables use their faster first-derivative rule.
+        """
+        part = None
         if self.tables is not None:
-            of_type = [(centre_types_local == t).nonzero().squeeze(-1) for t in range(n_types)]
-            rank = torch.empty(n_centres, dtype=torch.int64, device=env.device)
-            for members in of_type:
-                rank[members] = torch.arange(len(members), device=env.device)
-        for p, (idx, size) in enumerate(zip(torch.split(order, sizes), sizes)):
-            if size == 0:
-                continue
-            ti = p // n_blocks
-            r = (env[idx] - self.env_mean[ti]) / self.env_std[ti]  # standardised rows [E_p, 4]
-            c = center_local[idx]
-            if self.tables is not None:
-                inside = self.tables[p].inside(r[:, 0])
-                members = of_type[ti]
-                part = self.tables[p].moment(r[inside], rank[c[inside]], len(members), twice_differentiable)
-                tabulated = tabulated.index_add(0, members, part)
-                # edges outside the table (closer than its min_distance): the net itself, exactly
-                r, c = r[~inside], c[~inside]
-                if len(r) == 0:
-                    continue
-            g = self.embedding[p](r[:, :1])  # [E_p, M]
-            for k in range(4):
-                moment[k] = moment[k].index_add(0, c, r[:, k : k + 1] * g)
-        moment = torch.stack(moment, dim=1)  # [n_centres, 4, M]
-        if tabulated is not None:
-            moment = moment + tabulated
-        moment = moment + self.empty_slot_moment(center_local, blocks, n_centres, centre_types_local)
-        t = moment / self.n_slots
-        desc = torch.bmm(t.transpose(1, 2), t[:, :, : cfg.axis_neuron])  # [n_centres, M, axis]
-        return desc.reshape(n_centres, -1)
+            table = self.tables[p]
+            inside = table.inside(rows[:, 0])
+            if bool(inside.all()):
+                return table.moment(rows, rank, n_rank, twice_differentiable)
+            part = table.moment(rows[inside], rank[inside], n_rank, twice_differentiable)
+            rows, rank = rows[~inside], rank[~inside]  # closer than the table's min_distance
+        g = self.embedding[p](rows[:, :1])  # [E_p, M]
+        moment = torch.stack([g.new_zeros(n_rank, g.shape[1]).index_add(0, rank, rows[:, k : k + 1] * g)
+                              for k in range(4)], dim=1)
+        return moment if part is None else moment + part
 
-    def empty_slot_moment(self, center_local, blocks, n_centres, centre_types_local):
-        """Contribution [n_centres, 4, M] of empty slots: (sel − filled) × row0ᵀ G(row0[0])."""
-        cfg = self.config
-        n_types, n_blocks = cfg.n_types, 2 * cfg.n_types
-        empty = (self.sel - self.slot_counts(center_local, blocks, n_centres)).to(self.dtype)  # [n, 2T]
-        row0 = -self.env_mean / self.env_std  # [T, 4]
-        per_pair = torch.stack([
-            torch.stack([
-                row0[ti].unsqueeze(-1) * self.embedding[ti * n_blocks + tb](row0[ti, :1].unsqueeze(0))
-                for tb in range(n_blocks)
-            ])
-            for ti in range(n_types)
-        ])  # [T, 2T, 4, M]
-        width = per_pair.shape[-1]
-        out = empty.new_zeros(n_centres, 4, width)
-        for t in range(n_types):
-            members = (centre_types_local == t).nonzero().squeeze(-1)
-            if len(members):
-                out[members] = (empty[members] @ per_pair[t].reshape(n_blocks, -1)).view(len(members), 4, width)
-        return out
+    def empty_slot_rows(self, t: int):
+        """Per block, the moment row0ᵀ G(row0[0]) [2 n_types, 4 M] of one empty slot of a type-t centre."""
+        n_blocks = 2 * self.config.n_types
+        row0 = -self.env_mean[t] / self.env_std[t]  # an empty slot is a neighbour beyond the cutoff
+        return torch.stack([(row0.unsqueeze(-1) * self.embedding[t * n_blocks + b](row0[:1].unsqueeze(0))).reshape(-1)
+                            for b in range(n_blocks)])
 
     @torch.no_grad()
     def set_environment_statistics(self, frames) -> None:
@@ -295,29 +260,56 @@ class DeepSpinModel(nn.Module):
     # ------------------------------------------------------------------ energy
     def atomic_energies(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                         first, n_centres, strain=None, atom_frames=None, twice_differentiable=True):
-        """Atomic energies (eV) of centres ``first .. first + n_centres - 1`` from their edges."""
-        edge_frames = atom_frames[centers] if strain is not None and len(strain) > 1 else None
+        """Atomic energies (eV) of centres ``first .. first + n_centres - 1`` from their edges.
+
+        The se_e2_a descriptor (see :mod:`~ase_deepspin.model.descriptor`) and fitting net run
+        per centre type, with the edges grouped by (centre type, neighbour block).
+        """
+        cfg = self.config
+        n_types, n_blocks, width = cfg.n_types, 2 * cfg.n_types, cfg.neuron[-1]
+        blocks = atom_types.index_select(0, neighbors) + n_types * pseudo.to(torch.int64)
+        pair = atom_types.index_select(0, centers) * n_blocks + blocks
+        # one permutation of the (gradient-free) edge inputs makes every embedding net's edges a
+        # contiguous slice, still sorted by centre: no gathers of environment rows, none in backward
+        order = torch.argsort(pair, stable=True)
+        centers, neighbors, offsets, pseudo, blocks = (x.index_select(0, order)
+                                                       for x in (centers, neighbors, offsets, pseudo, blocks))
+        bounds = [0, *torch.bincount(pair, minlength=n_types * n_blocks).cumsum(0).tolist()]
+        edge_frames = atom_frames.index_select(0, centers) if strain is not None and len(strain) > 1 else None
         vectors = self.edge_vectors(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                                     strain, edge_frames)
-        cfg = self.config
         env = environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection)
         center_local = centers - first
-        center_types = atom_types[centers]
-        blocks = atom_types[neighbors] + cfg.n_types * pseudo.to(torch.int64)
         local_types = atom_types[first : first + n_centres]
-        desc = self.descriptors(env, center_local, center_types, blocks, n_centres, local_types,
-                                twice_differentiable)
-        energies = desc.new_zeros(n_centres)
-        for t, net in enumerate(self.fitting):
-            idx = (local_types == t).nonzero().squeeze(-1)
-            if len(idx):
-                energies = energies.index_put((idx,), net(desc[idx]).squeeze(-1) + self.energy_bias[t])
+        empty = (self.sel - self.slot_counts(center_local, blocks, n_centres)).to(env.dtype)  # [n_centres, 2T]
+        members_of = [(local_types == t).nonzero().squeeze(-1) for t in range(n_types)]
+        rank = torch.empty(n_centres, dtype=torch.int64, device=env.device)  # index of a centre among its type
+        for members in members_of:
+            rank[members] = torch.arange(len(members), device=env.device)
+        edge_rank = rank.index_select(0, center_local)
+        energies = env.new_zeros(n_centres)
+        for t, members in enumerate(members_of):
+            n_t = len(members)
+            if n_t == 0:
+                continue
+            moment = (empty.index_select(0, members) @ self.empty_slot_rows(t)).view(n_t, 4, width)
+            for b in range(n_blocks):
+                lo, hi = bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]
+                if hi > lo:
+                    rows = (env[lo:hi] - self.env_mean[t]) / self.env_std[t]
+                    moment = moment + self.block_moment(t * n_blocks + b, rows, edge_rank[lo:hi], n_t,
+                                                        twice_differentiable)
+            axes = moment / self.n_slots
+            desc = torch.bmm(axes.transpose(1, 2), axes[:, :, : cfg.axis_neuron]).reshape(n_t, -1)
+            energies = energies.index_put((members,), self.fitting[t](desc).squeeze(-1) + self.energy_bias[t])
         if self.baseline is not None:
-            real = ~pseudo
-            energies = energies + self.baseline.atomic_energies(spins, atom_types, centers[real], neighbors[real],
-                                                                vectors[real], first, n_centres)
+            # real edges between magnetic types: contiguous slices after the grouping above
+            magnetic = [t for t in range(n_types) if cfg.magnetic[t]]
+            slices = [slice(bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]) for t in magnetic for b in magnetic]
+            energies = energies + self.baseline.atomic_energies(
+                spins, atom_types, torch.cat([centers[s] for s in slices]), torch.cat([neighbors[s] for s in slices]),
+                torch.cat([vectors[s] for s in slices]), first, n_centres)
         return energies
-
     def forward(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                 atom_frames=None, n_frames: int = 1, *, forces: bool = True, torques: bool = True,
                 virial: bool = False, create_graph: bool = False, max_edges_per_chunk: int | None = None):

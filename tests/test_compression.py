@@ -11,6 +11,8 @@ import torch
 from ase_deepspin import DeepSpinCalculator, compress_model, load_model, save_model
 from ase_deepspin.cli import main
 from ase_deepspin.data import read_deepmd_npy
+from ase_deepspin.calculator import check_structure, model_inputs, spins_of
+from ase_deepspin.model import fused
 from ase_deepspin.model.tabulation import EmbeddingTable, net_derivatives
 from conftest import NIO_DATA, needs_nio_data, small_model
 
@@ -134,8 +136,6 @@ def test_unreachable_tolerance_is_refused():
 
 def test_derivatives_of_forces_through_the_tables_for_training(nio):
     # create_graph=True takes the plain-autograd table path: force errors can be differentiated again
-    from ase_deepspin.calculator import check_structure, model_inputs, spins_of
-
     model = compress_model(small_model())
     cfg = model.config
     inputs = model_inputs(model, nio.positions, nio.cell.array, nio.pbc, check_structure(nio, cfg.type_map),
@@ -154,3 +154,38 @@ def test_derivatives_of_forces_through_the_tables_for_training(nio):
     fd = (model(**{**inputs, "spins": plus}, forces=False)["torques"]
           - model(**{**inputs, "spins": minus}, forces=False)["torques"]) / (2 * step)
     assert torch.allclose(hessian_row, fd, rtol=0, atol=1e-6 * float(fd.abs().max()))
+
+
+def model_and_inputs(atoms, **compress_options):
+    model = compress_model(small_model(), **compress_options)
+    cfg = model.config
+    return model, model_inputs(model, atoms.positions, atoms.cell.array, atoms.pbc,
+                               check_structure(atoms, cfg.type_map), spins_of(atoms, cfg.type_map, cfg.magnetic))
+
+
+@pytest.mark.skipif(not fused.AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize("min_distance", [0.5, 2.2])  # 2.2 Å: the nearest Ni–O edges fall outside the tables
+def test_fused_kernels_equal_the_torch_path(nio, monkeypatch, min_distance):
+    model, inputs = model_and_inputs(nio, min_distance=min_distance)
+    calls = []
+    apply = fused.FusedMoment.apply
+    monkeypatch.setattr(fused.FusedMoment, "apply", lambda *args: calls.append(1) or apply(*args))
+    kernels = model(**inputs, virial=True)
+    assert len(calls) == 6  # every (centre type, block) with edges: Ni and O centres, blocks Ni, O, Ni_spin
+    monkeypatch.setattr(fused, "AVAILABLE", False)
+    plain_torch = model(**inputs, virial=True)
+    assert len(calls) == 6
+    assert abs(float(kernels["energy"] - plain_torch["energy"])) < 1e-12 * abs(float(plain_torch["energy"]))
+    for key in ("forces", "torques", "virial"):
+        assert torch.allclose(kernels[key], plain_torch[key], rtol=0, atol=1e-12 * float(plain_torch[key].abs().max()))
+
+
+def test_edge_order_does_not_matter(nio):
+    # edges not sorted by centre cannot use the fused kernels' per-centre loops: the torch path runs
+    model, inputs = model_and_inputs(nio, min_distance=2.2)
+    order = torch.randperm(len(inputs["centers"]), generator=torch.Generator().manual_seed(0))
+    shuffled = {**inputs, **{k: inputs[k][order] for k in ("centers", "neighbors", "offsets", "pseudo")}}
+    a, b = model(**inputs, virial=True), model(**shuffled, virial=True)
+    assert abs(float(a["energy"] - b["energy"])) < 1e-12 * abs(float(a["energy"]))
+    for key in ("forces", "torques", "virial"):
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-12 * float(a[key].abs().max()))

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from . import fused
 from .baseline import SpinBaseline
 from .descriptor import environment_rows, mlp
 from .tabulation import EmbeddingTable
@@ -196,15 +197,29 @@ class DeepSpinModel(nn.Module):
     def block_names(self) -> list[str]:
         return list(self.config.type_map) + [f"{t}_spin" for t in self.config.type_map]
 
-    def block_moment(self, p: int, rows, rank, n_rank: int, twice_differentiable: bool = True):
-        """Σ_j d_jᵀ G_p(d_j[0]) [n_rank, 4, M] over standardised rows [E_p, 4] of embedding net ``p``.
+    def block_moment(self, p: int, vectors, rank, n_rank: int, twice_differentiable: bool = True):
+        """Σ_j d_jᵀ G_p(d_j[0]) [n_rank, 4, M] over the edges of embedding net ``p`` (vectors [E_p, 3], Å).
 
         ``rank`` [E_p] numbers each edge's centre among the ``n_rank`` centres of the net's centre
-        type. A tabulated net handles the rows inside its table and the net itself the rest (exact).
-        ``twice_differentiable=False`` lets tables use their faster first-derivative rule.
+        type. A tabulated net handles the edges inside its table and the net itself the rest (exact):
+        on CPU, with edges sorted by centre, by the fused kernels of :mod:`~ase_deepspin.model.fused`.
+        ``twice_differentiable=False`` lets tables use their faster first-derivative rules.
         """
+        cfg = self.config
+        t = p // (2 * cfg.n_types)
         part = None
-        if self.tables is not None:
+        if self.tables is not None and fused.usable(vectors, twice_differentiable) \
+                and not bool((rank[1:] < rank[:-1]).any()):
+            constants = fused.table_constants(self.tables[p], self.env_mean[t], self.env_std[t],
+                                              (cfg.rcut_smth, cfg.rcut, cfg.env_protection))
+            start = torch.searchsorted(rank, torch.arange(n_rank + 1, device=rank.device))
+            part, outside = fused.FusedMoment.apply(vectors, start, self.tables[p].coefficients, constants)
+            if not bool(outside.any()):
+                return part
+            vectors, rank = vectors[outside], rank[outside]  # closer than the table's min_distance
+        rows = (environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection) - self.env_mean[t]) \
+            / self.env_std[t]
+        if self.tables is not None and part is None:
             table = self.tables[p]
             inside = table.inside(rows[:, 0])
             if bool(inside.all()):
@@ -278,16 +293,15 @@ class DeepSpinModel(nn.Module):
         edge_frames = atom_frames.index_select(0, centers) if strain is not None and len(strain) > 1 else None
         vectors = self.edge_vectors(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                                     strain, edge_frames)
-        env = environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection)
         center_local = centers - first
         local_types = atom_types[first : first + n_centres]
-        empty = (self.sel - self.slot_counts(center_local, blocks, n_centres)).to(env.dtype)  # [n_centres, 2T]
+        empty = (self.sel - self.slot_counts(center_local, blocks, n_centres)).to(vectors.dtype)  # [n_centres, 2T]
         members_of = [(local_types == t).nonzero().squeeze(-1) for t in range(n_types)]
-        rank = torch.empty(n_centres, dtype=torch.int64, device=env.device)  # index of a centre among its type
+        rank = torch.empty(n_centres, dtype=torch.int64, device=vectors.device)  # index of a centre among its type
         for members in members_of:
-            rank[members] = torch.arange(len(members), device=env.device)
+            rank[members] = torch.arange(len(members), device=vectors.device)
         edge_rank = rank.index_select(0, center_local)
-        energies = env.new_zeros(n_centres)
+        energies = vectors.new_zeros(n_centres)
         for t, members in enumerate(members_of):
             n_t = len(members)
             if n_t == 0:
@@ -296,8 +310,7 @@ class DeepSpinModel(nn.Module):
             for b in range(n_blocks):
                 lo, hi = bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]
                 if hi > lo:
-                    rows = (env[lo:hi] - self.env_mean[t]) / self.env_std[t]
-                    moment = moment + self.block_moment(t * n_blocks + b, rows, edge_rank[lo:hi], n_t,
+                    moment = moment + self.block_moment(t * n_blocks + b, vectors[lo:hi], edge_rank[lo:hi], n_t,
                                                         twice_differentiable)
             axes = moment / self.n_slots
             desc = torch.bmm(axes.transpose(1, 2), axes[:, :, : cfg.axis_neuron]).reshape(n_t, -1)

@@ -1,0 +1,190 @@
+"""Fused CPU kernels (numba) for the se_e2_a moment of tabulated embedding nets.
+
+For one embedding table (centre type t, neighbour block b) the moment of centre i is
+T_i = Σ_j d_jᵀ G(d_j[0]) with d_j the standardised environment row of edge vector v_j (see
+:mod:`~ase_deepspin.model.descriptor`) and G the quintic-spline table of
+:mod:`~ase_deepspin.model.tabulation`, so that T_i = A_iᵀ C with A_i[c] = Σ_j w_l(τ_j) d_j
+summed over the six spline columns c = b_j + l that edge j touches.
+
+In plain torch each stage (norm, switch, standardisation, interval search, spline weights, the
+scatter into A) is a separate pass over all edges that writes an [E, ...] intermediate, and
+autograd walks them back one by one. Here one parallel loop over centres computes A straight
+from the edge vectors, and one loop computes ∂L/∂v_j from Q = ∂L/∂T Cᵀ by the chain rule
+written out: edges are read twice in all and nothing per edge is stored. The result is the same
+function as the torch path (to rounding), with first derivatives only: training, which
+differentiates forces again, uses the torch path.
+
+numba is optional: without it (or on GPUs) the torch path runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+try:
+    from numba import njit, prange
+
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    AVAILABLE = False
+
+DEGREE = 5
+
+
+def usable(tensor: torch.Tensor, twice_differentiable: bool) -> bool:
+    """Whether the fused kernels can evaluate a moment on ``tensor``'s device and dtype."""
+    return (AVAILABLE and not twice_differentiable and tensor.device.type == "cpu"
+            and tensor.dtype in (torch.float32, torch.float64))
+
+
+if AVAILABLE:
+
+    @njit(cache=True, inline="always")
+    def _environment(vx, vy, vz, geometry, mean, inv_std):
+        """Standardised row (d0..d3) of one edge vector, and the distance, switch and its derivative."""
+        rcut_smth, rcut, protection = geometry[0], geometry[1], geometry[2]
+        dist = math.sqrt(vx * vx + vy * vy + vz * vz)
+        u = (dist - rcut_smth) / (rcut - rcut_smth)
+        if u <= 0.0:
+            switch, slope = 1.0, 0.0
+        elif u >= 1.0:
+            switch, slope = 0.0, 0.0
+        else:
+            switch = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+            slope = u * u * (-30.0 * u * u + 60.0 * u - 30.0) / (rcut - rcut_smth)
+        inv = 1.0 / (dist + protection)
+        radial = switch * inv
+        angular = radial * inv
+        d0 = (radial - mean[0]) * inv_std[0]
+        d1 = (angular * vx - mean[1]) * inv_std[1]
+        d2 = (angular * vy - mean[2]) * inv_std[2]
+        d3 = (angular * vz - mean[3]) * inv_std[3]
+        return d0, d1, d2, d3, dist, switch, slope, inv
+
+    @njit(cache=True, inline="always")
+    def _interval(knots, x):
+        """Index b of the knot interval [knots[b], knots[b+1]] holding x (x inside the table)."""
+        lo, hi = 0, knots.shape[0] - 2
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if knots[mid] <= x:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    @njit(parallel=True, cache=True)
+    def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, scattered, outside):
+        """A[r, k, c] += w_l(τ) d_k over the edges of each centre r (edges start[r]..start[r+1])."""
+        lower, upper = knots[0], knots[knots.shape[0] - 1]
+        for r in prange(start.shape[0] - 1):
+            for e in range(start[r], start[r + 1]):
+                d0, d1, d2, d3, _, _, _, _ = _environment(vectors[e, 0], vectors[e, 1], vectors[e, 2],
+                                                          geometry, mean, inv_std)
+                if not (d0 >= lower and d0 <= upper):
+                    outside[e] = True
+                    continue
+                b = _interval(knots, d0)
+                tau = (d0 - knots[b]) / (knots[b + 1] - knots[b])
+                for l in range(DEGREE + 1):
+                    w = polynomials[b, l, DEGREE]
+                    for q in range(DEGREE - 1, -1, -1):
+                        w = w * tau + polynomials[b, l, q]
+                    scattered[r, 0, b + l] += w * d0
+                    scattered[r, 1, b + l] += w * d1
+                    scattered[r, 2, b + l] += w * d2
+                    scattered[r, 3, b + l] += w * d3
+
+    @njit(parallel=True, cache=True)
+    def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, q_rows, outside,
+                                grad_vectors):
+        """∂L/∂v_e from Q[r, k, c] = Σ_m ∂L/∂T[r, k, m] C[c, m], by the chain rule through the row."""
+        for r in prange(start.shape[0] - 1):
+            for e in range(start[r], start[r + 1]):
+                if outside[e]:
+                    grad_vectors[e, 0] = grad_vectors[e, 1] = grad_vectors[e, 2] = 0.0
+                    continue
+                vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
+                d0, d1, d2, d3, dist, switch, slope, inv = _environment(vx, vy, vz, geometry, mean, inv_std)
+                b = _interval(knots, d0)
+                width = knots[b + 1] - knots[b]
+                tau = (d0 - knots[b]) / width
+                g0 = g1 = g2 = g3 = gx = 0.0
+                for l in range(DEGREE + 1):
+                    w = polynomials[b, l, DEGREE]
+                    dw = DEGREE * polynomials[b, l, DEGREE]
+                    for q in range(DEGREE - 1, -1, -1):
+                        w = w * tau + polynomials[b, l, q]
+                        if q > 0:
+                            dw = dw * tau + q * polynomials[b, l, q]
+                    q0, q1, q2, q3 = q_rows[r, 0, b + l], q_rows[r, 1, b + l], q_rows[r, 2, b + l], q_rows[r, 3, b + l]
+                    g0 += w * q0
+                    g1 += w * q1
+                    g2 += w * q2
+                    g3 += w * q3
+                    gx += dw * (d0 * q0 + d1 * q1 + d2 * q2 + d3 * q3)
+                g0 += gx / width  # the table's argument is d0
+                # back through the standardisation and e = s/(r+p) · (1, v/(r+p))
+                ge0, ge1, ge2, ge3 = g0 * inv_std[0], g1 * inv_std[1], g2 * inv_std[2], g3 * inv_std[3]
+                angular = switch * inv * inv
+                radial_slope = slope * inv - switch * inv * inv  # d(s/(r+p))/dr
+                angular_slope = slope * inv * inv - 2.0 * switch * inv * inv * inv  # d(s/(r+p)²)/dr
+                along = (ge0 * radial_slope + (ge1 * vx + ge2 * vy + ge3 * vz) * angular_slope) / dist
+                grad_vectors[e, 0] = ge1 * angular + along * vx
+                grad_vectors[e, 1] = ge2 * angular + along * vy
+                grad_vectors[e, 2] = ge3 * angular + along * vz
+
+
+class FusedMoment(torch.autograd.Function):
+    """T [n_rank, 4, M] of one table from edge vectors [E, 3] grouped by centre (see the module docstring).
+
+    ``start`` [n_rank + 1] (int64) delimits each centre's edges; ``constants`` holds float64 NumPy
+    arrays: ``knots``, ``polynomials`` [K, 6, 6], ``geometry`` (rcut_smth, rcut, protection),
+    ``mean`` and ``inv_std`` [4]. Returns T and a mask of the edges outside the table (left out of
+    T, to be evaluated by the net).
+    """
+
+    @staticmethod
+    def forward(ctx, vectors, start, coefficients, constants):
+        vectors = vectors.detach().contiguous()
+        n_rank, n_cols = len(start) - 1, coefficients.shape[0]
+        scattered = vectors.new_zeros(n_rank, 4, n_cols)
+        outside = torch.zeros(len(vectors), dtype=torch.bool)
+        _moment_kernel(vectors.numpy(), start.numpy(), constants["knots"], constants["polynomials"],
+                       constants["geometry"], constants["mean"], constants["inv_std"], scattered.numpy(),
+                       outside.numpy())
+        moment = (scattered.view(n_rank * 4, n_cols) @ coefficients).view(n_rank, 4, -1)
+        ctx.save_for_backward(vectors, start, coefficients, outside)
+        ctx.constants = constants
+        ctx.mark_non_differentiable(outside)
+        return moment, outside
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad, _):
+        vectors, start, coefficients, outside = ctx.saved_tensors
+        c = ctx.constants
+        n_rank = len(start) - 1
+        q_rows = (grad.reshape(n_rank * 4, -1) @ coefficients.T).view(n_rank, 4, -1)
+        grad_vectors = torch.empty_like(vectors)
+        _moment_gradient_kernel(vectors.numpy(), start.numpy(), c["knots"], c["polynomials"], c["geometry"],
+                                c["mean"], c["inv_std"], q_rows.numpy(), outside.numpy(), grad_vectors.numpy())
+        return grad_vectors, None, None, None
+
+
+def table_constants(table, mean: torch.Tensor, std: torch.Tensor, geometry: tuple[float, float, float]) -> dict:
+    """float64 NumPy constants of one table for :class:`FusedMoment` (cached on the table)."""
+    key = (table.knots._version, table.polynomials._version, table.knots.dtype, tuple(mean.tolist()),
+           tuple(std.tolist()), geometry)
+    cached = getattr(table, "_fused_constants", None)
+    if cached is None or cached[0] != key:
+        constants = {"knots": table.knots.detach().double().numpy().copy(),
+                     "polynomials": table.polynomials.detach().double().numpy().copy(),
+                     "geometry": np.asarray(geometry, dtype=np.float64),
+                     "mean": mean.detach().double().numpy().copy(),
+                     "inv_std": 1.0 / std.detach().double().numpy()}
+        table._fused_constants = cached = (key, constants)
+    return cached[1]

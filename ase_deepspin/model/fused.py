@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 try:
+    import numba
     from numba import njit, prange
 
     AVAILABLE = True
@@ -32,6 +33,11 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
     AVAILABLE = False
 
 DEGREE = 5
+
+
+def _match_threads():
+    """Run numba's loops on as many threads as torch uses (``torch.set_num_threads``)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
 def usable(tensor: torch.Tensor, twice_differentiable: bool) -> bool:
@@ -153,6 +159,7 @@ class FusedMoment(torch.autograd.Function):
         n_rank, n_cols = len(start) - 1, coefficients.shape[0]
         scattered = vectors.new_zeros(n_rank, 4, n_cols)
         outside = torch.zeros(len(vectors), dtype=torch.bool)
+        _match_threads()
         _moment_kernel(vectors.numpy(), start.numpy(), constants["knots"], constants["polynomials"],
                        constants["geometry"], constants["mean"], constants["inv_std"], scattered.numpy(),
                        outside.numpy())
@@ -170,6 +177,7 @@ class FusedMoment(torch.autograd.Function):
         n_rank = len(start) - 1
         q_rows = (grad.reshape(n_rank * 4, -1) @ coefficients.T).view(n_rank, 4, -1)
         grad_vectors = torch.empty_like(vectors)
+        _match_threads()
         _moment_gradient_kernel(vectors.numpy(), start.numpy(), c["knots"], c["polynomials"], c["geometry"],
                                 c["mean"], c["inv_std"], q_rows.numpy(), outside.numpy(), grad_vectors.numpy())
         return grad_vectors, None, None, None

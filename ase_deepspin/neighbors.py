@@ -3,9 +3,9 @@
 DeepSPIN places a massless pseudo-atom at ``R_i + eta_i * S_i`` for every magnetic atom i.
 Pseudo-atoms are neighbours, never centres. A single compiled neighbour search (vesin) over the
 real atoms, with the cutoff widened by the largest pseudo-atom offset, finds every candidate
-pair (vesin's half list, mirrored and sorted by centre once per search); real and pseudo-atom
-edges are then selected from it with vectorised torch operations (multi-threaded), so the cost
-stays linear in the number of atoms.
+pair (vesin's half list, mirrored and grouped by centre once per search); real and pseudo-atom
+edges are then selected from it by two compiled (numba) loops over centres, one counting and one
+writing, in parallel on torch's thread count; the cost stays linear in the number of atoms.
 
 Edges are returned sorted by centre, each centre's own pseudo-atom first. Each edge carries the
 integer cell shift of its neighbour (and its Cartesian offset) so that models can rebuild edge
@@ -17,8 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import vesin
+from numba import njit, prange
+
+from .model.fused import match_threads
 
 
 @dataclass(frozen=True)
@@ -101,82 +103,137 @@ class NeighborSearch:
     def __call__(self, positions, cell, pbc, pseudo_offsets) -> NeighborList:
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         cell = np.ascontiguousarray(cell, dtype=np.float64)
-        pseudo_offsets = torch.as_tensor(np.asarray(pseudo_offsets, dtype=np.float64))
+        pseudo_offsets = np.ascontiguousarray(pseudo_offsets, dtype=np.float64)
         pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
-        has_pseudo = (pseudo_offsets != 0.0).any(dim=1)
-        offset_norm = torch.linalg.vector_norm(pseudo_offsets, dim=1)
-        longest = float(offset_norm.max()) if len(positions) else 0.0
-        pairs = self._pairs(positions, cell, pbc, longest)
-        i, j, vectors = pairs["i"], pairs["j"], pairs["vectors"]
+        longest = float(np.sqrt(np.einsum("ax,ax->a", pseudo_offsets, pseudo_offsets).max(initial=0.0)))
+        candidates = self._candidates_for(positions, cell, pbc, longest)
+        start, j, shifts, box = candidates["start"], candidates["j"], candidates["shifts"], candidates["box"]
+        match_threads()
+        counts, overlap = _count_edges(positions, pseudo_offsets, start, j, shifts, box, self.cutoff)
+        partner = int(overlap.max(initial=-1))
+        if partner >= 0:
+            atom = int(np.argmax(overlap >= 0))
+            partner = int(overlap[atom])
+            what = "atom" if partner < len(positions) else "the pseudo-atom of atom"
+            raise ValueError(f"atom {atom} overlaps {what} {partner % len(positions)} (distance 0)")
+        first_edge = np.zeros(len(positions) + 1, dtype=np.int64)
+        np.cumsum(counts, out=first_edge[1:])
+        n_edges = int(first_edge[-1])
+        nl = NeighborList(np.empty(n_edges, dtype=np.int64), np.empty(n_edges, dtype=np.int64),
+                          np.empty((n_edges, 3), dtype=np.int64), np.empty(n_edges, dtype=bool),
+                          np.empty((n_edges, 3), dtype=np.float64))
+        _fill_edges(positions, pseudo_offsets, start, j, shifts, box, self.cutoff, first_edge,
+                    nl.centers, nl.neighbors, nl.shifts, nl.pseudo, nl.offsets)
+        return nl
 
-        # torch rather than NumPy for the selection: the same operations, on every core
-        cutoff2 = self.cutoff**2
-        real_d2 = torch.einsum("ex,ex->e", vectors, vectors)
-        real = real_d2 < cutoff2
-        pseudo_vectors = vectors + pseudo_offsets.index_select(0, j)
-        pseudo_d2 = torch.einsum("ex,ex->e", pseudo_vectors, pseudo_vectors)
-        pseudo = has_pseudo.index_select(0, j) & (pseudo_d2 < cutoff2)
-        for d2, mask, what in ((real_d2, real, "atom"), (pseudo_d2, pseudo, "the pseudo-atom of atom")):
-            close = (mask & (d2 < 1e-12)).nonzero()
-            if len(close):
-                k = int(close[0])
-                raise ValueError(f"atom {int(i[k])} overlaps {what} {int(j[k])} (distance 0)")
-        own = has_pseudo & (offset_norm < self.cutoff)  # each centre's own pseudo-atom
-        # three slots per candidate: the centre's own pseudo-atom (on the first candidate of each
-        # centre only), the real neighbour, its pseudo-atom; taking the filled slots in order keeps
-        # the edges sorted by centre, own pseudo-atom first, without a sort
-        slots = torch.stack([pairs["first"] & own.index_select(0, i), real, pseudo], dim=1)
-        edge = slots.reshape(-1).nonzero().squeeze(-1)
-        candidate, slot = edge // 3, edge % 3
-        centers = i.index_select(0, candidate)
-        is_own = slot == 0
-        neighbors = torch.where(is_own, centers, j.index_select(0, candidate))
-        shifts = pairs["shifts"].index_select(0, candidate).to(torch.int64).masked_fill_(is_own.unsqueeze(-1), 0)
-        lonely = own & (pairs["count"] == 0)  # atoms without candidates: append their own edges and sort
-        if bool(lonely.any()):
-            extra = lonely.nonzero().squeeze(-1)
-            centers, neighbors = torch.cat([centers, extra]), torch.cat([neighbors, extra])
-            shifts, slot = torch.cat([shifts, shifts.new_zeros(len(extra), 3)]), torch.cat([slot, slot.new_zeros(len(extra))])
-            order = torch.argsort(centers, stable=True)
-            centers, neighbors, shifts, slot = centers[order], neighbors[order], shifts[order], slot[order]
-        shifts = shifts.numpy()
-        return NeighborList(centers.numpy(), neighbors.numpy(), shifts, (slot != 1).numpy(), shifts @ pairs["box"])
-
-    def _pairs(self, positions, cell, pbc, longest) -> dict:
-        """Candidate pairs, sorted by centre: ``i``, ``j``, ``shifts`` (int32), ``vectors``
-        (R_j + n·cell − R_i), ``first`` (first candidate of its centre) and ``count`` per atom."""
+    def _candidates_for(self, positions, cell, pbc, longest) -> dict:
+        """Candidate pairs grouped by centre (``start`` [N + 1], ``j``, integer ``shifts``), reused or new."""
         cached = self._candidates
         if cached is not None and len(positions) == len(cached["positions"]) and np.array_equal(pbc, cached["pbc"]) \
                 and np.array_equal(cell, cached["cell"]):
             step = positions - cached["positions"]
             moved = np.sqrt(np.einsum("ax,ax->a", step, step).max(initial=0.0))
             if 2.0 * moved + longest <= cached["longest"] + self.skin:
-                if moved > 0:
-                    if "lattice_shift" not in cached:
-                        then = torch.from_numpy(cached["positions"])
-                        cached["lattice_shift"] = cached["vectors"] - (then.index_select(0, cached["j"])
-                                                                       - then.index_select(0, cached["i"]))
-                    now = torch.from_numpy(positions)
-                    vectors = now.index_select(0, cached["j"]) - now.index_select(0, cached["i"])
-                    return {**cached, "vectors": vectors.add_(cached["lattice_shift"])}
                 return cached
         reach = self.cutoff + longest + self.skin
         box = np.where(pbc[:, None], cell, 0.0)
-        # the half list is twice as fast to search; mirroring it is cheaper than searching both ways
+        # the half list is twice as fast to search; mirroring it costs less than searching both ways
         search = vesin.NeighborList(cutoff=reach, full_list=False)
-        i, j, shifts, vectors = search.compute(positions, box, [bool(p) for p in pbc], quantities="ijSD")
-        i, j = torch.from_numpy(i.view(np.int64)), torch.from_numpy(j.view(np.int64))
-        shifts, vectors = torch.from_numpy(shifts), torch.from_numpy(vectors)
-        i, j = torch.cat([i, j]), torch.cat([j, i])
-        shifts, vectors = torch.cat([shifts, -shifts]), torch.cat([vectors, -vectors])
-        i, order = torch.sort(i.to(torch.int32), stable=True)  # a 32-bit key sorts several times faster
-        i, j = i.to(torch.int64), j.index_select(0, order)
-        shifts, vectors = shifts.index_select(0, order), vectors.index_select(0, order)
-        count = torch.bincount(i, minlength=len(positions))
-        first = torch.ones(len(i), dtype=torch.bool)
-        first[1:] = i[1:] != i[:-1]
+        i, j, shifts = search.compute(positions, box, [bool(p) for p in pbc], quantities="ijS")
+        start, partner, partner_shifts = _mirror_by_centre(i.view(np.int64), j.view(np.int64),
+                                                           np.ascontiguousarray(shifts), len(positions))
         self.n_searches += 1
         self._candidates = {"positions": positions.copy(), "cell": cell.copy(), "pbc": pbc, "longest": longest,
-                            "box": box, "i": i, "j": j, "shifts": shifts, "vectors": vectors, "first": first,
-                            "count": count}
+                            "box": box, "start": start, "j": partner, "shifts": partner_shifts}
         return self._candidates
+
+
+@njit(cache=True)
+def _mirror_by_centre(i, j, shifts, n_atoms):
+    """Full candidate list grouped by centre from a half list: counting sort, both directions."""
+    start = np.zeros(n_atoms + 1, dtype=np.int64)
+    for k in range(len(i)):
+        start[i[k] + 1] += 1
+        start[j[k] + 1] += 1
+    for a in range(n_atoms):
+        start[a + 1] += start[a]
+    fill = start[:-1].copy()
+    partner = np.empty(2 * len(i), dtype=np.int64)
+    partner_shifts = np.empty((2 * len(i), 3), dtype=np.int32)
+    for k in range(len(i)):
+        for a, b, sign in ((i[k], j[k], 1), (j[k], i[k], -1)):  # a == b for periodic self-images
+            partner[fill[a]] = b
+            for x in range(3):
+                partner_shifts[fill[a], x] = sign * shifts[k, x]
+            fill[a] += 1
+    return start, partner, partner_shifts
+
+
+@njit(cache=True, inline="always")
+def _classify(positions, offsets, box, a, b, shift, cutoff2):
+    """For the candidate (a, b, shift): its vector R_b + n·box − R_a, whether atom b and whether its
+    pseudo-atom lie within the cutoff, and whether either overlaps centre a."""
+    v = np.empty(3)
+    for x in range(3):
+        v[x] = positions[b, x] - positions[a, x] + shift[0] * box[0, x] + shift[1] * box[1, x] + shift[2] * box[2, x]
+    d2 = v[0] ** 2 + v[1] ** 2 + v[2] ** 2
+    p2 = (v[0] + offsets[b, 0]) ** 2 + (v[1] + offsets[b, 1]) ** 2 + (v[2] + offsets[b, 2]) ** 2
+    magnetic = offsets[b, 0] != 0.0 or offsets[b, 1] != 0.0 or offsets[b, 2] != 0.0
+    real, image = d2 < cutoff2, magnetic and p2 < cutoff2
+    return real, image, real and d2 < 1e-12, image and p2 < 1e-12
+
+
+@njit(cache=True, inline="always")
+def _has_own_edge(offsets, a, cutoff2):
+    """Whether atom a carries a pseudo-atom within the cutoff of itself."""
+    own2 = offsets[a, 0] ** 2 + offsets[a, 1] ** 2 + offsets[a, 2] ** 2
+    return 0.0 < own2 < cutoff2
+
+
+@njit(parallel=True, cache=True)
+def _count_edges(positions, offsets, start, j, shifts, box, cutoff):
+    """Edges per centre (own pseudo-atom, real and pseudo neighbours) and, per centre, the first
+    overlapping partner (an atom b as b, the pseudo-atom of b as N + b; −1 if none)."""
+    n_atoms = len(positions)
+    counts = np.zeros(n_atoms, dtype=np.int64)
+    overlap = np.full(n_atoms, -1, dtype=np.int64)
+    cutoff2 = cutoff * cutoff
+    for a in prange(n_atoms):
+        n = 1 if _has_own_edge(offsets, a, cutoff2) else 0
+        for k in range(start[a], start[a + 1]):
+            b = j[k]
+            real, image, real_overlap, image_overlap = _classify(positions, offsets, box, a, b, shifts[k], cutoff2)
+            n += real + image
+            if real_overlap and overlap[a] < 0:
+                overlap[a] = b
+            if image_overlap and overlap[a] < 0:
+                overlap[a] = n_atoms + b
+        counts[a] = n
+    return counts, overlap
+
+
+@njit(parallel=True, cache=True)
+def _fill_edges(positions, offsets, start, j, shifts, box, cutoff, first_edge, centers, neighbors, edge_shifts,
+                pseudo, edge_offsets):
+    """Write each centre's edges from ``first_edge[a]``: own pseudo-atom first, then per candidate
+    its real neighbour and its pseudo-atom (the tests of :func:`_count_edges`)."""
+    cutoff2 = cutoff * cutoff
+    for a in prange(len(positions)):
+        e = first_edge[a]
+        if _has_own_edge(offsets, a, cutoff2):
+            centers[e], neighbors[e], pseudo[e] = a, a, True
+            for x in range(3):
+                edge_shifts[e, x] = 0
+                edge_offsets[e, x] = 0.0
+            e += 1
+        for k in range(start[a], start[a + 1]):
+            b = j[k]
+            real, image, _, _ = _classify(positions, offsets, box, a, b, shifts[k], cutoff2)
+            for is_pseudo, keep in ((False, real), (True, image)):
+                if keep:
+                    centers[e], neighbors[e], pseudo[e] = a, b, is_pseudo
+                    for x in range(3):
+                        edge_shifts[e, x] = shifts[k, x]
+                        edge_offsets[e, x] = shifts[k, 0] * box[0, x] + shifts[k, 1] * box[1, x] \
+                            + shifts[k, 2] * box[2, x]
+                    e += 1

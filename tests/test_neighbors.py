@@ -45,6 +45,7 @@ def test_matches_brute_force_small_triclinic_cell(pbc):
     assert as_set(nl) == brute_force(positions, cell, pbc, offsets, 4.2)
     assert len(as_set(nl)) == len(nl)  # no duplicates
     assert np.all(np.diff(nl.centers) >= 0)
+    assert np.allclose(nl.offsets, nl.shifts @ cell, rtol=0, atol=1e-12)
 
 
 def test_own_pseudo_atom_is_a_neighbour_and_pseudo_atoms_are_never_centres():

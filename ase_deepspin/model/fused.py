@@ -14,134 +14,127 @@ written out: edges are read twice in all and nothing per edge is stored. The res
 function as the torch path (to rounding), with first derivatives only: training, which
 differentiates forces again, uses the torch path.
 
-numba is optional: without it (or on GPUs) the torch path runs.
+On GPUs the torch path runs.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import torch
-
-try:
-    import numba
-    from numba import njit, prange
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    AVAILABLE = False
+from numba import njit, prange
 
 DEGREE = 5
+ENABLED = True  # False evaluates tabulated moments by the torch path everywhere (for comparisons)
 
 
-def _match_threads():
+def match_threads():
     """Run numba's loops on as many threads as torch uses (``torch.set_num_threads``)."""
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
 def usable(tensor: torch.Tensor, twice_differentiable: bool) -> bool:
     """Whether the fused kernels can evaluate a moment on ``tensor``'s device and dtype."""
-    return (AVAILABLE and not twice_differentiable and tensor.device.type == "cpu"
+    return (ENABLED and not twice_differentiable and tensor.device.type == "cpu"
             and tensor.dtype in (torch.float32, torch.float64))
 
 
-if AVAILABLE:
+@njit(cache=True, inline="always")
+def _environment(vx, vy, vz, geometry, mean, inv_std):
+    """Standardised row (d0..d3) of one edge vector, and the distance, switch and its derivative."""
+    rcut_smth, rcut, protection = geometry[0], geometry[1], geometry[2]
+    dist = math.sqrt(vx * vx + vy * vy + vz * vz)
+    u = (dist - rcut_smth) / (rcut - rcut_smth)
+    if u <= 0.0:
+        switch, slope = 1.0, 0.0
+    elif u >= 1.0:
+        switch, slope = 0.0, 0.0
+    else:
+        switch = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+        slope = u * u * (-30.0 * u * u + 60.0 * u - 30.0) / (rcut - rcut_smth)
+    inv = 1.0 / (dist + protection)
+    radial = switch * inv
+    angular = radial * inv
+    d0 = (radial - mean[0]) * inv_std[0]
+    d1 = (angular * vx - mean[1]) * inv_std[1]
+    d2 = (angular * vy - mean[2]) * inv_std[2]
+    d3 = (angular * vz - mean[3]) * inv_std[3]
+    return d0, d1, d2, d3, dist, switch, slope, inv
 
-    @njit(cache=True, inline="always")
-    def _environment(vx, vy, vz, geometry, mean, inv_std):
-        """Standardised row (d0..d3) of one edge vector, and the distance, switch and its derivative."""
-        rcut_smth, rcut, protection = geometry[0], geometry[1], geometry[2]
-        dist = math.sqrt(vx * vx + vy * vy + vz * vz)
-        u = (dist - rcut_smth) / (rcut - rcut_smth)
-        if u <= 0.0:
-            switch, slope = 1.0, 0.0
-        elif u >= 1.0:
-            switch, slope = 0.0, 0.0
+@njit(cache=True, inline="always")
+def _interval(knots, x):
+    """Index b of the knot interval [knots[b], knots[b+1]] holding x (x inside the table)."""
+    lo, hi = 0, knots.shape[0] - 2
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if knots[mid] <= x:
+            lo = mid
         else:
-            switch = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
-            slope = u * u * (-30.0 * u * u + 60.0 * u - 30.0) / (rcut - rcut_smth)
-        inv = 1.0 / (dist + protection)
-        radial = switch * inv
-        angular = radial * inv
-        d0 = (radial - mean[0]) * inv_std[0]
-        d1 = (angular * vx - mean[1]) * inv_std[1]
-        d2 = (angular * vy - mean[2]) * inv_std[2]
-        d3 = (angular * vz - mean[3]) * inv_std[3]
-        return d0, d1, d2, d3, dist, switch, slope, inv
+            hi = mid - 1
+    return lo
 
-    @njit(cache=True, inline="always")
-    def _interval(knots, x):
-        """Index b of the knot interval [knots[b], knots[b+1]] holding x (x inside the table)."""
-        lo, hi = 0, knots.shape[0] - 2
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if knots[mid] <= x:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+@njit(parallel=True, cache=True)
+def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, scattered, outside):
+    """A[r, k, c] += w_l(τ) d_k over the edges of each centre r (edges start[r]..start[r+1])."""
+    lower, upper = knots[0], knots[knots.shape[0] - 1]
+    for r in prange(start.shape[0] - 1):
+        for e in range(start[r], start[r + 1]):
+            d0, d1, d2, d3, _, _, _, _ = _environment(vectors[e, 0], vectors[e, 1], vectors[e, 2],
+                                                      geometry, mean, inv_std)
+            if not (d0 >= lower and d0 <= upper):
+                outside[e] = True
+                continue
+            b = _interval(knots, d0)
+            tau = (d0 - knots[b]) / (knots[b + 1] - knots[b])
+            for l in range(DEGREE + 1):
+                w = polynomials[b, l, DEGREE]
+                for q in range(DEGREE - 1, -1, -1):
+                    w = w * tau + polynomials[b, l, q]
+                scattered[r, 0, b + l] += w * d0
+                scattered[r, 1, b + l] += w * d1
+                scattered[r, 2, b + l] += w * d2
+                scattered[r, 3, b + l] += w * d3
 
-    @njit(parallel=True, cache=True)
-    def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, scattered, outside):
-        """A[r, k, c] += w_l(τ) d_k over the edges of each centre r (edges start[r]..start[r+1])."""
-        lower, upper = knots[0], knots[knots.shape[0] - 1]
-        for r in prange(start.shape[0] - 1):
-            for e in range(start[r], start[r + 1]):
-                d0, d1, d2, d3, _, _, _, _ = _environment(vectors[e, 0], vectors[e, 1], vectors[e, 2],
-                                                          geometry, mean, inv_std)
-                if not (d0 >= lower and d0 <= upper):
-                    outside[e] = True
-                    continue
-                b = _interval(knots, d0)
-                tau = (d0 - knots[b]) / (knots[b + 1] - knots[b])
-                for l in range(DEGREE + 1):
-                    w = polynomials[b, l, DEGREE]
-                    for q in range(DEGREE - 1, -1, -1):
-                        w = w * tau + polynomials[b, l, q]
-                    scattered[r, 0, b + l] += w * d0
-                    scattered[r, 1, b + l] += w * d1
-                    scattered[r, 2, b + l] += w * d2
-                    scattered[r, 3, b + l] += w * d3
-
-    @njit(parallel=True, cache=True)
-    def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, q_rows, outside,
-                                grad_vectors):
-        """∂L/∂v_e from Q[r, k, c] = Σ_m ∂L/∂T[r, k, m] C[c, m], by the chain rule through the row."""
-        for r in prange(start.shape[0] - 1):
-            for e in range(start[r], start[r + 1]):
-                if outside[e]:
-                    grad_vectors[e, 0] = grad_vectors[e, 1] = grad_vectors[e, 2] = 0.0
-                    continue
-                vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-                d0, d1, d2, d3, dist, switch, slope, inv = _environment(vx, vy, vz, geometry, mean, inv_std)
-                b = _interval(knots, d0)
-                width = knots[b + 1] - knots[b]
-                tau = (d0 - knots[b]) / width
-                g0 = g1 = g2 = g3 = gx = 0.0
-                for l in range(DEGREE + 1):
-                    w = polynomials[b, l, DEGREE]
-                    dw = DEGREE * polynomials[b, l, DEGREE]
-                    for q in range(DEGREE - 1, -1, -1):
-                        w = w * tau + polynomials[b, l, q]
-                        if q > 0:
-                            dw = dw * tau + q * polynomials[b, l, q]
-                    q0, q1, q2, q3 = q_rows[r, 0, b + l], q_rows[r, 1, b + l], q_rows[r, 2, b + l], q_rows[r, 3, b + l]
-                    g0 += w * q0
-                    g1 += w * q1
-                    g2 += w * q2
-                    g3 += w * q3
-                    gx += dw * (d0 * q0 + d1 * q1 + d2 * q2 + d3 * q3)
-                g0 += gx / width  # the table's argument is d0
-                # back through the standardisation and e = s/(r+p) · (1, v/(r+p))
-                ge0, ge1, ge2, ge3 = g0 * inv_std[0], g1 * inv_std[1], g2 * inv_std[2], g3 * inv_std[3]
-                angular = switch * inv * inv
-                radial_slope = slope * inv - switch * inv * inv  # d(s/(r+p))/dr
-                angular_slope = slope * inv * inv - 2.0 * switch * inv * inv * inv  # d(s/(r+p)²)/dr
-                along = (ge0 * radial_slope + (ge1 * vx + ge2 * vy + ge3 * vz) * angular_slope) / dist
-                grad_vectors[e, 0] = ge1 * angular + along * vx
-                grad_vectors[e, 1] = ge2 * angular + along * vy
-                grad_vectors[e, 2] = ge3 * angular + along * vz
+@njit(parallel=True, cache=True)
+def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, q_rows, outside,
+                            grad_vectors):
+    """∂L/∂v_e from Q[r, k, c] = Σ_m ∂L/∂T[r, k, m] C[c, m], by the chain rule through the row."""
+    for r in prange(start.shape[0] - 1):
+        for e in range(start[r], start[r + 1]):
+            if outside[e]:
+                grad_vectors[e, 0] = grad_vectors[e, 1] = grad_vectors[e, 2] = 0.0
+                continue
+            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
+            d0, d1, d2, d3, dist, switch, slope, inv = _environment(vx, vy, vz, geometry, mean, inv_std)
+            b = _interval(knots, d0)
+            width = knots[b + 1] - knots[b]
+            tau = (d0 - knots[b]) / width
+            g0 = g1 = g2 = g3 = gx = 0.0
+            for l in range(DEGREE + 1):
+                w = polynomials[b, l, DEGREE]
+                dw = DEGREE * polynomials[b, l, DEGREE]
+                for q in range(DEGREE - 1, -1, -1):
+                    w = w * tau + polynomials[b, l, q]
+                    if q > 0:
+                        dw = dw * tau + q * polynomials[b, l, q]
+                q0, q1, q2, q3 = q_rows[r, 0, b + l], q_rows[r, 1, b + l], q_rows[r, 2, b + l], q_rows[r, 3, b + l]
+                g0 += w * q0
+                g1 += w * q1
+                g2 += w * q2
+                g3 += w * q3
+                gx += dw * (d0 * q0 + d1 * q1 + d2 * q2 + d3 * q3)
+            g0 += gx / width  # the table's argument is d0
+            # back through the standardisation and e = s/(r+p) · (1, v/(r+p))
+            ge0, ge1, ge2, ge3 = g0 * inv_std[0], g1 * inv_std[1], g2 * inv_std[2], g3 * inv_std[3]
+            angular = switch * inv * inv
+            radial_slope = slope * inv - switch * inv * inv  # d(s/(r+p))/dr
+            angular_slope = slope * inv * inv - 2.0 * switch * inv * inv * inv  # d(s/(r+p)²)/dr
+            along = (ge0 * radial_slope + (ge1 * vx + ge2 * vy + ge3 * vz) * angular_slope) / dist
+            grad_vectors[e, 0] = ge1 * angular + along * vx
+            grad_vectors[e, 1] = ge2 * angular + along * vy
+            grad_vectors[e, 2] = ge3 * angular + along * vz
 
 
 class FusedMoment(torch.autograd.Function):
@@ -159,7 +152,7 @@ class FusedMoment(torch.autograd.Function):
         n_rank, n_cols = len(start) - 1, coefficients.shape[0]
         scattered = vectors.new_zeros(n_rank, 4, n_cols)
         outside = torch.zeros(len(vectors), dtype=torch.bool)
-        _match_threads()
+        match_threads()
         _moment_kernel(vectors.numpy(), start.numpy(), constants["knots"], constants["polynomials"],
                        constants["geometry"], constants["mean"], constants["inv_std"], scattered.numpy(),
                        outside.numpy())
@@ -177,7 +170,7 @@ class FusedMoment(torch.autograd.Function):
         n_rank = len(start) - 1
         q_rows = (grad.reshape(n_rank * 4, -1) @ coefficients.T).view(n_rank, 4, -1)
         grad_vectors = torch.empty_like(vectors)
-        _match_threads()
+        match_threads()
         _moment_gradient_kernel(vectors.numpy(), start.numpy(), c["knots"], c["polynomials"], c["geometry"],
                                 c["mean"], c["inv_std"], q_rows.numpy(), outside.numpy(), grad_vectors.numpy())
         return grad_vectors, None, None, None

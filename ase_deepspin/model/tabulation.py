@@ -16,7 +16,9 @@ The table never materialises per-edge features. On an interval b only N_b .. N_{
 non-zero; with τ = (x − x_b)/(x_{b+1} − x_b) their values are quintic polynomials w_l(τ) stored per
 interval, so the se_e2_a moment of a centre, T_i = Σ_j d_jᵀ G(x_j), is Σ_c A_i[c]ᵀ C[c] with
 A_i[c] = Σ_{j: c = b_j + l} w_l(τ_j) d_j: each edge scatters 6 × 4 numbers, and one matrix product
-per (centre type, neighbour block) applies the coefficients (no [E, M] tensor is formed).
+per (centre type, neighbour block) applies the coefficients (no [E, M] tensor is formed). On
+CPU, outside training, :mod:`~ase_deepspin.model.fused` computes the same sums (and their
+gradient) in one compiled loop per table; the torch code here serves training and GPUs.
 
 Outside [x_0, x_K] (neighbours closer than the ``min_distance`` the table was built for) the net
 itself is evaluated for those edges: results there are exact, only slower; never extrapolated.

@@ -140,8 +140,9 @@ class NeighborSearch:
         # the half list is twice as fast to search; mirroring it costs less than searching both ways
         search = vesin.NeighborList(cutoff=reach, full_list=False)
         i, j, shifts = search.compute(positions, box, [bool(p) for p in pbc], quantities="ijS")
-        start, partner, partner_shifts = _mirror_by_centre(i.view(np.int64), j.view(np.int64),
-                                                           np.ascontiguousarray(shifts), len(positions))
+        i, j = i.astype(np.int64, copy=False), j.astype(np.int64, copy=False)
+        start, partner, partner_shifts = _mirror_by_centre(i, j, np.ascontiguousarray(shifts, dtype=np.int32),
+                                                           len(positions))
         self.n_searches += 1
         self._candidates = {"positions": positions.copy(), "cell": cell.copy(), "pbc": pbc, "longest": longest,
                             "box": box, "start": start, "j": partner, "shifts": partner_shifts}

@@ -110,9 +110,9 @@ class NeighborSearch:
         start, j, shifts, box = candidates["start"], candidates["j"], candidates["shifts"], candidates["box"]
         match_threads()
         counts, overlap = _count_edges(positions, pseudo_offsets, start, j, shifts, box, self.cutoff)
-        partner = int(overlap.max(initial=-1))
-        if partner >= 0:
-            atom = int(np.argmax(overlap >= 0))
+        overlapping = np.flatnonzero(overlap >= 0)
+        if len(overlapping):
+            atom = int(overlapping[0])
             partner = int(overlap[atom])
             what = "atom" if partner < len(positions) else "the pseudo-atom of atom"
             raise ValueError(f"atom {atom} overlaps {what} {partner % len(positions)} (distance 0)")
@@ -172,13 +172,14 @@ def _mirror_by_centre(i, j, shifts, n_atoms):
 
 @njit(cache=True, inline="always")
 def _classify(positions, offsets, box, a, b, shift, cutoff2):
-    """For the candidate (a, b, shift): its vector R_b + n·box − R_a, whether atom b and whether its
+    """For the candidate (a, b, shift) with vector R_b + n·box − R_a: whether atom b and whether its
     pseudo-atom lie within the cutoff, and whether either overlaps centre a."""
-    v = np.empty(3)
-    for x in range(3):
-        v[x] = positions[b, x] - positions[a, x] + shift[0] * box[0, x] + shift[1] * box[1, x] + shift[2] * box[2, x]
-    d2 = v[0] ** 2 + v[1] ** 2 + v[2] ** 2
-    p2 = (v[0] + offsets[b, 0]) ** 2 + (v[1] + offsets[b, 1]) ** 2 + (v[2] + offsets[b, 2]) ** 2
+    vx = positions[b, 0] - positions[a, 0] + shift[0] * box[0, 0] + shift[1] * box[1, 0] + shift[2] * box[2, 0]
+    vy = positions[b, 1] - positions[a, 1] + shift[0] * box[0, 1] + shift[1] * box[1, 1] + shift[2] * box[2, 1]
+    vz = positions[b, 2] - positions[a, 2] + shift[0] * box[0, 2] + shift[1] * box[1, 2] + shift[2] * box[2, 2]
+    d2 = vx * vx + vy * vy + vz * vz
+    px, py, pz = vx + offsets[b, 0], vy + offsets[b, 1], vz + offsets[b, 2]
+    p2 = px * px + py * py + pz * pz
     magnetic = offsets[b, 0] != 0.0 or offsets[b, 1] != 0.0 or offsets[b, 2] != 0.0
     real, image = d2 < cutoff2, magnetic and p2 < cutoff2
     return real, image, real and d2 < 1e-12, image and p2 < 1e-12

@@ -63,6 +63,7 @@ def _environment(vx, vy, vz, geometry, mean, inv_std):
     d3 = (angular * vz - mean[3]) * inv_std[3]
     return d0, d1, d2, d3, dist, switch, slope, inv
 
+
 @njit(cache=True, inline="always")
 def _interval(knots, x):
     """Index b of the knot interval [knots[b], knots[b+1]] holding x (x inside the table)."""
@@ -74,6 +75,7 @@ def _interval(knots, x):
         else:
             hi = mid - 1
     return lo
+
 
 @njit(parallel=True, cache=True)
 def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, scattered, outside):
@@ -88,14 +90,15 @@ def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, 
                 continue
             b = _interval(knots, d0)
             tau = (d0 - knots[b]) / (knots[b + 1] - knots[b])
-            for l in range(DEGREE + 1):
-                w = polynomials[b, l, DEGREE]
+            for col in range(DEGREE + 1):
+                w = polynomials[b, col, DEGREE]
                 for q in range(DEGREE - 1, -1, -1):
-                    w = w * tau + polynomials[b, l, q]
-                scattered[r, 0, b + l] += w * d0
-                scattered[r, 1, b + l] += w * d1
-                scattered[r, 2, b + l] += w * d2
-                scattered[r, 3, b + l] += w * d3
+                    w = w * tau + polynomials[b, col, q]
+                scattered[r, 0, b + col] += w * d0
+                scattered[r, 1, b + col] += w * d1
+                scattered[r, 2, b + col] += w * d2
+                scattered[r, 3, b + col] += w * d3
+
 
 @njit(parallel=True, cache=True)
 def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, q_rows, outside,
@@ -112,14 +115,15 @@ def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, 
             width = knots[b + 1] - knots[b]
             tau = (d0 - knots[b]) / width
             g0 = g1 = g2 = g3 = gx = 0.0
-            for l in range(DEGREE + 1):
-                w = polynomials[b, l, DEGREE]
-                dw = DEGREE * polynomials[b, l, DEGREE]
+            for col in range(DEGREE + 1):
+                w = polynomials[b, col, DEGREE]
+                dw = DEGREE * polynomials[b, col, DEGREE]
                 for q in range(DEGREE - 1, -1, -1):
-                    w = w * tau + polynomials[b, l, q]
+                    w = w * tau + polynomials[b, col, q]
                     if q > 0:
-                        dw = dw * tau + q * polynomials[b, l, q]
-                q0, q1, q2, q3 = q_rows[r, 0, b + l], q_rows[r, 1, b + l], q_rows[r, 2, b + l], q_rows[r, 3, b + l]
+                        dw = dw * tau + q * polynomials[b, col, q]
+                c = b + col
+                q0, q1, q2, q3 = q_rows[r, 0, c], q_rows[r, 1, c], q_rows[r, 2, c], q_rows[r, 3, c]
                 g0 += w * q0
                 g1 += w * q1
                 g2 += w * q2

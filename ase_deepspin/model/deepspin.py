@@ -319,10 +319,14 @@ class DeepSpinModel(nn.Module):
             # real edges between magnetic types: contiguous slices after the grouping above
             magnetic = [t for t in range(n_types) if cfg.magnetic[t]]
             slices = [slice(bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]) for t in magnetic for b in magnetic]
-            energies = energies + self.baseline.atomic_energies(
-                spins, atom_types, torch.cat([centers[s] for s in slices]), torch.cat([neighbors[s] for s in slices]),
-                torch.cat([vectors[s] for s in slices]), first, n_centres)
+
+            def take(x):
+                return torch.cat([x[s] for s in slices]) if slices else x[:0]
+
+            energies = energies + self.baseline.atomic_energies(spins, atom_types, take(centers), take(neighbors),
+                                                                take(vectors), first, n_centres)
         return energies
+
     def forward(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                 atom_frames=None, n_frames: int = 1, *, forces: bool = True, torques: bool = True,
                 virial: bool = False, create_graph: bool = False, max_edges_per_chunk: int | None = None):

@@ -159,7 +159,8 @@ class DeepSpinCalculator(Calculator):
     model : path, :class:`~ase_deepspin.model.DeepSpinModel`, or the name of a shipped model
         (``"nio"``; ``"nio.pt"`` also resolves to it when no such file exists here).
     device : torch device, default ``"cpu"``.
-    dtype : ``"float64"`` (default) or ``"float32"`` (faster, ~1e-6 relative precision).
+    dtype : ``"float64"`` (default) or ``"float32"`` (faster; on the NiO grain boundary, against
+        float64: energy 6e-9 relative, forces 6e-5 relative (0.3 meV/Å at most), torques 6e-6).
     max_edges_per_chunk : centres are evaluated in chunks of about this many edges to bound
         peak memory on large systems (about 2 kB per edge in float64).
     compress : tabulate the embedding nets on loading (:func:`~ase_deepspin.model.compress_model`):

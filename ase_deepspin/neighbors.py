@@ -171,12 +171,18 @@ def _mirror_by_centre(i, j, shifts, n_atoms):
 
 
 @njit(cache=True, inline="always")
+def _lattice(box, shift, x):
+    """Component x of the Cartesian lattice shift n·box."""
+    return shift[0] * box[0, x] + shift[1] * box[1, x] + shift[2] * box[2, x]
+
+
+@njit(cache=True, inline="always")
 def _classify(positions, offsets, box, a, b, shift, cutoff2):
     """For the candidate (a, b, shift) with vector R_b + n·box − R_a: whether atom b and whether its
     pseudo-atom lie within the cutoff, and whether either overlaps centre a."""
-    vx = positions[b, 0] - positions[a, 0] + shift[0] * box[0, 0] + shift[1] * box[1, 0] + shift[2] * box[2, 0]
-    vy = positions[b, 1] - positions[a, 1] + shift[0] * box[0, 1] + shift[1] * box[1, 1] + shift[2] * box[2, 1]
-    vz = positions[b, 2] - positions[a, 2] + shift[0] * box[0, 2] + shift[1] * box[1, 2] + shift[2] * box[2, 2]
+    vx = positions[b, 0] - positions[a, 0] + _lattice(box, shift, 0)
+    vy = positions[b, 1] - positions[a, 1] + _lattice(box, shift, 1)
+    vz = positions[b, 2] - positions[a, 2] + _lattice(box, shift, 2)
     d2 = vx * vx + vy * vy + vz * vz
     px, py, pz = vx + offsets[b, 0], vy + offsets[b, 1], vz + offsets[b, 2]
     p2 = px * px + py * py + pz * pz
@@ -236,6 +242,5 @@ def _fill_edges(positions, offsets, start, j, shifts, box, cutoff, first_edge, c
                     centers[e], neighbors[e], pseudo[e] = a, b, is_pseudo
                     for x in range(3):
                         edge_shifts[e, x] = shifts[k, x]
-                        edge_offsets[e, x] = shifts[k, 0] * box[0, x] + shifts[k, 1] * box[1, x] \
-                            + shifts[k, 2] * box[2, x]
+                        edge_offsets[e, x] = _lattice(box, shifts[k], x)
                     e += 1

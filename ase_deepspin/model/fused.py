@@ -65,8 +65,8 @@ def _environment(vx, vy, vz, geometry, mean, inv_std):
 
 
 @njit(cache=True, inline="always")
-def _interval(knots, x):
-    """Index b of the knot interval [knots[b], knots[b+1]] holding x (x inside the table)."""
+def _locate(knots, x):
+    """Knot interval b holding x (inside the table), its width and τ = (x − knots[b]) / width."""
     lo, hi = 0, knots.shape[0] - 2
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -74,7 +74,19 @@ def _interval(knots, x):
             lo = mid
         else:
             hi = mid - 1
-    return lo
+    width = knots[lo + 1] - knots[lo]
+    return lo, width, (x - knots[lo]) / width
+
+
+@njit(cache=True, inline="always")
+def _spline_weight(polynomials, b, col, tau):
+    """B-spline N_{b+col} on interval b at τ, and its τ-derivative (Horner)."""
+    w = polynomials[b, col, DEGREE]
+    dw = DEGREE * w
+    for q in range(DEGREE - 1, 0, -1):
+        w = w * tau + polynomials[b, col, q]
+        dw = dw * tau + q * polynomials[b, col, q]
+    return w * tau + polynomials[b, col, 0], dw
 
 
 @njit(parallel=True, cache=True)
@@ -88,12 +100,9 @@ def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, 
             if not (d0 >= lower and d0 <= upper):
                 outside[e] = True
                 continue
-            b = _interval(knots, d0)
-            tau = (d0 - knots[b]) / (knots[b + 1] - knots[b])
+            b, _, tau = _locate(knots, d0)
             for col in range(DEGREE + 1):
-                w = polynomials[b, col, DEGREE]
-                for q in range(DEGREE - 1, -1, -1):
-                    w = w * tau + polynomials[b, col, q]
+                w, _ = _spline_weight(polynomials, b, col, tau)
                 scattered[r, 0, b + col] += w * d0
                 scattered[r, 1, b + col] += w * d1
                 scattered[r, 2, b + col] += w * d2
@@ -111,17 +120,10 @@ def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, 
                 continue
             vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
             d0, d1, d2, d3, dist, switch, slope, inv = _environment(vx, vy, vz, geometry, mean, inv_std)
-            b = _interval(knots, d0)
-            width = knots[b + 1] - knots[b]
-            tau = (d0 - knots[b]) / width
+            b, width, tau = _locate(knots, d0)
             g0 = g1 = g2 = g3 = gx = 0.0
             for col in range(DEGREE + 1):
-                w = polynomials[b, col, DEGREE]
-                dw = DEGREE * polynomials[b, col, DEGREE]
-                for q in range(DEGREE - 1, -1, -1):
-                    w = w * tau + polynomials[b, col, q]
-                    if q > 0:
-                        dw = dw * tau + q * polynomials[b, col, q]
+                w, dw = _spline_weight(polynomials, b, col, tau)
                 c = b + col
                 q0, q1, q2, q3 = q_rows[r, 0, c], q_rows[r, 1, c], q_rows[r, 2, c], q_rows[r, 3, c]
                 g0 += w * q0

@@ -18,15 +18,22 @@ import vesin
 from ase import Atoms
 
 
-def read_lammps_spin(path: str | os.PathLike, type_map: list[str], delete_overlap: float | None = None) -> Atoms:
+def read_lammps_spin(path: str | os.PathLike, type_map: list[str], delete_overlap: float | None = None,
+                     magnetic: list[str] | None = None) -> Atoms:
     """Read a LAMMPS ``atom_style spin`` data file (units metal) into periodic ASE atoms.
 
     Atom lines are ``id type x y z sx sy sz |s|``; the spin of each atom becomes
     ``|s| * (sx, sy, sz)`` μB, set with ``set_initial_magnetic_moments``. ``type_map[k]`` is the
     element of LAMMPS type k+1. ``delete_overlap`` (Å) removes, as LAMMPS ``delete_atoms overlap``
     does, one atom of every pair closer than that distance (the later one in file order).
-    Non-magnetic elements keep whatever spin the file gives them; zero it if needed.
+    ``magnetic`` lists the elements whose spins are kept (e.g. ``["Ni"]``): ``atom_style spin``
+    gives every atom a spin, and files often carry meaningless ones on non-magnetic atoms, which
+    calculators reject; the spins of other elements are set to zero. None keeps every spin.
     """
+    if magnetic is not None:
+        unknown = sorted(set(magnetic) - set(type_map))
+        if unknown:
+            raise ValueError(f"magnetic elements {unknown} are not in type_map {type_map}")
     lines = Path(path).read_text().splitlines()
     n_atoms = None
     bounds = {}
@@ -67,7 +74,10 @@ def read_lammps_spin(path: str | os.PathLike, type_map: list[str], delete_overla
     cell = np.array([[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, zhi - zlo]])
     atoms = Atoms(symbols=[type_map[t] for t in types], positions=table[:, 2:5] - [xlo, ylo, zlo], cell=cell,
                   pbc=True)
-    atoms.set_initial_magnetic_moments(table[:, 5:8] * table[:, 8:9])
+    spins = table[:, 5:8] * table[:, 8:9]
+    if magnetic is not None:
+        spins[~np.isin(atoms.get_chemical_symbols(), magnetic)] = 0.0
+    atoms.set_initial_magnetic_moments(spins)
     if delete_overlap:
         atoms = delete_overlapping(atoms, delete_overlap)
     return atoms

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .calculator import DeepSpinCalculator, check_structure
+from .calculator import DeepSpinCalculator
+from .system import check_structure
 from .data import read_frames, split_frames
 
 

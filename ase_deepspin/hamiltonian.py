@@ -32,6 +32,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from .neighbors import build_neighbor_list
 
 from .spins import MU_B_EV_PER_T
+from .system import magnetic_mask, read_spins
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,8 @@ class SpinHamiltonian(Calculator):
     field_T : (3,) external field B in Tesla (Zeeman term on every atom with a spin)
     lattice : ASE calculator added for the lattice energy (e.g. ``ase.calculators.emt.EMT()``)
 
-    Elements named in a pair or anisotropy rule are magnetic and need non-zero spins.
+    Elements named in a pair or anisotropy rule are magnetic and need non-zero spins; other
+    elements must carry none (with no rules at all, any atom with a moment feels the field).
     LAMMPS SPIN's Zeeman energy is −2 μ_B B |s| (ŝ·n) (a g = 2 factor on |s|): a LAMMPS field
     B with moments |s| equals ``field_T = 2 B`` here for the same |S| = |s|.
 
@@ -198,13 +200,8 @@ class SpinHamiltonian(Calculator):
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
         n = len(atoms)
         symbols = np.array(atoms.get_chemical_symbols())
-        spins = atoms.get_initial_magnetic_moments() if atoms.has("initial_magmoms") else np.zeros((n, 3))
-        if spins.shape != (n, 3):
-            raise ValueError(f"spins must be non-collinear (N, 3) moments in μB, got shape {spins.shape}")
-        has_spin = np.any(spins != 0.0, axis=1)
-        needs = np.isin(symbols, list(self.magnetic_elements))
-        if (needs & ~has_spin).any():
-            raise ValueError(f"magnetic atoms with zero spin at indices {np.flatnonzero(needs & ~has_spin)[:10].tolist()}")
+        spins = read_spins(atoms, magnetic=self.magnetic_elements)
+        has_spin = magnetic_mask(spins)
         pos = torch.tensor(atoms.positions, dtype=torch.float64, requires_grad=True)
         S = torch.tensor(spins, dtype=torch.float64, requires_grad=True)
         strain = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)

@@ -20,7 +20,7 @@ from ase import Atoms
 from ase.calculators.lammps import Prism
 from ase.data import atomic_masses, atomic_numbers
 
-from .calculator import check_structure
+from .system import check_structure
 
 HBAR_EV_PS = 6.5821191e-4  # the value DeePMD-kit's pair_style deepspin uses (LAMMPS metal units)
 

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import yaml
 
-from .calculator import model_inputs
 from .data import Frame, read_frames, split_frames
 from .model import DeepSpinModel, ModelConfig, save_model
 from .model.baseline import fit_spin_baseline
+from .system import model_graph, symbol_types, validate_spins
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -142,16 +142,13 @@ class PreparedFrames:
 
     def __init__(self, frames: list[Frame], model: DeepSpinModel):
         cfg = model.config
-        index = {t: k for k, t in enumerate(cfg.type_map)}
         self.items = []
         for f in frames:
-            unknown = sorted(set(map(str, f.symbols)) - set(index))
-            if unknown:
-                raise ValueError(f"{f.source}: elements {unknown} are not in the model's type_map {cfg.type_map}")
+            types = symbol_types(f.symbols, cfg.type_map, f.source)
             if f.energy is None or f.forces is None or f.torques is None:
                 raise ValueError(f"{f.source}: training needs energy, force and torque labels")
-            types = np.array([index[s] for s in f.symbols])
-            inputs = model_inputs(model, f.positions, f.cell, f.pbc, types, f.spins)
+            spins = validate_spins(f.spins, np.asarray(cfg.magnetic)[types], f.symbols, f.source)
+            inputs = model_graph(model, f.positions, f.cell, f.pbc, types, spins).inputs()
             dt = model.dtype
             inputs.update(energy=torch.tensor([f.energy], dtype=dt), forces_label=torch.as_tensor(f.forces, dtype=dt),
                           torques_label=torch.as_tensor(f.torques, dtype=dt),

@@ -34,11 +34,8 @@ def system(name):
     from ase_deepspin.data import read_deepmd_npy, read_lammps_spin
 
     if name == "grain_boundary":
-        atoms = read_lammps_spin(SHARED / "nio-gb-sigma5" / "init.data", ["Ni", "O"], delete_overlap=0.05)
-        moments = atoms.get_initial_magnetic_moments()
-        moments[atoms.numbers == 8] = 0.0
-        atoms.set_initial_magnetic_moments(moments)
-        return atoms
+        return read_lammps_spin(SHARED / "nio-gb-sigma5" / "init.data", ["Ni", "O"], delete_overlap=0.05,
+                                magnetic=["Ni"])
     return read_deepmd_npy(SHARED / "nio-deltaspin" / "data_0")[0].to_atoms()
 
 

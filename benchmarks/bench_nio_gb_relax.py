@@ -35,10 +35,7 @@ def load_boundary(path: Path, delete_overlap: float = 0.05):
     """The grain boundary with atoms closer than ``delete_overlap`` (Å) removed and O spins zeroed."""
     from ase_deepspin.data import read_lammps_spin
 
-    atoms = read_lammps_spin(path, ["Ni", "O"], delete_overlap=delete_overlap)
-    is_ni = np.array(atoms.get_chemical_symbols()) == "Ni"
-    atoms.set_initial_magnetic_moments(np.where(is_ni[:, None], atoms.get_initial_magnetic_moments(), 0.0))
-    return atoms
+    return read_lammps_spin(path, ["Ni", "O"], delete_overlap=delete_overlap, magnetic=["Ni"])
 
 
 def relax(run: str, atoms, calc, tmax: float, fmax: float, cap: int, minutes: float,

@@ -74,13 +74,9 @@ def export_pth(model, workdir: Path, python: str) -> Path:
 def grain_boundary(path=GB, overlap: float = 0.05):
     """The Σ5 NiO boundary as in the paper's run: atoms closer than ``overlap`` Å to an earlier one removed,
     Ni moments from the file (μB), O moments zero."""
-    atoms = read_lammps_spin(path, ["Ni", "O"])
+    atoms = read_lammps_spin(path, ["Ni", "O"], magnetic=["Ni"])
     i, j = neighbor_list("ij", atoms, overlap)
-    drop = np.unique(np.maximum(i, j))
-    del atoms[drop]
-    moments = atoms.get_initial_magnetic_moments()
-    moments[np.array(atoms.get_chemical_symbols()) == "O"] = 0.0
-    atoms.set_initial_magnetic_moments(moments)
+    del atoms[np.unique(np.maximum(i, j))]
     return atoms
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ase_deepspin import DeepSpinModel, ModelConfig
-from ase_deepspin.calculator import model_inputs
+from ase_deepspin.system import model_inputs
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NIO_DATA = SHARED_DATA / "nio-deltaspin"

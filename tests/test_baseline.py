@@ -50,7 +50,7 @@ def test_dimer_energy_is_the_closed_form():
 
 def test_least_squares_fit_recovers_a_known_baseline(nio):
     """Torques of a known baseline are reproduced by the coefficients fitted to them, on new spins too."""
-    from ase_deepspin.calculator import model_inputs
+    from ase_deepspin.system import model_inputs
 
     truth = network_silenced(with_random_baseline(small_model(spin_baseline=BASELINE)))
     fitted = network_silenced(small_model(spin_baseline=BASELINE))

@@ -11,7 +11,7 @@ import torch
 from ase_deepspin import DeepSpinCalculator, compress_model, load_model, save_model
 from ase_deepspin.cli import main
 from ase_deepspin.data import read_deepmd_npy
-from ase_deepspin.calculator import check_structure, model_inputs, spins_of
+from ase_deepspin.system import check_structure, model_inputs, read_spins
 from ase_deepspin.model import fused
 from ase_deepspin.model.tabulation import EmbeddingTable, net_derivatives
 from conftest import NIO_DATA, needs_nio_data, small_model
@@ -139,7 +139,7 @@ def test_derivatives_of_forces_through_the_tables_for_training(nio):
     model = compress_model(small_model())
     cfg = model.config
     inputs = model_inputs(model, nio.positions, nio.cell.array, nio.pbc, check_structure(nio, cfg.type_map),
-                          spins_of(nio, cfg.type_map, cfg.magnetic))
+                          read_spins(nio, cfg.type_map, cfg.magnetic))
     fused = model(**inputs)
     twice = model(**inputs, create_graph=True)
     assert torch.allclose(fused["forces"], twice["forces"], rtol=0, atol=1e-12)
@@ -160,7 +160,7 @@ def model_and_inputs(atoms, **compress_options):
     model = compress_model(small_model(), **compress_options)
     cfg = model.config
     return model, model_inputs(model, atoms.positions, atoms.cell.array, atoms.pbc,
-                               check_structure(atoms, cfg.type_map), spins_of(atoms, cfg.type_map, cfg.magnetic))
+                               check_structure(atoms, cfg.type_map), read_spins(atoms, cfg.type_map, cfg.magnetic))
 
 
 @pytest.mark.parametrize("min_distance", [0.5, 2.2])  # 2.2 Å: the nearest Ni–O edges fall outside the tables

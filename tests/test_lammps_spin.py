@@ -27,6 +27,22 @@ def test_data_file_round_trip_in_a_triclinic_cell(tmp_path, nio):
     np.testing.assert_allclose(d_back, nio.get_distances(0, range(len(nio)), mic=True), atol=1e-10)
 
 
+def test_spins_of_non_magnetic_elements_are_dropped_on_request(tmp_path, nio):
+    """atom_style spin gives every atom a spin; ``magnetic`` keeps only those of the named elements."""
+    spins = nio.get_initial_magnetic_moments()
+    is_o = np.array(nio.get_chemical_symbols()) == "O"
+    spins[is_o] = [0.0, 0.3, 0.4]
+    nio.set_initial_magnetic_moments(spins)
+    write_spin_data(tmp_path / "nio.data", nio, ["Ni", "O"])
+    kept = np.linalg.norm(read_lammps_spin(tmp_path / "nio.data", ["Ni", "O"]).get_initial_magnetic_moments(), axis=1)
+    np.testing.assert_allclose(kept[is_o], 0.5)
+    only_ni = read_lammps_spin(tmp_path / "nio.data", ["Ni", "O"], magnetic=["Ni"]).get_initial_magnetic_moments()
+    assert not only_ni[is_o].any()
+    np.testing.assert_allclose(np.linalg.norm(only_ni[~is_o], axis=1), np.linalg.norm(spins[~is_o], axis=1))
+    with pytest.raises(ValueError, match="Fe"):
+        read_lammps_spin(tmp_path / "nio.data", ["Ni", "O"], magnetic=["Fe"])
+
+
 def test_fm_convention():
     """fm = −(1/ħ) ∂E/∂ŝ with S = |S| ŝ, i.e. (|S|/ħ) ω; zero moments give zero torques back."""
     rng = np.random.default_rng(0)
@@ -42,10 +58,11 @@ def test_fm_convention():
 
 @pytest.mark.skipif(not GB.is_file(), reason="../shared/data/nio-gb-sigma5 not present")
 def test_reads_the_grain_boundary():
-    atoms = read_lammps_spin(GB, ["Ni", "O"])
+    atoms = read_lammps_spin(GB, ["Ni", "O"], magnetic=["Ni"])
     assert len(atoms) == 11520 and atoms.cell.orthorhombic
     ni = np.array(atoms.get_chemical_symbols()) == "Ni"
     np.testing.assert_allclose(np.linalg.norm(atoms.get_initial_magnetic_moments()[ni], axis=1), 1.2737, atol=1e-4)
+    assert not atoms.get_initial_magnetic_moments()[~ni].any()
 
 
 @pytest.mark.skipif(not GB.is_file(), reason="../shared/data/nio-gb-sigma5 not present")

@@ -163,20 +163,24 @@ class DeepSpinModel(nn.Module):
     # ------------------------------------------------------------------ descriptor
     def edge_vectors(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo, strain=None,
                      edge_frames=None):
-        """Edge vectors [E, 3] (Å): R_j + n·cell − R_i, plus eta_j S_j for pseudo neighbours.
+        """Edge vectors [E, 3] (Å) in the model dtype: R_j + n·cell − R_i, plus eta_j S_j for pseudo neighbours.
 
-        ``strain`` ([B, 3, 3], dimensionless) deforms the lattice part only: spins are not
-        lengths, so pseudo-atom offsets are unstrained.
+        The lattice part is formed in the dtype of ``positions`` and ``offsets`` (float64 from
+        :mod:`ase_deepspin.system`) and cast afterwards: differences of large coordinates lose
+        no digits, so float32 models are as accurate at 10⁴ Å as at the origin. ``strain``
+        ([B, 3, 3], dimensionless, dtype of ``positions``) deforms the lattice part only: spins
+        are not lengths, so pseudo-atom offsets are unstrained.
         """
         # index_select rather than advanced indexing: several times faster on CPU, and its
         # backward is an index_add instead of an accumulating index_put
-        lattice = positions.index_select(0, neighbors) - positions.index_select(0, centers) + offsets  # [E, 3]
+        lattice = positions.index_select(0, neighbors) - positions.index_select(0, centers) + offsets.to(positions.dtype)
         if strain is not None and len(strain) == 1:
             lattice = lattice + lattice @ strain[0]
         elif strain is not None:
             lattice = lattice + torch.bmm(lattice.unsqueeze(1), strain.index_select(0, edge_frames)).squeeze(1)
-        eta = self.virtual_scale.index_select(0, atom_types.index_select(0, neighbors)) * pseudo.to(positions.dtype)
-        return lattice + eta.unsqueeze(-1) * spins.index_select(0, neighbors)
+        lattice = lattice.to(self.dtype)
+        eta = self.virtual_scale.index_select(0, atom_types.index_select(0, neighbors)) * pseudo.to(self.dtype)
+        return lattice + eta.unsqueeze(-1) * spins.to(self.dtype).index_select(0, neighbors)
 
     def slot_counts(self, center_local, blocks, n_centres):
         """Filled neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow."""
@@ -334,9 +338,10 @@ class DeepSpinModel(nn.Module):
 
         Parameters
         ----------
-        positions : [N, 3] Å; spins : [N, 3] μB; atom_types : [N] int64 (index into type_map)
+        positions : [N, 3] Å (float64 recommended whatever the model dtype, see :meth:`edge_vectors`);
+        spins : [N, 3] μB; atom_types : [N] int64 (index into type_map)
         centers, neighbors : [E] int64 edge ends, sorted by centre (see ``neighbors.py``)
-        offsets : [E, 3] Å, Cartesian lattice shift of each neighbour image (n @ cell)
+        offsets : [E, 3] Å, Cartesian lattice shift of each neighbour image (n @ cell), dtype of positions
         pseudo : [E] bool, neighbour is the pseudo-atom of atom ``neighbors``
         atom_frames : [N] int64 frame of each atom (default: all in frame 0); n_frames : B
         forces, torques, virial : which derivatives to return
@@ -347,7 +352,7 @@ class DeepSpinModel(nn.Module):
         Returns
         -------
         dict with ``energy`` [B] eV (float64), ``atomic_energies`` [N] eV and, as requested, ``forces``
-        [N, 3] eV/Å, ``torques`` [N, 3] eV/μB, ``virial`` [B, 3, 3] eV.
+        [N, 3] eV/Å (dtype of positions), ``torques`` [N, 3] eV/μB, ``virial`` [B, 3, 3] eV.
         """
         n_atoms = positions.shape[0]
         if atom_frames is None:
@@ -396,9 +401,13 @@ class DeepSpinModel(nn.Module):
         """Contiguous (first_atom, stop_atom, first_edge, stop_edge) ranges of about max_edges edges."""
         if max_edges is None or len(centers) <= max_edges:
             return [(0, n_atoms, 0, len(centers))]
+        if bool((centers[1:] < centers[:-1]).any()):
+            raise ValueError("chunked evaluation needs edges sorted by centre (as the neighbour lists of "
+                             "ase_deepspin.neighbors are); sort them or pass max_edges_per_chunk=None")
         starts = torch.searchsorted(centers, torch.arange(n_atoms + 1, device=centers.device))
         chunk_of_atom = starts[:-1] // max_edges
-        bounds = torch.cat([torch.tensor([0]), (chunk_of_atom[1:] != chunk_of_atom[:-1]).nonzero().squeeze(-1) + 1,
-                            torch.tensor([n_atoms])]).tolist()
+        ends = centers.new_tensor([0]), centers.new_tensor([n_atoms])
+        bounds = torch.cat([ends[0], (chunk_of_atom[1:] != chunk_of_atom[:-1]).nonzero().squeeze(-1) + 1,
+                            ends[1]]).tolist()
         starts = starts.tolist()
         return [(a, b, starts[a], starts[b]) for a, b in zip(bounds[:-1], bounds[1:])]

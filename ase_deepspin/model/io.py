@@ -18,10 +18,28 @@ import torch
 from .deepspin import FORMAT_VERSION, READABLE_VERSIONS, DeepSpinModel, ModelConfig
 
 FORMAT_NAME = "ase-deepspin-model"
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
 
 class ModelFileError(ValueError):
     """A model file is missing, corrupt, of another format or of an unsupported version."""
+
+
+def pretrained_models() -> list[str]:
+    """Names of the models shipped with the package (usable as ``DeepSpinCalculator(name)``)."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+
+
+def resolve_model_path(name: str | os.PathLike) -> Path:
+    """A model file path: an existing file, else a shipped model named ``name`` (with or without .pt)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = PRETRAINED_DIR / (path.name if path.suffix == ".pt" else f"{path.name}.pt")
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"no model file '{name}' and no shipped model of that name "
+                            f"(shipped: {', '.join(pretrained_models()) or 'none'})")
 
 
 def save_model(model: DeepSpinModel, path: str | os.PathLike, storage_dtype: torch.dtype | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Small helpers on spin arrays: unit vectors, tangent projection, rotations (all vectorised)."""
+"""The sphere-geometry toolkit of spin arrays (all vectorised): unit vectors, tangent projection,
+rotations, geodesics (angles, log and exp maps, great-circle interpolation) and tangent frames."""
 
 from __future__ import annotations
 
@@ -43,3 +44,97 @@ def cayley_rotate(unit: np.ndarray, a: np.ndarray) -> np.ndarray:
     """
     sxa = cross(unit, a)
     return unit + (2.0 / (1.0 + dot(a, a))) * (sxa + cross(sxa, a))
+
+
+# ---------------------------------------------------------------------------------------- geodesics
+ANTIPARALLEL_RAD = 1e-8  # below this distance from π a great circle to the target is not unique
+
+
+def _rows_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a·b over the last axis, any leading shape."""
+    return np.einsum("...i,...i->...", a, b)
+
+
+def spin_angles(unit_a: np.ndarray, unit_b: np.ndarray) -> np.ndarray:
+    """Angles (rad) between unit vectors, row-wise over the last axis; accurate near 0 and π."""
+    # atan2 of |a × b| and a·b: arccos(a·b) loses half the digits near 0 and π
+    return np.arctan2(np.linalg.norm(cross(unit_a, unit_b), axis=-1), _rows_dot(unit_a, unit_b))
+
+
+def _fallback_direction(unit: np.ndarray, rotation_axis) -> np.ndarray:
+    """Unit tangent directions at ``unit`` for antiparallel targets: a rotation about ``rotation_axis``
+    (3,), or about the Cartesian axis least aligned with each spin when none is given."""
+    if rotation_axis is None:
+        axes = np.eye(3)[np.argmin(np.abs(unit), axis=-1)]
+    else:
+        axes = np.broadcast_to(np.asarray(rotation_axis, dtype=float), unit.shape)
+    direction = cross(axes, unit)
+    norm = np.linalg.norm(direction, axis=-1, keepdims=True)
+    if rotation_axis is not None and np.any(norm < 1e-8):
+        raise ValueError("rotation_axis is parallel to a spin that must turn by 180°: choose another axis")
+    return direction / np.where(norm > 0, norm, 1.0)
+
+
+def geodesic_log(unit: np.ndarray, target: np.ndarray, rotation_axis=None) -> np.ndarray:
+    """Tangent vectors at ``unit`` pointing along great circles to ``target``, of length the angle (rad).
+
+    Unit vectors [..., 3] in, tangent vectors [..., 3] out. Rows of zeros (non-magnetic atoms)
+    give zeros. Antiparallel pairs, whose great circle is not unique, turn about
+    ``rotation_axis`` (3,), or about the Cartesian axis least aligned with the spin.
+    """
+    perp = target - _rows_dot(unit, target)[..., None] * unit
+    angle = spin_angles(unit, target)
+    norm = np.linalg.norm(perp, axis=-1)
+    antiparallel = angle > np.pi - ANTIPARALLEL_RAD
+    direction = np.divide(perp, norm[..., None], out=np.zeros_like(perp), where=norm[..., None] > 0)
+    if antiparallel.any():
+        direction = np.where(antiparallel[..., None], _fallback_direction(unit, rotation_axis), direction)
+    return angle[..., None] * direction
+
+
+def geodesic_exp(unit: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Move unit vectors [..., 3] along great circles by tangent ``step`` vectors (length = angle, rad).
+
+    ŝ → ŝ cos|θ| + θ̂ sin|θ|, the inverse of :func:`geodesic_log`.
+    """
+    angle = np.linalg.norm(step, axis=-1, keepdims=True)
+    direction = np.divide(step, angle, out=np.zeros_like(step), where=angle > 0)
+    return unit * np.cos(angle) + direction * np.sin(angle)
+
+
+def interpolate_spins(spins_a: np.ndarray, spins_b: np.ndarray, fractions, rotation_axis=None) -> np.ndarray:
+    """Spins [len(fractions), N, 3] (μB) along per-atom great circles from ``spins_a`` to ``spins_b``.
+
+    Directions follow the geodesic (slerp) at constant angular speed; magnitudes are interpolated
+    linearly, so equal magnitudes at the ends are kept exactly. Fraction 0 and 1 reproduce the
+    endpoints. Spins turning by 180° rotate about ``rotation_axis`` (3,), or about the Cartesian
+    axis least aligned with the spin when none is given.
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    unit_a, norm_a = unit_vectors(np.asarray(spins_a, dtype=float))
+    unit_b, norm_b = unit_vectors(np.asarray(spins_b, dtype=float))
+    step = geodesic_log(unit_a, unit_b, rotation_axis)  # [N, 3]
+    t = fractions[:, None, None]
+    directions = geodesic_exp(np.broadcast_to(unit_a, (len(fractions), *unit_a.shape)), t * step)
+    spins = directions * ((1 - t) * norm_a[:, None] + t * norm_b[:, None])
+    spins[fractions == 0.0] = spins_a  # exact ends, not a round-off away from them
+    spins[fractions == 1.0] = spins_b
+    return spins
+
+
+# ---------------------------------------------------------------------------------------- frames
+def rotation_about(axis: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Rotation matrices [n, 3, 3] by ``angles`` [n] (rad) about the vector ``axis`` (3,) (Rodrigues)."""
+    n = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    K = np.array([[0, -n[2], n[1]], [n[2], 0, -n[0]], [-n[1], n[0], 0]])
+    c, s = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
+    return np.eye(3) + s * K + (1 - c) * (K @ K)
+
+
+def tangent_frames(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Right-handed orthonormal tangent vectors (e1, e2) [N, 3] with e1 × e2 = ŝ for unit rows ŝ [N, 3]."""
+    # the helper axis is x unless ŝ is nearly along x, so that e1 never comes from a tiny cross product
+    helper = np.where(np.abs(unit[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    e1 = helper - np.einsum("ij,ij->i", helper, unit)[:, None] * unit
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    return e1, cross(unit, e1)

@@ -6,10 +6,10 @@ planes. R-state: the second sublattice's spins turned by 90° within the (111) p
 magnetic cell of ``ase_deepspin.build.nio_afm``.
 
 Structure. The cell is kept at the volume of the model's DFT training data (a = 4.1857 Å): all its
-frames share one cell, so the model's stress is untrained (it reads a pressure of about +4 GPa
-there: an extrapolation). The positions are relaxed at fixed spins with
-ASE's BFGS in each state: the model's pseudo-atoms (R_i + η S_i) break inversion at the Ni sites and
-leave forces of 0.2 meV/Å on the ideal G-state, and the R-state's lower symmetry gives it larger forces. A third
+frames share one cell, so the model's stress is untrained (the pressure printed below is an
+extrapolation). The positions are relaxed at fixed spins with ASE's BFGS in each state: the model's
+pseudo-atoms (R_i + η S_i) break inversion at the Ni sites and leave small forces on the ideal
+G-state (printed below), and the R-state's lower symmetry gives it larger forces. A third
 spectrum, R spins on the relaxed G positions (residual forces subtracted), separates the change at
 fixed geometry from the relaxation.
 

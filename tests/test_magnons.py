@@ -307,13 +307,49 @@ def test_lswt_equals_magnopy_on_an_antiferromagnet_with_dmi_and_anisotropy():
 def test_autograd_exchange_of_a_deepspin_model_equals_finite_differences():
     atoms = nio_afm()
     atoms.calc = DeepSpinCalculator(small_model())
-    by_differences = compute_exchange(atoms, (3, 3, 2))
+    by_differences = compute_exchange(atoms, (3, 3, 2), method="finite-differences")
     exact = compute_exchange(atoms, (3, 3, 2), method="autograd")
     assert np.array_equal(exact.R, by_differences.R)
     # central differences with δ = 1e-4 rad: O(δ²) relative error
     assert np.abs(by_differences.J - exact.J).max() < 1e-6 * np.abs(exact.J).max()
     assert np.abs(by_differences.A - exact.A).max() < 1e-6 * np.abs(exact.A).max()
-    with pytest.raises(ValueError, match="needs a DeepSpinCalculator"):
+    with pytest.raises(ValueError, match="needs a calculator with spin_hessian_vector_products"):
         one = chain(1, [[0, 0, 1]])
         one.calc = exchange_only(J)
         compute_exchange(one, (4, 1, 1), method="autograd")
+
+
+class HessianProductHamiltonian(SpinHamiltonian):
+    """The analytic Hamiltonian offering the calculator method that compute_exchange looks for:
+    (∂²E/∂S∂S)·v by central differences of its torques along v (step h μB), counted in ``calls``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def spin_hessian_vector_products(self, atoms, vectors, h=1e-5):
+        self.calls += 1
+        work = atoms.copy()
+        spins = atoms.get_initial_magnetic_moments()
+
+        def torques(s):
+            work.set_initial_magnetic_moments(s)
+            return self.get_magnetic_torques(work).copy()
+
+        products = np.array([-(torques(spins + h * v) - torques(spins - h * v)) / (2 * h) for v in vectors])
+        return products, torques(spins)
+
+
+@pytest.mark.parametrize("afm", [False, True])
+def test_any_calculator_with_hessian_products_is_used_and_gives_the_closed_form_tensors(afm):
+    sign = -1.0 if afm else 1.0
+    atoms = chain(2, [[0, 0, 1], [0, 0, sign]])
+    atoms.calc = calc = HessianProductHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(sign * J,), radii=(A,))},
+                                                  anisotropy={"Fe": Anisotropy(K=0.0007, axis=(0, 0, 1))})
+    model = compute_exchange(atoms, (4, 1, 1))  # "auto": the products, one call per orientation
+    assert calc.calls == 3
+    nearest_neighbour_check(model, sign * J)
+    assert np.abs(model.A - 0.0007 * (np.diag([0, 0, 1.0]) - np.eye(3) / 3)).max() <= 1e-6 * 0.0007
+    np.testing.assert_array_equal(atoms.get_initial_magnetic_moments(), MOMENT * np.array([[0, 0, 1], [0, 0, sign]]))
+    compute_exchange(atoms, (4, 1, 1), method="finite-differences")
+    assert calc.calls == 3

@@ -6,8 +6,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.constraints import FixAtoms
 from ase.io import read
-from ase.mep import NEB
-from ase.optimize import FIRE
+from ase.mep import NEB, NEBTools
+from ase.optimize import FIRE, MDMin
 
 from ase_deepspin.analysis.neb import (
     GeodesicNEB,
@@ -82,6 +82,16 @@ def test_spin_interpolation_is_geodesic_and_keeps_magnitudes():
     assert np.abs(np.einsum("mij,ij->mi", path, normal)).max() < 1e-12
 
 
+def test_sphere_geometry_keeps_its_old_import_paths():
+    from ase_deepspin import spins
+    from ase_deepspin.analysis import exchange, magnons, neb
+
+    for name in ("spin_angles", "geodesic_log", "geodesic_exp", "interpolate_spins"):
+        assert getattr(neb, name) is getattr(spins, name)
+    assert magnons.rotation_about is spins.rotation_about
+    assert exchange.tangent_frames is magnons.tangent_frames is spins.tangent_frames
+
+
 def test_antiparallel_spins_turn_about_the_given_axis():
     up, down = np.array([[0.0, 0.0, 2.0]]), np.array([[0.0, 0.0, -2.0]])
     path = interpolate_spins(up, down, [0.0, 0.25, 0.5, 1.0], rotation_axis=(1.0, 0.0, 0.0))
@@ -132,6 +142,14 @@ def test_ase_neb_with_fixed_spins_finds_the_analytic_barrier(tmp_path):
     assert np.linalg.norm(results.saddle_image.positions[0, :2]) < 1e-2
     assert results.saddle_index == 3
     assert abs(results.fit_barrier - well["A"]) < 1e-3
+    # the profile is ASE's: NEBTools' barriers and energy change, a fit through every image
+    tools = NEBTools(images)
+    assert results.fit_barrier == pytest.approx(tools.get_barrier(fit=True)[0], abs=1e-12)
+    assert (results.barrier, results.reaction_energy) == pytest.approx(tools.get_barrier(fit=False), abs=1e-12)
+    s, fitted = results.fit()
+    on_images = np.isin(s, results.reaction_coordinate)
+    assert on_images.sum() == len(images)
+    np.testing.assert_allclose(fitted[on_images], results.energies, atol=1e-12)
     for image, before in zip(images, spins_before):
         assert np.array_equal(image.get_initial_magnetic_moments(), before)
     frames = read(traj, index="-7:")
@@ -195,7 +213,7 @@ def _chain(n, K, J):
     return up, down, calc
 
 
-def test_geodesic_neb_reversal_over_uniaxial_barrier():
+def test_geodesic_neb_reversal_over_uniaxial_barrier(tmp_path):
     """Two ferromagnetically coupled spins reverse coherently over E = −K Σ (ŝ·z)²: barrier K per spin,
     saddle with both spins at 90°, reached by the climbing image from a distorted initial band."""
     n, K = 2, 0.05
@@ -221,6 +239,35 @@ def test_geodesic_neb_reversal_over_uniaxial_barrier():
     np.testing.assert_allclose(results.reaction_coordinate[-1], np.pi * np.sqrt(n), rtol=1e-3)
     # the image spacing is even (equal springs) up to the climbing image's freedom
     assert abs(results.fit_barrier / n / K - 1) < 1e-3
+    # NEBTools cannot read a path over spheres off positions (they do not move): it plots the geodesic one
+    assert results.plot(tmp_path / "reversal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_velocity_projection_is_mdmin_stepping_on_the_spheres():
+    """From rest one step moves every coordinate by ½ dt² F and set_x puts the spins back on their
+    spheres; a step that would move a spin further than maxstep is scaled to it."""
+    up, down, calc = _chain(2, 0.05, J=0.2)
+
+    def distorted_band():
+        images = make_images(up, down, 5, calculator=calc, rotation_axis=(0, 1, 0))
+        images[2].set_initial_magnetic_moments([[2.2 * np.sin(1.2), 0, 2.2 * np.cos(1.2)], [0, 2.2, 0]])
+        return GeodesicNEB(images, k=0.5)
+
+    for dt, maxstep in ((0.3, None), (100.0, 0.05)):
+        opt = VelocityProjection(distorted_band(), dt=dt, maxstep=maxstep)
+        assert isinstance(opt, MDMin) and opt.dt == dt and opt.maxstep == (maxstep or 0.1)
+        x0, forces = opt.optimizable.get_x(), -opt.optimizable.get_gradient()
+        step = 0.5 * dt**2 * forces
+        largest = np.linalg.norm(step.reshape(-1, 3), axis=1).max()
+        assert (largest < 0.1) == (maxstep is None)  # the second step is capped
+        opt.step()
+        moved = (x0 + step * min(1.0, opt.maxstep / largest)).reshape(-1, 3)
+        np.testing.assert_allclose(opt.optimizable.get_x().reshape(-1, 3),
+                                   moved / np.linalg.norm(moved, axis=1, keepdims=True), atol=1e-6 * opt.maxstep)
+        for image in opt.optimizable.band.images:
+            np.testing.assert_allclose(np.linalg.norm(image.get_initial_magnetic_moments(), axis=1), 2.2, rtol=1e-14)
+    with pytest.raises(ValueError, match="positive"):
+        VelocityProjection(distorted_band(), dt=-1.0)
 
 
 def test_geodesic_neb_runs_with_an_ase_optimizer_and_rejects_unequal_magnitudes():

@@ -292,25 +292,22 @@ def test_adiabatic_run_warns_when_the_spins_relax_away_from_the_given_order():
 
 
 def test_symmetry_found_on_the_relaxed_nio_structure_holds_for_the_shipped_model():
-    """The model's pseudo-atoms break time reversal, so the ideal G-state's magnetic group is too
-    large for it: the symmetry-reduced force constants differ from those of displacing every atom.
-    Relaxed at fixed spins, the positions carry the model's own lower symmetry and the two agree
-    (to the O(h²) error of displacements along different directions)."""
+    """Phonopy finds the magnetic space group from positions and spins. A calculator may break some
+    of its operations (a DeepSPIN model's pseudo-atoms at R + ηS make it not exactly time-reversal
+    even), so the workflow relaxes the positions with the calculator at fixed spins first: they then
+    carry its own symmetry, and the symmetry-reduced force constants equal those of displacing every
+    atom (to the O(h²) error of displacements along different directions). Nothing here depends on
+    the trained numbers: the agreement is relative to the force constants, and the symmetry is used."""
     from ase.optimize import BFGS
 
     from ase_deepspin import DeepSpinCalculator
 
     atoms = nio_afm(a=4.1857)
     atoms.calc = DeepSpinCalculator("nio")
-
-    def symmetry_error():
-        options = {"distance": 1e-3, "progress": False}
-        reduced = compute_phonons(atoms, [2, 2, 2], **options)
-        every_atom = compute_phonons(atoms, [2, 2, 2], use_symmetry=False, **options)
-        assert len(reduced.displacements) < len(every_atom.displacements) == 24
-        return np.abs(reduced.force_constants - every_atom.force_constants).max()  # eV/Å²
-
-    ideal = symmetry_error()  # 0.015 eV/Å² with the shipped model
-    BFGS(atoms, logfile=None).run(fmax=1e-5)
-    relaxed = symmetry_error()
-    assert relaxed < 1e-3 and relaxed < 1e-2 * ideal
+    assert BFGS(atoms, logfile=None).run(fmax=1e-5, steps=200)
+    options = {"distance": 1e-3, "progress": False}
+    reduced = compute_phonons(atoms, [2, 2, 2], **options)
+    every_atom = compute_phonons(atoms, [2, 2, 2], use_symmetry=False, **options)
+    assert len(reduced.displacements) < len(every_atom.displacements) == 24
+    scale = np.abs(every_atom.force_constants).max()  # eV/Å²
+    assert np.abs(reduced.force_constants - every_atom.force_constants).max() < 1e-4 * scale

@@ -19,7 +19,9 @@ A_i                3×3 (eV) single-ion tensor, traceless (the trace does not ch
 How: in a supercell of the magnetic cell at a reference (ground) state, each spin of one cell is
 turned by ±δ along its two tangent directions, one at a time, and the change of every spin's
 tangent torque gives a column of the Hessian ∂²E/∂x∂x over the tangent coordinates x (central
-differences; translational symmetry gives the rest). A single collinear state only sees the
+differences; translational symmetry gives the rest). A calculator that offers exact spin
+Hessian-vector products (``spin_hessian_vector_products``, as DeepSpinCalculator does by double
+backpropagation) gives the same columns without differences. A single collinear state only sees the
 transverse 2×2 block of each J_ij, so the whole state is also turned rigidly to two more
 orientations (its axis onto the two other axes of a frame); the off-diagonal Hessian blocks of a
 bilinear energy do not depend on the state, and the 12 numbers per pair give the 9 of J_ij by
@@ -41,7 +43,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..spins import cross, unit_vectors
+# tangent_frames moved to ase_deepspin.spins; its name stays importable from here
+from ..spins import tangent_frames, unit_vectors
+from ..system import magnetic_mask
+
+__all__ = ["ExchangeModel", "compute_exchange", "tangent_frames"]
 
 
 @dataclass(frozen=True)
@@ -156,14 +162,6 @@ class ExchangeModel:
         return "\n".join(lines)
 
 
-def tangent_frames(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Right-handed orthonormal tangent vectors (e1, e2) [N, 3] with e1 × e2 = ŝ for unit rows ŝ."""
-    helper = np.where(np.abs(unit[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-    e1 = helper - np.einsum("ij,ij->i", helper, unit)[:, None] * unit
-    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
-    return e1, cross(unit, e1)
-
-
 def _default_orientations(unit: np.ndarray) -> list[np.ndarray]:
     """Identity and the two rigid rotations taking the first spin's axis onto the other two axes of
     a frame (cyclic permutations of the frame): a collinear state then shows every component."""
@@ -210,38 +208,25 @@ _ISOTROPIC_ROWS = np.array([np.eye(9)[c] for c in (1, 2, 3, 5, 6, 7)]
                            + [np.eye(9)[0] - np.eye(9)[4], np.eye(9)[4] - np.eye(9)[8], np.eye(9)[8] - np.eye(9)[0]])
 
 
-def _autograd_hessian_columns(calc, big, big_magnetic, spins_magnetic, directions):
-    """Hessian-vector products of a DeepSPIN model by double backpropagation.
+def _hessian_columns(calc, big, big_magnetic, spins_magnetic, directions):
+    """Spin-Hessian columns from the calculator's exact Hessian-vector products.
 
-    Returns (columns [L, 2, Nm, 3] = (∂²E/∂S ∂S) v for v = ``directions`` [L, 2, 3] placed on the
-    first L spins, restricted to the spins; torques [Nm, 3] eV/μB) at the given spins (μB).
+    At the spins ``spins_magnetic`` [Nm, 3] (μB) of the magnetic atoms ``big_magnetic`` of ``big``
+    (set on it), returns (columns [L, 2, Nm, 3] = (∂²E/∂S ∂S) v in eV/μB for v = ``directions``
+    [L, 2, 3] (μB) placed on the first L spins, restricted to the spins; torques [Nm, 3] eV/μB).
     """
-    import torch
-
-    from ..calculator import check_structure, model_inputs
-
-    model = calc.model
     spins = np.zeros((len(big), 3))
     spins[big_magnetic] = spins_magnetic
-    types = check_structure(big, model.config.type_map)
-    inputs = model_inputs(model, big.positions, big.cell.array, big.pbc, types, spins, calc.device)
-    inputs["spins"] = inputs["spins"].clone().requires_grad_(True)
-    out = model(**inputs, forces=False, create_graph=True)
-    torques = out["torques"]
+    big.set_initial_magnetic_moments(spins)
     L = len(directions)
-    columns = np.zeros((L, 2, len(big_magnetic), 3))
-    index = torch.as_tensor(big_magnetic, device=calc.device)
-    for s in range(L):
-        for b in range(2):
-            v = torch.zeros_like(torques)
-            v[big_magnetic[s]] = torch.as_tensor(directions[s, b], dtype=v.dtype)
-            (hv,) = torch.autograd.grad(torques, inputs["spins"], grad_outputs=-v, retain_graph=True)
-            columns[s, b] = hv[index].detach().cpu().double().numpy()
-    return columns, torques.detach()[index].cpu().double().numpy()
+    vectors = np.zeros((L, 2, len(big), 3))
+    vectors[np.arange(L), :, big_magnetic[:L]] = directions  # site s of cell 0 is supercell atom big_magnetic[s]
+    products, torques = calc.spin_hessian_vector_products(big, vectors.reshape(2 * L, len(big), 3))
+    return products.reshape(L, 2, len(big), 3)[:, :, big_magnetic], torques[big_magnetic]
 
 
 def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: float = 1e-7,
-                     orientations="rotations", method: str = "finite-differences") -> ExchangeModel:
+                     orientations="rotations", method: str = "auto") -> ExchangeModel:
     """Exchange and single-ion tensors of ``atoms`` at its current spins, from ``atoms.calc``.
 
     Parameters
@@ -258,9 +243,11 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
         Hessian and torques there exactly, which is all LSWT uses, and the components that state
         cannot see are completed isotropically (J's longitudinal part = the mean of its two
         transverse diagonal ones, no mixed components). Or a list of 3×3 rotation matrices.
-    method : ``"finite-differences"`` of torques (any spin calculator) or ``"autograd"``: exact
-        Hessian-vector products by double backpropagation through a DeepSpinCalculator's model
-        (one forward pass and 2 backward passes per magnetic atom of ``atoms`` and orientation).
+    method : ``"auto"`` (default): ``"autograd"`` when the calculator offers it, finite differences
+        otherwise. ``"autograd"``: the calculator's exact spin Hessian-vector products
+        (``calc.spin_hessian_vector_products``; DeepSpinCalculator: one forward pass and 2 backward
+        passes per magnetic atom of ``atoms`` and orientation). ``"finite-differences"`` of torques
+        (any spin calculator).
 
     Returns
     -------
@@ -275,17 +262,19 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
         raise ValueError(f"supercell must be three positive integers, got {supercell.tolist()}")
     if (supercell[~atoms.pbc] != 1).any():
         raise ValueError("supercell must be 1 along non-periodic axes")
-    if method not in ("finite-differences", "autograd"):
-        raise ValueError(f"method must be 'finite-differences' or 'autograd', got {method!r}")
-    if method == "autograd" and not hasattr(calc, "model"):
-        raise ValueError("method='autograd' needs a DeepSpinCalculator (a calculator with a DeepSPIN model); "
-                         "use finite differences for other calculators")
+    if method not in ("auto", "finite-differences", "autograd"):
+        raise ValueError(f"method must be 'auto', 'finite-differences' or 'autograd', got {method!r}")
+    exact = hasattr(calc, "spin_hessian_vector_products")
+    if method == "autograd" and not exact:
+        raise ValueError("method='autograd' needs a calculator with spin_hessian_vector_products (such as "
+                         "DeepSpinCalculator); use finite differences for other calculators")
+    exact = exact and method != "finite-differences"
     if not 0 < step_rad < 0.1:
         raise ValueError(f"step_rad must be a small positive angle (rad), got {step_rad}")
     spins = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float) if atoms.has("initial_magmoms") else None
     if spins is None or spins.shape != (len(atoms), 3):
         raise ValueError("atoms need non-collinear (N, 3) spins in μB (set_initial_magnetic_moments)")
-    magnetic = np.flatnonzero(np.any(spins != 0.0, axis=1))
+    magnetic = np.flatnonzero(magnetic_mask(spins))
     if len(magnetic) == 0:
         raise ValueError("no atom carries a spin")
 
@@ -329,10 +318,10 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
     for rot in rotations:
         unit = unit0 @ rot.T
         e = np.stack(tangent_frames(unit), axis=1)  # [Nm, 2, 3]
-        if method == "autograd":
+        if exact:
             # exact columns: |S_k| e_ka·(∂²E/∂S_k ∂S_s)|S_s| e_sb + δ_ks δ_ab |S_s| τ_s·ŝ_s
-            columns, torque = _autograd_hessian_columns(calc, big, big_magnetic, unit * lengths[:, None],
-                                                        lengths[:L, None, None] * e[:L])
+            columns, torque = _hessian_columns(calc, big, big_magnetic, unit * lengths[:, None],
+                                               lengths[:L, None, None] * e[:L])
             hess = lengths[:, None, None, None] * np.einsum("kac,sbkc->kasb", e, columns)
             for s in range(L):
                 hess[s, :, s, :] += np.eye(2) * lengths[s] * (torque[s] @ unit[s])

@@ -32,18 +32,15 @@ import numpy as np
 from ase import units
 
 from ..dynamics.llg import GAMMA_RAD_PER_FS_T
-from ..spins import MU_B_EV_PER_T, unit_vectors
-from .exchange import ExchangeModel, tangent_frames
+# rotation_about and tangent_frames moved to ase_deepspin.spins; their names stay importable from here
+from ..spins import MU_B_EV_PER_T, rotation_about, tangent_frames, unit_vectors
+from ..system import magnetic_mask
+from .exchange import ExchangeModel
+
+__all__ = ["HBAR_EV_FS", "LinearSpinWaves", "SpinRecorder", "band_path", "dynamical_structure_factor", "magnon_dos",
+           "monkhorst_pack_cart", "plot_magnon_bands", "plot_structure_factor", "rotation_about", "tangent_frames"]
 
 HBAR_EV_FS = units._hbar / units._e * 1e15  # ħ in eV·fs
-
-
-def rotation_about(axis: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Rotation matrices [n, 3, 3] by ``angles`` (rad) about the unit vector ``axis`` (Rodrigues)."""
-    n = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
-    K = np.array([[0, -n[2], n[1]], [n[2], 0, -n[0]], [-n[1], n[0], 0]])
-    c, s = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
-    return np.eye(3) + s * K + (1 - c) * (K @ K)
 
 
 class LinearSpinWaves:
@@ -251,7 +248,7 @@ class SpinRecorder:
 
     def __init__(self, atoms):
         self.atoms = atoms
-        self.magnetic = np.flatnonzero(np.any(atoms.get_initial_magnetic_moments() != 0.0, axis=1))
+        self.magnetic = np.flatnonzero(magnetic_mask(atoms.get_initial_magnetic_moments()))
         self._frames = []
 
     def __call__(self):

@@ -23,7 +23,12 @@ Three ways to a minimum-energy path (MEP) of a spin-lattice system:
    the angle between them, and L the geodesic distance sqrt(Σ_i θ_i² + Σ_i |ΔR_i|²/ℓ²).
    The band is an ASE ``Optimizable`` whose coordinate update is followed by a retraction onto the
    spheres (renormalisation), so any ASE optimizer runs it; ``VelocityProjection`` is the
-   optimizer of the paper (velocity Verlet with the velocity projected on the force).
+   optimizer of the paper (velocity Verlet with the velocity projected on the force), which is
+   ASE's ``MDMin``.
+
+``NEBResults`` holds the energy profile of a band; its fit, fitted barrier and figure are those of
+ASE's ``NEBTools`` (``ase.utils.forcecurve``). The geometry on spheres (angles, geodesic log and
+exp maps, great-circle interpolation) lives in :mod:`ase_deepspin.spins`.
 
 =========  =======================  ==============================================
 symbol     variable                 units
@@ -46,81 +51,17 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.geometry import find_mic
-from ase.optimize.optimize import Optimizer
+from ase.optimize import MDMin
 from ase.utils.abc import Optimizable
-from scipy.interpolate import CubicHermiteSpline
+from ase.utils.forcecurve import ForceFit, fit_images, fit_raw
 
-from ..spins import cross, tangent, unit_vectors
+# the sphere geometry moved to ase_deepspin.spins; its names stay importable from here
+from ..spins import geodesic_exp, geodesic_log, interpolate_spins, spin_angles, tangent, unit_vectors
+from ..system import magnetic_mask
 
-ANTIPARALLEL_RAD = 1e-8  # below this distance from π a great circle to the target is not unique
-
-
-# ----------------------------------------------------------------------------- geometry on spheres
-def _rows_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("...i,...i->...", a, b)
-
-
-def spin_angles(unit_a: np.ndarray, unit_b: np.ndarray) -> np.ndarray:
-    """Angles (rad) between unit vectors, row-wise over the last axis; accurate near 0 and π."""
-    return np.arctan2(np.linalg.norm(cross(unit_a, unit_b), axis=-1), _rows_dot(unit_a, unit_b))
-
-
-def _fallback_direction(unit: np.ndarray, rotation_axis) -> np.ndarray:
-    """Unit tangent directions at ``unit`` for antiparallel targets: a rotation about ``rotation_axis``
-    (3,), or about the Cartesian axis least aligned with each spin when none is given."""
-    if rotation_axis is None:
-        axes = np.eye(3)[np.argmin(np.abs(unit), axis=-1)]
-    else:
-        axes = np.broadcast_to(np.asarray(rotation_axis, dtype=float), unit.shape)
-    direction = cross(axes, unit)
-    norm = np.linalg.norm(direction, axis=-1, keepdims=True)
-    if rotation_axis is not None and np.any(norm < 1e-8):
-        raise ValueError("rotation_axis is parallel to a spin that must turn by 180°: choose another axis")
-    return direction / np.where(norm > 0, norm, 1.0)
-
-
-def geodesic_log(unit: np.ndarray, target: np.ndarray, rotation_axis=None) -> np.ndarray:
-    """Tangent vectors at ``unit`` pointing along great circles to ``target``, of length the angle (rad).
-
-    Rows of zeros (non-magnetic atoms) give zeros. Antiparallel pairs turn about ``rotation_axis``
-    (or a Cartesian axis perpendicular enough to the spin; see ``_fallback_direction``).
-    """
-    perp = target - _rows_dot(unit, target)[..., None] * unit
-    angle = spin_angles(unit, target)
-    norm = np.linalg.norm(perp, axis=-1)
-    antiparallel = angle > np.pi - ANTIPARALLEL_RAD
-    direction = np.divide(perp, norm[..., None], out=np.zeros_like(perp), where=norm[..., None] > 0)
-    if antiparallel.any():
-        direction = np.where(antiparallel[..., None], _fallback_direction(unit, rotation_axis), direction)
-    return angle[..., None] * direction
-
-
-def geodesic_exp(unit: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """Move unit vectors along great circles by tangent ``step`` vectors (length = angle, rad)."""
-    angle = np.linalg.norm(step, axis=-1, keepdims=True)
-    direction = np.divide(step, angle, out=np.zeros_like(step), where=angle > 0)
-    return unit * np.cos(angle) + direction * np.sin(angle)
-
-
-def interpolate_spins(spins_a: np.ndarray, spins_b: np.ndarray, fractions, rotation_axis=None) -> np.ndarray:
-    """Spins [len(fractions), N, 3] (μB) along per-atom great circles from ``spins_a`` to ``spins_b``.
-
-    Directions follow the geodesic (slerp) at constant angular speed; magnitudes are interpolated
-    linearly, so equal magnitudes at the ends are kept exactly. Fraction 0 and 1 reproduce the
-    endpoints. Spins turning by 180° rotate about ``rotation_axis`` (3,), or about the Cartesian
-    axis least aligned with the spin when none is given.
-    """
-    fractions = np.asarray(fractions, dtype=float)
-    unit_a, norm_a = unit_vectors(np.asarray(spins_a, dtype=float))
-    unit_b, norm_b = unit_vectors(np.asarray(spins_b, dtype=float))
-    step = geodesic_log(unit_a, unit_b, rotation_axis)  # [N, 3]
-    t = fractions[:, None, None]
-    directions = geodesic_exp(np.broadcast_to(unit_a, (len(fractions), *unit_a.shape)), t * step)
-    spins = directions * ((1 - t) * norm_a[:, None] + t * norm_b[:, None])
-    spins[fractions == 0.0] = spins_a  # exact ends, not a round-off away from them
-    spins[fractions == 1.0] = spins_b
-    return spins
+__all__ = ["GeodesicNEB", "NEBResults", "SpinRelaxedCalculator", "VelocityProjection", "check_endpoints",
+           "geodesic_exp", "geodesic_log", "improved_tangents", "interpolate_spins", "make_images", "neb_forces",
+           "spin_angles"]
 
 
 # ----------------------------------------------------------------------------- endpoints and images
@@ -144,8 +85,8 @@ def check_endpoints(initial: Atoms, final: Atoms) -> None:
         if atoms.get_initial_magnetic_moments().shape != (len(atoms), 3):
             raise ValueError(f"the {name} endpoint's spins must be non-collinear (N, 3) moments in μB, got "
                              f"shape {atoms.get_initial_magnetic_moments().shape}")
-    has_a = np.any(initial.get_initial_magnetic_moments() != 0, axis=1)
-    has_b = np.any(final.get_initial_magnetic_moments() != 0, axis=1)
+    has_a = magnetic_mask(initial.get_initial_magnetic_moments())
+    has_b = magnetic_mask(final.get_initial_magnetic_moments())
     missing = np.flatnonzero(has_a != has_b)
     if len(missing):
         raise ValueError(f"spins missing on one end: atoms {missing[:10].tolist()} have a spin on one endpoint "
@@ -312,17 +253,6 @@ def neb_forces(forces: np.ndarray, tangents: np.ndarray, distances: np.ndarray, 
     return band
 
 
-def velocity_projection_step(velocity: np.ndarray, forces: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """One velocity-projection step (unit mass): keep only the velocity along the force, then a
-    velocity-Verlet move. Returns (displacement, half-step velocity); the next step adds
-    ½ dt F_new to the half-step velocity before projecting.
-    """
-    ff = float(np.vdot(forces, forces))
-    vf = float(np.vdot(velocity, forces))
-    velocity = forces * (vf / ff) if (vf > 0 and ff > 0) else np.zeros_like(forces)
-    return dt * velocity + 0.5 * dt**2 * forces, velocity + 0.5 * dt * forces
-
-
 # ----------------------------------------------------------------------------- geodesic NEB: classes
 class GeodesicNEB:
     """Geodesic nudged elastic band over spins (and optionally positions), for any spin calculator.
@@ -330,7 +260,8 @@ class GeodesicNEB:
     Parameters
     ----------
     images : band with ends, e.g. from ``make_images``; each image needs a spin calculator (one
-        calculator may be shared: results are recomputed whenever the image changes). Spin
+        calculator may be shared: an image is evaluated again whenever its spins or positions
+        change; the calculators' settings must not change during a run). Spin
         magnitudes must be equal in all images (they are kept; directions move).
     k : spring constant, eV per generalized unit² (rad² for spins).
     climb : climbing image (the highest interior image climbs to the saddle).
@@ -371,7 +302,7 @@ class GeodesicNEB:
         self.length_scale = float(length_scale)
         self.rotation_axis = rotation_axis
         self.moments = moments[0]
-        self.magnetic = self.moments > 0
+        self.magnetic = magnetic_mask(images[0].get_initial_magnetic_moments())
         if not self.magnetic.any():
             raise ValueError("no atom carries a spin: geodesic NEB needs (N, 3) spins in μB")
         self.n_mag = int(self.magnetic.sum())
@@ -382,6 +313,7 @@ class GeodesicNEB:
         self.distances = None
         self.climbing = None
         self._end_results = [self._evaluate(images[0]), self._evaluate(images[-1])]
+        self._interior = [(None, None)] * (len(images) - 2)  # (state key, evaluation) per interior image
 
     @property
     def nimages(self) -> int:
@@ -434,9 +366,19 @@ class GeodesicNEB:
             parts.append(image.get_forces().ravel() * self.length_scale)
         return energy, np.concatenate(parts)
 
+    def _evaluate_interior(self) -> list[tuple[float, np.ndarray]]:
+        """``_evaluate`` of each interior image, redone only when its spins or positions changed: ASE's
+        optimizers ask for the gradient several times per step, and a calculator shared by the
+        images keeps the results of the last one only."""
+        for n, image in enumerate(self.images[1:-1]):
+            key = image.get_initial_magnetic_moments().tobytes() + image.positions.tobytes()
+            if self._interior[n][0] != key:
+                self._interior[n] = (key, self._evaluate(image))
+        return [evaluation for _, evaluation in self._interior]
+
     def get_forces(self) -> np.ndarray:
         """Band forces of the interior images [M−2, D] (D = 3 n_mag, + 3 N with the lattice)."""
-        evaluated = [self._evaluate(im) for im in self.images[1:-1]]
+        evaluated = self._evaluate_interior()
         self.energies = np.array([self._end_results[0][0], *[e for e, _ in evaluated], self._end_results[1][0]])
         self.true_forces = np.array([self._end_results[0][1], *[f for _, f in evaluated], self._end_results[1][1]])
         forward, backward, self.distances = self._differences(*self.get_coordinates())
@@ -510,51 +452,53 @@ class _GeodesicNEBOptimizable(Optimizable):
         return self.band.iterimages()
 
 
-class VelocityProjection(Optimizer):
-    """Velocity-projection optimizer (Bessarab et al. 2015, Sec. 4): velocity Verlet with unit mass,
-    keeping only the velocity component along the force at every step (zero if it points against it).
+class VelocityProjection(MDMin):
+    """Velocity-projection optimizer of Bessarab et al. (2015, Sec. 4): ASE's ``MDMin`` with its defaults.
+
+    Velocity Verlet with unit mass that keeps, at every step, only the velocity component along
+    the force (none when it points against the force):
+
+        v ← ½ dt F                                    (first step, from rest)
+        v ← (v + ½ dt F)·F̂ F̂  [if > 0, else 0],  v ← v + ½ dt F   (later steps)
+        Δx = dt v, scaled down as a whole when one row (a spin or an atom) would move more than maxstep
+
+    which is ``ase.optimize.MDMin.step``. On a ``GeodesicNEB`` the move is made in the flat
+    coordinates of the unit spins and ``set_x`` renormalises them (a retraction onto the spheres);
+    the velocity stays tangent because it is projected on the tangent force at every step.
 
     Parameters
     ----------
     band : a ``GeodesicNEB`` (or any ASE optimizable: Atoms, ase.mep.NEB).
-    dt : time step in units where the mass is 1 (displacement ½ dt² F per step from rest).
-    maxstep : largest move of one spin (rad) or atom (Å/ℓ) per step.
-    logfile, trajectory : as in ASE optimizers (trajectory frames hold all images with spins).
+    dt : time step in units where the mass is 1 (a move of ½ dt² F from rest); default 0.5.
+    maxstep : largest move of one spin (rad) or atom (Å/ℓ) per step; default 0.1.
+    logfile, trajectory, ... : as in ASE optimizers (trajectory frames hold all images with spins);
+        the default ``logfile=None`` writes no log.
     """
 
-    defaults = {**Optimizer.defaults, "dt": 0.5, "maxstep": 0.1}
+    defaults = {**MDMin.defaults, "dt": 0.5, "maxstep": 0.1}
 
     def __init__(self, band, dt: float | None = None, maxstep: float | None = None, logfile=None,
                  trajectory=None, **kwargs):
-        super().__init__(band, logfile=logfile, trajectory=trajectory, **kwargs)
-        self.dt = float(dt or self.defaults["dt"])
-        self.maxstep = float(maxstep or self.defaults["maxstep"])
+        super().__init__(band, logfile=logfile, trajectory=trajectory, dt=dt, maxstep=maxstep, **kwargs)
         if self.dt <= 0 or self.maxstep <= 0:
             raise ValueError("dt and maxstep must be positive")
-
-    def initialize(self):
-        self.velocity = None
-
-    def step(self):
-        forces = -self.optimizable.get_gradient()
-        velocity = np.zeros_like(forces) if self.velocity is None else self.velocity + 0.5 * self.dt * forces
-        displacement, self.velocity = velocity_projection_step(velocity, forces, self.dt)
-        rows = np.linalg.norm(displacement.reshape(-1, 3), axis=1)
-        if rows.max() > self.maxstep:
-            # a capped move breaks the Verlet pairing: restart the inertia from rest
-            displacement *= self.maxstep / rows.max()
-            self.velocity = np.zeros_like(forces)
-        self.optimizable.set_x(self.optimizable.get_x() + displacement)
 
 
 # ----------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class NEBResults:
-    """Energy profile of a converged band.
+    """Energy profile of a band, fitted and drawn by ASE's NEB tools.
 
-    energies : [M] eV; reaction_coordinate : [M] cumulative path length (Å for ASE NEB bands,
-    geodesic units for GeodesicNEB); slopes : [M] dE/ds at the images (−F·τ), used by the cubic
-    Hermite fit; images : the images (with spins).
+    energies : [M] eV; reaction_coordinate : [M] s, cumulative path length (Å for ``ase.mep.NEB``
+    bands, geodesic units for GeodesicNEB); slopes : [M] dE/ds at the images (−F·τ, eV per unit
+    of s); images : the images (with spins); coordinate_label : axis label of s.
+
+    The fit (a cubic through the energies and slopes of each pair of neighbouring images), the
+    fitted barrier and the figure are those of ``ase.mep.NEBTools`` (``ase.utils.forcecurve``).
+    NEBTools reads path lengths and slopes off Cartesian positions and forces, which cannot
+    express a path over spheres; so the profile is handed to it along s itself (images on a line
+    at s_i, pulled by −dE/ds along it). For an ``ase.mep.NEB`` band this reproduces NEBTools'
+    numbers; a GeodesicNEB brings its geodesic length and slopes (``GeodesicNEB.get_results``).
     """
 
     energies: np.ndarray
@@ -565,19 +509,23 @@ class NEBResults:
 
     @classmethod
     def from_images(cls, images: list[Atoms]) -> NEBResults:
-        """Profile of an ``ase.mep.NEB`` band: energies and forces from the images' calculators, path
-        length from positions (minimum image), slopes along central-difference tangents as NEBTools."""
-        energies = np.array([im.get_potential_energy() for im in images])
-        forces = np.array([im.get_forces() for im in images]).reshape(len(images), -1)
-        positions = np.array([im.positions for im in images])
-        steps = np.array([find_mic(positions[i + 1] - positions[i], images[0].cell, images[0].pbc)[0]
-                          for i in range(len(images) - 1)]).reshape(len(images) - 1, -1)
-        lengths = np.linalg.norm(steps, axis=1)
-        directions = np.vstack([steps[:1], steps[:-1] + steps[1:], steps[-1:]])
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        slopes = -np.einsum("ij,ij->i", forces, directions)
-        return cls(energies=energies, reaction_coordinate=np.concatenate([[0.0], np.cumsum(lengths)]),
-                   slopes=slopes, images=list(images))
+        """Profile of an ``ase.mep.NEB`` band from its images' energies and forces, by NEBTools' rules:
+        path length from positions (minimum image), slopes −F·τ along central-difference tangents."""
+        fit = fit_images(images)
+        # NEBTools gives each slope as a short tangent line (s, E) through its image
+        slopes = np.array([(e[-1] - e[0]) / (x[-1] - x[0]) for x, e in fit.lines])
+        energies = np.array([image.get_potential_energy() for image in images])
+        return cls(energies=energies, reaction_coordinate=np.asarray(fit.path, dtype=float), slopes=slopes,
+                   images=list(images))
+
+    def force_fit(self) -> ForceFit:
+        """NEBTools' fit of the profile along s (``ase.utils.forcecurve.ForceFit``; energies in eV
+        relative to the initial image, path from 0, 20 fitted points per segment)."""
+        on_line = np.zeros((len(self.energies), 1, 3))
+        on_line[:, 0, 0] = self.reaction_coordinate
+        pull = np.zeros_like(on_line)
+        pull[:, 0, 0] = -self.slopes
+        return fit_raw(self.energies, pull, on_line)
 
     @property
     def saddle_index(self) -> int:
@@ -590,7 +538,7 @@ class NEBResults:
 
     @property
     def barrier(self) -> float:
-        """Forward barrier from the images, max E − E_initial (eV)."""
+        """Forward barrier from the images, max E − E_initial (eV); NEBTools' ``get_barrier(fit=False)``."""
         return float(self.energies.max() - self.energies[0])
 
     @property
@@ -598,37 +546,44 @@ class NEBResults:
         """E_final − E_initial (eV)."""
         return float(self.energies[-1] - self.energies[0])
 
-    def fit(self, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
-        """Cubic Hermite spline through energies and slopes: (s, E) on ``points`` points."""
-        spline = CubicHermiteSpline(self.reaction_coordinate, self.energies, self.slopes)
-        s = np.linspace(self.reaction_coordinate[0], self.reaction_coordinate[-1], points)
-        return s, spline(s)
+    def fit(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted profile (s, E in eV), 20 points per segment (see :meth:`force_fit`)."""
+        fit = self.force_fit()
+        return self.reaction_coordinate[0] + np.asarray(fit.fit_path), self.energies[0] + fit.fit_energies
 
     @property
     def fit_barrier(self) -> float:
-        """Forward barrier from the spline fit (eV)."""
-        return float(self.fit()[1].max() - self.energies[0])
+        """Forward barrier from the fit (eV); NEBTools' ``get_barrier(fit=True)``."""
+        return float(self.force_fit().fit_energies.max())
 
     def plot(self, path, x=None, xlabel: str | None = None, energy_scale: float = 1.0,
              ylabel: str = "energy (eV)") -> Path:
-        """PNG of the energy profile (relative to the initial image) with its spline fit.
+        """PNG of NEBTools' band plot: energies relative to the initial image, tangent lines, fit.
 
         ``x`` [M] replaces the reaction coordinate on the horizontal axis (e.g. polarization), mapped
-        onto the fit piecewise linearly; energies are multiplied by ``energy_scale`` (e.g. 1000/f.u.
-        with ``ylabel="energy (meV/f.u.)"``).
+        onto the fit piecewise linearly (tangent lines keep dE/ds ÷ dx/ds); energies are multiplied
+        by ``energy_scale`` (e.g. 1000/f.u. with ``ylabel="energy (meV/f.u.)"``).
         """
-        from .plots import plot_energy_profile
+        from matplotlib.figure import Figure
 
-        s, fit = self.fit()
+        fit = self.force_fit()
+        s = np.asarray(fit.path)
         if x is None:
-            x_images, x_fit, label = self.reaction_coordinate, s, self.coordinate_label
+            x_images, label = s, self.coordinate_label
         else:
             x_images = np.asarray(x, dtype=float)
             if x_images.shape != self.energies.shape:
                 raise ValueError(f"x needs one value per image ({len(self.energies)}), got shape {x_images.shape}")
-            x_fit, label = np.interp(s, self.reaction_coordinate, x_images), xlabel or "x"
-        e0 = self.energies[0]
-        return plot_energy_profile(x_images, energy_scale * (self.energies - e0), x_fit, energy_scale * (fit - e0),
-                                   path, xlabel=label, ylabel=ylabel,
-                                   title=f"barrier {energy_scale * self.fit_barrier:.4g}, "
-                                         f"ΔE {energy_scale * self.reaction_energy:.4f} ({ylabel})")
+            label = xlabel or "x"
+        dx_ds = np.gradient(x_images, s)
+        lines = [(xi + d * (xs - si), energy_scale * es) for (xs, es), xi, si, d in zip(fit.lines, x_images, s, dx_ds)]
+        scaled = ForceFit(x_images, energy_scale * fit.energies, np.interp(fit.fit_path, s, x_images),
+                          energy_scale * fit.fit_energies, lines)
+        figure = Figure(figsize=(5, 3.6), layout="constrained")  # no pyplot: no global backend switch
+        ax = scaled.plot(ax=figure.add_subplot())
+        ax.set_xlabel(label)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"barrier {energy_scale * self.fit_barrier:.4g}, ΔE {energy_scale * self.reaction_energy:.4f} "
+                     f"({ylabel})", fontsize=10)
+        figure.savefig(path, dpi=120)
+        return Path(path)

@@ -32,6 +32,7 @@ from phonopy.structure.atoms import PhonopyAtoms
 from tqdm.auto import tqdm
 
 from ..dynamics.minimize import relax_spins
+from ..spins import spin_angles, unit_vectors
 
 THZ_TO_MEV = units._hplanck / units._e * 1e15  # h × 1 THz in meV (4.1357)
 
@@ -172,8 +173,7 @@ def compute_phonons(atoms: Atoms, supercell_matrix, calculator=None, *, primitiv
     if adiabatic:
         # the displaced supercells start from the relaxed spins of the undisplaced one
         reference_result = task(reference)
-        cosine = np.einsum("ij,ij->i", _unit(spins), _unit(reference_result[2]))
-        angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+        angle = np.degrees(spin_angles(unit_vectors(spins)[0], unit_vectors(reference_result[2])[0]))
         if angle.max() > 1.0:
             warnings.warn(f"relaxing the spins of the undisplaced supercell turned them by up to {angle.max():.1f}°: "
                           "the symmetry found from the input spins may not hold; relax the spins of "
@@ -196,11 +196,6 @@ def compute_phonons(atoms: Atoms, supercell_matrix, calculator=None, *, primitiv
     if symmetrize:
         phonon.symmetrize_force_constants()
     return phonon
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(v, axis=1, keepdims=True)
-    return np.divide(v, norm, out=np.zeros_like(v), where=norm > 0)
 
 
 @dataclass(frozen=True)

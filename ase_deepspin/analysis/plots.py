@@ -48,21 +48,3 @@ def plot_parity(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Pat
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
-
-
-def plot_energy_profile(x: np.ndarray, energies: np.ndarray, fit_x: np.ndarray, fit_energies: np.ndarray,
-                        path: str | Path, xlabel: str = "reaction coordinate", title: str = "",
-                        ylabel: str = "energy (eV)") -> Path:
-    """Energy profile of a band: images as points, a spline fit as a line."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.6), constrained_layout=True)
-    ax.plot(fit_x, fit_energies, color="k", lw=1.2, label="spline fit")
-    ax.plot(x, energies, "o", color="C3", label="images")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.legend()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)

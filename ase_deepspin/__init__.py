@@ -2,8 +2,7 @@
 
 from .calculator import DeepSpinCalculator, pretrained_models
 from .model import DeepSpinModel, ModelConfig, ModelFileError, compress_model, load_model, save_model
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["DeepSpinCalculator", "DeepSpinModel", "ModelConfig", "ModelFileError", "compress_model", "load_model",
            "pretrained_models", "save_model"]

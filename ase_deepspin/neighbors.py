@@ -5,7 +5,8 @@ Pseudo-atoms are neighbours, never centres. A single compiled neighbour search (
 real atoms, with the cutoff widened by the largest pseudo-atom offset, finds every candidate
 pair (vesin's half list, mirrored and grouped by centre once per search); real and pseudo-atom
 edges are then selected from it by two compiled (numba) loops over centres, one counting and one
-writing, in parallel on torch's thread count; the cost stays linear in the number of atoms.
+writing, serially on small inputs and on torch's thread count on large ones
+(:mod:`~ase_deepspin.threads`); the cost stays linear in the number of atoms.
 
 Edges are returned sorted by centre, each centre's own pseudo-atom first. Each edge carries the
 integer cell shift of its neighbour (and its Cartesian offset) so that models can rebuild edge
@@ -20,7 +21,7 @@ import numpy as np
 import vesin
 from numba import njit, prange
 
-from .model.fused import match_threads
+from .threads import Kernel
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,8 @@ class NeighborSearch:
         longest = float(np.sqrt(np.einsum("ax,ax->a", pseudo_offsets, pseudo_offsets).max(initial=0.0)))
         candidates = self._candidates_for(positions, cell, pbc, longest)
         start, j, shifts, box = candidates["start"], candidates["j"], candidates["shifts"], candidates["box"]
-        match_threads()
-        counts, overlap = _count_edges(positions, pseudo_offsets, start, j, shifts, box, self.cutoff)
+        n_atoms = len(positions)
+        counts, overlap = _count_edges(n_atoms, positions, pseudo_offsets, start, j, shifts, box, self.cutoff)
         overlapping = np.flatnonzero(overlap >= 0)
         if len(overlapping):
             atom = int(overlapping[0])
@@ -122,7 +123,7 @@ class NeighborSearch:
         nl = NeighborList(np.empty(n_edges, dtype=np.int64), np.empty(n_edges, dtype=np.int64),
                           np.empty((n_edges, 3), dtype=np.int64), np.empty(n_edges, dtype=bool),
                           np.empty((n_edges, 3), dtype=np.float64))
-        _fill_edges(positions, pseudo_offsets, start, j, shifts, box, self.cutoff, first_edge,
+        _fill_edges(n_atoms, positions, pseudo_offsets, start, j, shifts, box, self.cutoff, first_edge,
                     nl.centers, nl.neighbors, nl.shifts, nl.pseudo, nl.offsets)
         return nl
 
@@ -198,7 +199,7 @@ def _has_own_edge(offsets, a, cutoff2):
     return 0.0 < own2 < cutoff2
 
 
-@njit(parallel=True, cache=True)
+@Kernel
 def _count_edges(positions, offsets, start, j, shifts, box, cutoff):
     """Edges per centre (own pseudo-atom, real and pseudo neighbours) and, per centre, the first
     overlapping partner (an atom b as b, the pseudo-atom of b as N + b; −1 if none)."""
@@ -220,7 +221,7 @@ def _count_edges(positions, offsets, start, j, shifts, box, cutoff):
     return counts, overlap
 
 
-@njit(parallel=True, cache=True)
+@Kernel
 def _fill_edges(positions, offsets, start, j, shifts, box, cutoff, first_edge, centers, neighbors, edge_shifts,
                 pseudo, edge_offsets):
     """Write each centre's edges from ``first_edge[a]``: own pseudo-atom first, then per candidate

@@ -102,6 +102,26 @@ def geodesic_exp(unit: np.ndarray, step: np.ndarray) -> np.ndarray:
     return unit * np.cos(angle) + direction * np.sin(angle)
 
 
+def geodesic_rotate(unit: np.ndarray, theta: np.ndarray, *vectors: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rotate unit spins [M, 3] along great circles by tangent vectors ``theta`` [M, 3] (rad),
+    carrying tangent ``vectors`` along (parallel transport).
+
+    Each ŝ_i turns by |θ_i| about k̂_i = ŝ_i × θ̂_i, so ŝ_i → ŝ_i cos|θ_i| + θ̂_i sin|θ_i| (as
+    :func:`geodesic_exp`); every array in ``vectors`` ([M, 3], tangent at ŝ) is rotated the same
+    way. Returns the rotated spins followed by the transported vectors (L-BFGS keeps its stored
+    pairs in the tangent plane of the current spins this way).
+    """
+    angle = np.sqrt(np.einsum("ij,ij->i", theta, theta))[:, None]
+    # a unit axis keeps the map orthogonal to round-off, so |ŝ| errors add up instead of compounding
+    axis, _ = unit_vectors(cross(unit, theta))
+    cos, sin = np.cos(angle), np.sin(angle)
+
+    def rotate(v):
+        return v * cos + cross(axis, v) * sin + axis * (dot(axis, v) * (1.0 - cos))
+
+    return (rotate(unit), *(rotate(v) for v in vectors))
+
+
 def interpolate_spins(spins_a: np.ndarray, spins_b: np.ndarray, fractions, rotation_axis=None) -> np.ndarray:
     """Spins [len(fractions), N, 3] (μB) along per-atom great circles from ``spins_a`` to ``spins_b``.
 

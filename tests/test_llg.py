@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.build import bulk
 
@@ -18,7 +19,7 @@ def test_larmor_precession_frequency_and_spin_length():
     field = lambda s: np.broadcast_to([0.0, 0.0, B], s.shape)
     theta = 0.7
     s = np.array([[np.sin(theta), 0.0, np.cos(theta)]])
-    dt, steps = 0.5, 100_000
+    dt, steps = 2.0, 25_000  # 0.0007 rad per step: Cayley's phase error (γBΔt)²/12 is 4e-8 relative
     for _ in range(steps):
         s = sib_step(s, field, dt)
     # ds/dt = −γ s × B: the spin turns anticlockwise about +z at angular frequency γB
@@ -35,15 +36,15 @@ def test_damped_relaxation_in_a_field(alpha):
     field = lambda s: np.broadcast_to([0.0, 0.0, B], s.shape)
     s = np.array([[1.0, 0.0, -0.9]]) / np.hypot(1.0, 0.9)
     s0 = s[0, 2]
-    dt = 0.2
-    for n in range(1, 40_001):
+    dt = 0.5  # SIB's O(Δt²) error is 2e-7 relative here
+    for n in range(1, 16_001):
         s = sib_step(s, field, dt, alpha=alpha)
-        if n % 10_000 == 0:
+        if n % 4_000 == 0:
             expected = np.tanh(alpha * GAMMA * B * n * dt / (1 + alpha**2) + np.arctanh(s0))
             assert abs(s[0, 2] - expected) <= 1e-6 * abs(expected)
 
 
-@pytest.mark.parametrize("alpha", [0.01, 1.0])
+@pytest.mark.parametrize("alpha", [pytest.param(0.01, marks=pytest.mark.slow), 1.0])  # weak damping: 20k steps
 def test_langevin_statistics_for_two_different_moments(alpha):
     """Independent spins of 1 and 3 μB in one run reach ⟨s_z⟩ = coth x − 1/x, x = μB/(k_B T)."""
     from ase.units import kB
@@ -228,3 +229,166 @@ def test_restart_from_a_trajectory_frame_continues_the_same_run(tmp_path):
     assert np.abs(restarted.positions - straight.positions).max() < 1e-12
     assert np.abs(restarted.get_momenta() - straight.get_momenta()).max() < 1e-12
     assert np.abs(restarted.get_initial_magnetic_moments() - straight.get_initial_magnetic_moments()).max() < 1e-12
+
+
+# ------------------------------------------------------------------ thermostats against exact statistics
+class HarmonicZeeman(Calculator):
+    """Independent oscillators and spins in a field: E = ½ k Σ_i |R_i − R0_i|² − μ_B Σ_i B·S_i.
+
+    F_i = −k (R_i − R0_i) (eV/Å); ω_i = −∂E/∂S_i = μ_B B (eV/μB), a field along which the spins of
+    any moment have their exact Boltzmann statistics; every lattice degree of freedom is a harmonic
+    oscillator with ⟨½ k x²⟩ = ⟨p²/2m⟩ = ½ k_B T. Atoms without a moment feel no field (no torque).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "magnetic_torques"]
+
+    def __init__(self, reference_positions, k_eV_per_A2: float, field_T):
+        super().__init__()
+        self.reference, self.k, self.field_T = np.array(reference_positions), k_eV_per_A2, np.asarray(field_T, float)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        x = self.atoms.positions - self.reference
+        spins = self.atoms.get_initial_magnetic_moments()
+        energy = 0.5 * self.k * np.sum(x * x) - MU_B_EV_PER_T * np.sum(spins @ self.field_T)
+        torques = np.where(spins.any(axis=1)[:, None], MU_B_EV_PER_T * self.field_T, 0.0)
+        self.results = {"energy": energy, "free_energy": energy, "forces": -self.k * x, "magnetic_torques": torques}
+
+
+def oscillators_with_spins(moments, n_plain: int, field_T, k_eV_per_A2: float = 1.0):
+    """Fe atoms with spins of the given lengths (μB) along the field, then ``n_plain`` O atoms without
+    spin, in a row 3 Å apart (no interactions: every atom is its own oscillator)."""
+    n = len(moments) + n_plain
+    atoms = Atoms(["Fe"] * len(moments) + ["O"] * n_plain, positions=3.0 * np.outer(np.arange(n), [1, 0, 0]))
+    b = np.asarray(field_T, float) / np.linalg.norm(field_T)
+    atoms.set_initial_magnetic_moments(np.concatenate([np.outer(moments, b), np.zeros((n_plain, 3))]))
+    atoms.calc = HarmonicZeeman(atoms.positions, k_eV_per_A2, field_T)
+    return atoms
+
+
+def assert_within_standard_errors(samples: np.ndarray, expected: float, z: float = 4.0):
+    """Mean of per-degree-of-freedom time averages ``samples`` [n] equals ``expected`` within z standard
+    errors (the degrees of freedom are independent, so their time averages are independent draws)."""
+    error = samples.std(ddof=1) / np.sqrt(len(samples))
+    assert abs(samples.mean() - expected) < z * error, (samples.mean(), expected, error)
+
+
+def test_spin_half_steps_on_a_moving_lattice_give_langevin_statistics_for_mixed_moments():
+    """With the lattice moving (and thermostatted), the noise of the two spin half steps gives each spin
+    ⟨ŝ·b̂⟩ = L(x) = coth x − 1/x, x = μB/(k_B T), for spins of 1 and 3 μB in the same run."""
+    from ase.units import kB
+
+    B = 10.0 * np.array([1.0, 2.0, 2.0]) / 3.0  # 10 T, off the axes
+    n = 500
+    moments = np.repeat([1.0, 3.0], n)
+    atoms = oscillators_with_spins(moments, n_plain=50, field_T=B)
+    T = MU_B_EV_PER_T * 10.0 / (3.0 * kB)  # x = 3 for 1 μB, 9 for 3 μB
+    # 0.025 rad of precession per step (SIB's O(Δt) bias of ⟨ŝ·b̂⟩ stays below the standard error);
+    # the spin relaxation time (1 + α²)/(α γ B) is 80 steps
+    dt = 0.025 / (GAMMA * 10.0)
+    md = SpinLatticeDynamics(atoms, dt_fs=dt, alpha=1.0, temperature_K=T, lattice_friction_per_fs=0.01,
+                             rng=np.random.default_rng(4))
+    md.run(400)
+    b = B / 10.0
+    sums = np.zeros(2 * n)
+
+    def accumulate():
+        sums[:] += atoms.get_initial_magnetic_moments()[:2 * n] @ b / moments
+
+    md.attach(accumulate)
+    md.run(800)
+    assert np.all(atoms.get_initial_magnetic_moments()[2 * n:] == 0.0)  # no spin appears on the O atoms
+    np.testing.assert_allclose(np.linalg.norm(atoms.get_initial_magnetic_moments()[:2 * n], axis=1), moments,
+                               rtol=1e-12)
+    for mu in (1.0, 3.0):
+        x = mu * MU_B_EV_PER_T * 10.0 / (kB * T)
+        assert_within_standard_errors(sums[moments == mu] / 800, 1 / np.tanh(x) - 1 / x)
+
+
+def test_lattice_langevin_step_gives_equipartition_for_light_and_heavy_atoms():
+    """Harmonic oscillators of Fe and O masses under the lattice bath: ⟨½ k x²⟩ and ⟨p²/2m⟩ are ½ k_B T
+    per degree of freedom for both (the splitting V X O X V samples positions of a harmonic lattice exactly)."""
+    from ase.units import kB
+
+    k, T = 1.0, 300.0
+    atoms = oscillators_with_spins(np.full(300, 2.0), n_plain=300, field_T=(0.0, 0.0, 1.0), k_eV_per_A2=k)
+    reference = atoms.positions.copy()
+    # friction near the oscillators' frequencies (0.013 and 0.025 rad/fs) decorrelates them fastest
+    md = SpinLatticeDynamics(atoms, dt_fs=2.0, spins="frozen", temperature_K=T, lattice_friction_per_fs=0.01,
+                             rng=np.random.default_rng(5))
+    md.run(500)  # 1 ps: five amplitude relaxation times 2/friction
+    potential, kinetic, steps = np.zeros((len(atoms), 3)), np.zeros((len(atoms), 3)), 4000
+
+    def accumulate():
+        x, p = atoms.positions - reference, atoms.get_momenta()
+        potential[:] += 0.5 * k * x * x
+        kinetic[:] += 0.5 * p * p / atoms.get_masses()[:, None]
+
+    md.attach(accumulate)
+    md.run(steps)
+    for species in ("Fe", "O"):
+        rows = np.array(atoms.get_chemical_symbols()) == species
+        assert_within_standard_errors(potential[rows].ravel() / steps, 0.5 * kB * T)
+        assert_within_standard_errors(kinetic[rows].ravel() / steps, 0.5 * kB * T)
+
+
+# ------------------------------------------------------------------ state lives in the atoms
+def exchange_atoms(seed=5):
+    atoms = random_spin_atoms(seed=seed)
+    atoms.rattle(0.05, seed=seed + 1)
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): BetheSlater(0.03, 0.2, 1.9, 3.5)})
+    return atoms
+
+
+@pytest.mark.parametrize("change", ["moments", "positions", "cell"])
+def test_a_frozen_lattice_run_follows_moments_positions_and_cell_set_between_runs(change):
+    """After moments, positions or the cell change between runs, the next run (with the analytic
+    Hamiltonian's closed-form field) is the run of a fresh integrator from the new state."""
+    atoms = exchange_atoms()
+    md = SpinLatticeDynamics(atoms, dt_fs=0.5, alpha=0.1, lattice="frozen")
+    md.run(5)
+    if change == "moments":
+        spins = atoms.get_initial_magnetic_moments()
+        spins[::2] *= 0.5  # 1.1 μB on every other atom: their fields and precession double
+        atoms.set_initial_magnetic_moments(spins)
+    elif change == "positions":
+        atoms.rattle(0.05, seed=11)
+    else:
+        atoms.set_cell(atoms.cell * 1.03, scale_atoms=True)
+    reference = exchange_atoms()
+    reference.set_cell(atoms.cell, scale_atoms=False)
+    reference.set_positions(atoms.positions)
+    reference.set_initial_magnetic_moments(atoms.get_initial_magnetic_moments())
+    md.run(20)
+    SpinLatticeDynamics(reference, dt_fs=0.5, alpha=0.1, lattice="frozen").run(20)
+    np.testing.assert_allclose(atoms.get_initial_magnetic_moments(), reference.get_initial_magnetic_moments(),
+                               rtol=0, atol=1e-12)
+
+
+def test_moments_set_between_runs_of_a_moving_lattice_are_kept():
+    moments = np.repeat([1.0, 3.0], 4)
+    atoms = oscillators_with_spins(moments, n_plain=2, field_T=(0.0, 3.0, 4.0))
+    atoms.rattle(0.1, seed=1)
+    spins = atoms.get_initial_magnetic_moments()
+    spins[:8] = np.cross(spins[:8], [1.0, 0.0, 0.0])  # tilted away from the field: they precess
+    atoms.set_initial_magnetic_moments(spins)
+    md = SpinLatticeDynamics(atoms, dt_fs=1.0, alpha=0.1)
+    md.run(3)
+    atoms.set_initial_magnetic_moments(2.0 * atoms.get_initial_magnetic_moments())
+    md.run(3)
+    np.testing.assert_allclose(np.linalg.norm(atoms.get_initial_magnetic_moments()[:8], axis=1), 2.0 * moments,
+                               rtol=1e-12)
+
+
+def test_logfile_dash_is_standard_output_and_a_log_it_opened_is_closed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    atoms = random_spin_atoms(repeat=(1, 1, 1))
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(0.02,), radii=(2.485,))})
+    SpinLatticeDynamics(atoms, dt_fs=1.0, lattice="frozen", logfile="-").run(2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-3:] == ["Mx", "My", "Mz"] and len(lines) == 4
+    assert not (tmp_path / "-").exists()
+    with SpinLatticeDynamics(atoms, dt_fs=1.0, lattice="frozen", logfile=tmp_path / "md.log") as md:  # a Path
+        md.run(2)
+    assert md.logfile_handle.closed
+    assert len((tmp_path / "md.log").read_text().splitlines()) == 4

@@ -39,9 +39,13 @@ from ase import units
 from ase.md.md import MolecularDynamics
 
 from ..spins import MU_B_EV_PER_T, cayley_rotate, cross, tangent, unit_vectors
+from ..system import magnetic_mask
 
 GAMMA_RAD_PER_FS_T = 1.76085963023e-4  # electron gyromagnetic ratio, rad/(fs·T)
 K_B_EV_PER_K = units.kB
+# a closed-form field is rebuilt when a moment changed by more than this (relative): well above the
+# round-off walk of |S| over millions of steps, far below any change that matters to a field
+MOMENT_RTOL = 1e-10
 
 
 def precession_vector(unit: np.ndarray, field: np.ndarray, alpha, gamma: float) -> np.ndarray:
@@ -96,6 +100,11 @@ class SpinLatticeDynamics(MolecularDynamics):
     trajectory, logfile, loginterval : as in ASE; spins are stored in every trajectory frame
         (as initial magnetic moments) and the log has time (fs), potential, kinetic and total
         energy (eV), lattice temperature (K) and magnetisation per magnetic atom (μ_B).
+        ``logfile`` is a path, an open file or ``"-"`` (standard output); a file opened here is
+        closed by ``close()`` (or leaving a ``with`` block).
+
+    Spins, moments and positions live in ``atoms`` only: every step reads them afresh, so they
+    may be changed between runs (magnetic atoms are those with a non-zero moment).
     """
 
     def __init__(self, atoms, dt_fs: float, alpha=0.0, temperature_K: float = 0.0, field_T=(0.0, 0.0, 0.0),
@@ -123,51 +132,71 @@ class SpinLatticeDynamics(MolecularDynamics):
         self.friction = float(lattice_friction_per_fs)
         self.gamma = gamma
         self.rng = rng if rng is not None else np.random.default_rng()
-        unit, moments = unit_vectors(atoms.get_initial_magnetic_moments())
-        self.moments = moments
-        self.magnetic = moments > 0
-        if not self.magnetic.any():
-            raise ValueError("no atom carries a spin: set (N, 3) initial magnetic moments in μB")
         self.time_fs = 0.0
         atoms.get_potential_energy()  # the calculator checks the structure and spins before any step
-        make_field = getattr(atoms.calc, "frozen_lattice_field", None)
-        self.fast_field = make_field(atoms) if (lattice == "frozen" and make_field is not None) else None
-        self.logfile_handle = open(logfile, "w") if isinstance(logfile, str) else logfile
+        if not magnetic_mask(atoms.get_initial_magnetic_moments()).any():
+            raise ValueError("no atom carries a spin: set (N, 3) initial magnetic moments in μB")
+        self.closed_form = None  # (field function, (calculator, positions, cell, moments) it was built from)
+        self.logfile_handle = None if logfile is None else self.openfile(logfile, comm=self.comm, mode="w")
         if self.logfile_handle is not None:
             self.attach(self.write_log, interval=loginterval)
             self.logfile_handle.write(f"{'time[fs]':>12s} {'Epot[eV]':>16s} {'Ekin[eV]':>12s} {'Etot[eV]':>16s} "
                                       f"{'T[K]':>9s} {'Mx':>8s} {'My':>8s} {'Mz':>8s}\n")
 
     # ---------------------------------------------------------------- pieces
-    def set_spins(self, unit: np.ndarray) -> None:
-        self.atoms.set_initial_magnetic_moments(unit * self.moments[:, None])
+    def closed_form_field(self, moments: np.ndarray):
+        """The calculator's closed-form field B(ŝ) for a frozen lattice, or None (see :meth:`spin_field`).
 
-    def spin_field(self, unit: np.ndarray, t_fs: float) -> np.ndarray:
+        Built by ``calc.frozen_lattice_field(atoms)`` from the positions, cell, moments and calculator
+        of this moment, and built again whenever one of them has changed (a moment by more than
+        round-off: |S| drifts by ~1e-16 per step as spins turn).
+        """
+        make_field = getattr(self.atoms.calc, "frozen_lattice_field", None)
+        if self.lattice_moving or make_field is None:
+            return None
+        atoms = self.atoms
+        if self.closed_form is not None:
+            field, (calc, positions, cell, built_moments) = self.closed_form
+            if (calc is atoms.calc and np.array_equal(positions, atoms.positions)
+                    and np.array_equal(cell, atoms.cell.array)
+                    and np.allclose(built_moments, moments, rtol=MOMENT_RTOL, atol=0.0)):
+                return field
+        self.closed_form = (make_field(atoms), (atoms.calc, atoms.get_positions(), atoms.cell.array.copy(),
+                                                moments.copy()))
+        return self.closed_form[0]
+
+    def spin_field(self, unit: np.ndarray, moments: np.ndarray, magnetic: np.ndarray, t_fs: float,
+                   closed_form=None) -> np.ndarray:
         """Effective field (Tesla) at spins ``unit`` with the lattice where it is: ω⊥/μ_B + B_ext.
 
-        On a frozen lattice, a calculator offering ``frozen_lattice_field(atoms)`` (the analytic
-        Hamiltonian) supplies a closed-form field and the spins are written back only when the
-        step ends.
+        ``moments`` [N] μ_B and ``magnetic`` [N] bool as read at the start of the step (no field on
+        non-magnetic atoms). With a ``closed_form`` field (a frozen lattice and a calculator offering
+        ``frozen_lattice_field``, as the analytic Hamiltonian does) the calculator is not called and
+        the spins are written back only when the step ends.
         """
-        if self.fast_field is not None:
-            return self.fast_field(unit) + self.field_fn(t_fs)
-        self.set_spins(unit)
+        if closed_form is not None:
+            return closed_form(unit) + self.field_fn(t_fs)
+        self.atoms.set_initial_magnetic_moments(unit * moments[:, None])
         torques = self.atoms.calc.get_property("magnetic_torques", self.atoms)
         field = tangent(torques, unit) / MU_B_EV_PER_T + self.field_fn(t_fs)
-        return np.where(self.magnetic[:, None], field, 0.0)
+        return np.where(magnetic[:, None], field, 0.0)
 
     def spin_step(self, t_fs: float, dt_fs: float) -> None:
         """Advance the spins by ``dt_fs`` with the lattice fixed (one SIB step)."""
-        unit, _ = unit_vectors(self.atoms.get_initial_magnetic_moments())
+        spins = self.atoms.get_initial_magnetic_moments()
+        magnetic = magnetic_mask(spins)
+        unit, moments = unit_vectors(spins)
         noise = None
         if self.temperature_K > 0:
             std = np.zeros(len(unit))
-            std[self.magnetic] = thermal_field_std(self.moments[self.magnetic],
-                                                   np.broadcast_to(self.alpha, len(unit))[self.magnetic],
-                                                   self.temperature_K, dt_fs, self.gamma)
+            std[magnetic] = thermal_field_std(moments[magnetic], np.broadcast_to(self.alpha, len(unit))[magnetic],
+                                              self.temperature_K, dt_fs, self.gamma)
             noise = std[:, None] * self.rng.standard_normal(unit.shape)
-        new = sib_step(unit, lambda s: self.spin_field(s, t_fs + 0.5 * dt_fs), dt_fs, self.alpha, self.gamma, noise)
-        self.set_spins(np.where(self.magnetic[:, None], new, 0.0))
+        closed_form = self.closed_form_field(moments)
+        new = sib_step(unit, lambda s: self.spin_field(s, moments, magnetic, t_fs + 0.5 * dt_fs, closed_form),
+                       dt_fs, self.alpha, self.gamma, noise)
+        # rows of non-magnetic atoms stay zero: every SIB stage rotates ŝ = 0 into 0
+        self.atoms.set_initial_magnetic_moments(new * moments[:, None])
 
     def lattice_step(self) -> None:
         atoms, dt = self.atoms, self.dt
@@ -219,7 +248,8 @@ class SpinLatticeDynamics(MolecularDynamics):
 
     def magnetisation(self) -> np.ndarray:
         """Mean moment per magnetic atom, μ_B."""
-        return self.atoms.get_initial_magnetic_moments()[self.magnetic].mean(axis=0)
+        spins = self.atoms.get_initial_magnetic_moments()
+        return spins[magnetic_mask(spins)].mean(axis=0)
 
     def _refresh_properties(self):
         """ASE's loop evaluates forces after every step for its loggers; here observers ask for what

@@ -13,26 +13,27 @@ A spin rotated by an angle φ (rad) counts as a displacement ℓ φ, with ℓ = 
     f_i = |S_i| ω⊥_i / ℓ   (eV/Å),   ω⊥_i = ω_i − (ω_i·ŝ_i) ŝ_i,  ω = −∂E/∂S (eV/μB),
 
 because ∂E/∂φ = −|S_i| ω⊥_i·(axis of rotation) in eV/rad. Positions and scaled spin angles then
-form one flat vector on which L-BFGS's inner products, FIRE's velocity mixing and the trust step
-act. L-BFGS rescales its initial inverse Hessian from the latest curvature pair, so ℓ matters
-only for the relative weight of the two blocks; step caps are given separately for each block
+form one flat vector (:class:`SpinLatticeOptimizable`, an ASE ``Optimizable``) on which L-BFGS's
+inner products, the trust step and any ASE optimizer act (``SpinFIRE`` is ASE's FIRE on it).
+L-BFGS rescales its initial inverse Hessian from the latest curvature pair, so ℓ matters only for
+the relative weight of the two blocks; its step caps are given separately for each block
 (``maxstep`` Å, ``max_angle`` rad), so a bad ℓ cannot produce a huge rotation.
 
 Geodesic L-BFGS (in the spirit of Ivanov, Uzdin and Jónsson, Comput. Phys. Commun. 260, 107749
 (2021)): a spin step is a tangent vector θ_i ⟂ ŝ_i; the spin turns by |θ_i| about k̂ = ŝ × θ̂
-(Rodrigues). The same rotation parallel-transports every stored tangent vector (the L-BFGS pairs,
-FIRE velocities, the previous gradient) to the new tangent plane, so the curvature pairs
-s_k = step, y_k = g_{k+1} − T g_k are formed in one tangent space. Steps that raise the energy are
-rejected and retried with a halved trust radius and a cleared memory: the energy of accepted steps
-never increases (with ``energy_tolerance`` = 0).
+(Rodrigues, :func:`~ase_deepspin.spins.geodesic_rotate`). The same rotation parallel-transports
+every stored tangent vector (the L-BFGS pairs, the previous gradient) to the new tangent plane, so
+the curvature pairs s_k = step, y_k = g_{k+1} − T g_k are formed in one tangent space. Steps that
+raise the energy are rejected and retried with a halved trust radius and a cleared memory: the
+energy of accepted steps never increases (with ``energy_tolerance`` = 0).
 
 Convergence: max_i |F_i| ≤ fmax (eV/Å, positions or filter DOFs) and max_i |ω⊥_i| ≤ tmax (eV/μB).
 
 =========  ======================  ==========================================
 symbol     variable                units
 =========  ======================  ==========================================
-ŝ          ``unit``                unit spins [M, 3] (M magnetic atoms)
-|S|        ``moments``             μB [M]
+ŝ          ``unit``                unit spins [M, 3] (M magnetic atoms, read from the atoms)
+|S|        ``moments``             μB [M] (read from the atoms)
 ω          torques                 eV/μB [N, 3]
 θ          ``theta``               rad, tangent to ŝ [M, 3]
 ℓ          ``length_scale``        Å/rad
@@ -40,8 +41,14 @@ g          ``gradient``            eV/Å, flat [3 n_pos + 3 M]
 =========  ======================  ==========================================
 
 The classes follow ``ase.optimize.Optimizer``: ``run(fmax=, tmax=, steps=)``, ``irun``,
-``attach``, ``trajectory=`` (spins are written as initial magnetic moments), ``logfile``,
-``restart`` (L-BFGS memory, JSON). ``n_evaluations`` counts energy/force/torque evaluations.
+``attach``, ``trajectory=`` (spins are written as initial magnetic moments), ``logfile`` (``"-"``
+is standard output), ``restart`` (L-BFGS memory, JSON). ``n_evaluations`` of the custom
+optimizers counts energy/force/torque evaluations.
+
+State lives in the atoms: every step reads positions and spins from them and writes its move
+back. An optimizer whose memory describes the path (L-BFGS pairs, FIRE's velocity) starts afresh
+when the atoms' positions, cell or spins are not what its last step left, e.g. spins set with
+``atoms.set_initial_magnetic_moments`` between two runs.
 """
 
 from __future__ import annotations
@@ -50,33 +57,20 @@ import time
 
 import numpy as np
 from ase import Atoms
+from ase.optimize import FIRE
 from ase.optimize.optimize import Optimizer
 from ase.utils.abc import Optimizable
 
-from ..spins import cross, dot, tangent, unit_vectors
+from ..spins import geodesic_rotate, tangent, unit_vectors
+from ..system import magnetic_mask
+
+__all__ = ["DampedPrecession", "SpinFIRE", "SpinLatticeOptimizable", "SpinLBFGS", "damped_precession_angles",
+           "geodesic_rotate", "lbfgs_direction", "relax_spins"]
 
 RELAX_MODES = ("spins", "positions", "both")
 
 
 # ------------------------------------------------------------------------------- pure functions
-def geodesic_rotate(unit: np.ndarray, theta: np.ndarray, *vectors: np.ndarray):
-    """Rotate unit spins along great circles by the tangent vectors ``theta`` (rad) [M, 3].
-
-    Each ŝ_i turns by |θ_i| about k̂_i = ŝ_i × θ̂_i, so ŝ_i → ŝ_i cos|θ_i| + θ̂_i sin|θ_i|; every
-    array in ``vectors`` ([M, 3], tangent at ŝ) is rotated the same way (parallel transport along
-    the geodesic). Returns the rotated spins followed by the transported vectors.
-    """
-    angle = np.sqrt(np.einsum("ij,ij->i", theta, theta))[:, None]
-    # a unit axis keeps the map orthogonal to round-off, so |ŝ| errors add up instead of compounding
-    axis, _ = unit_vectors(cross(unit, theta))
-    cos, sin = np.cos(angle), np.sin(angle)
-
-    def rotate(v):
-        return v * cos + cross(axis, v) * sin + axis * (dot(axis, v) * (1.0 - cos))
-
-    return (rotate(unit), *(rotate(v) for v in vectors))
-
-
 def lbfgs_direction(gradient: np.ndarray, steps: list, changes: list, h0: float) -> np.ndarray:
     """L-BFGS two-loop recursion: −H g for flat ``gradient`` from pairs (s_k, y_k), oldest first.
 
@@ -123,9 +117,11 @@ class SpinLatticeOptimizable(Optimizable):
     tmax : torque criterion of ``converged`` (eV/μB), used when ASE's own optimizers drive this
         object (e.g. ``ase.optimize.FIRE(SpinLatticeOptimizable(atoms, tmax=1e-3))``).
 
-    The flat vector is [positions (3 n_pos, Å), ℓ ŝ (3 M, Å)]; ``set_x`` turns the spin block's
-    change into a geodesic rotation (the tangent part of the change, of length ℓ φ), so ASE's own
-    optimizers also run on it. The gradient's spin block is −|S| ω⊥/ℓ (eV/Å).
+    The flat vector is [positions (3 n_pos, Å), ℓ ŝ (3 M, Å)] over the M magnetic atoms (non-zero
+    moments); ``set_x`` turns the spin block's change into a geodesic rotation (the tangent part of
+    the change, of length ℓ φ), so ASE's own optimizers also run on it. The gradient's spin block
+    is −|S| ω⊥/ℓ (eV/Å). Nothing is copied: positions and spins are read from the atoms at every
+    call and written back by every move, so the atoms hold the only state.
     """
 
     def __init__(self, target, relax: str = "both", length_scale: float = 1.0, tmax: float = np.inf):
@@ -143,38 +139,38 @@ class SpinLatticeOptimizable(Optimizable):
         spins = atoms.get_initial_magnetic_moments()
         if spins.shape != (len(atoms), 3):
             raise ValueError(f"spins must be non-collinear (N, 3) moments in μB, got shape {spins.shape}")
-        unit, moments = unit_vectors(spins)
-        self.magnetic = np.flatnonzero(moments > 0)
-        if relax != "positions" and len(self.magnetic) == 0:
+        if relax != "positions" and not magnetic_mask(spins).any():
             raise ValueError("no atom carries a spin: set (N, 3) initial magnetic moments in μB")
         self.target, self.atoms, self.relax = target, atoms, relax
         self.length_scale = float(length_scale)
-        self.moments = moments[self.magnetic]
-        self.unit = unit[self.magnetic]
         self.move_positions = relax != "spins"
         self.move_spins = relax != "positions"
         self.n_pos = len(target.get_positions()) if self.move_positions else 0
-        self.n_spin = len(self.magnetic) if self.move_spins else 0
         self.tmax = float(tmax)
 
     def __ase_optimizable__(self):
         return self
 
-    # -- state
-    def write_spins(self) -> None:
+    # -- state (all of it in the atoms)
+    def magnetic_spins(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Indices [M] of the magnetic atoms, their unit spins ŝ [M, 3] and moments |S| [M] (μB), read
+        from the atoms."""
         spins = self.atoms.get_initial_magnetic_moments()
-        spins[self.magnetic] = self.unit * self.moments[:, None]
-        self.atoms.set_initial_magnetic_moments(spins)
+        magnetic = np.flatnonzero(magnetic_mask(spins))
+        unit, moments = unit_vectors(spins[magnetic])
+        return magnetic, unit, moments
 
-    def get_state(self) -> tuple:
-        return (self.target.get_positions() if self.move_positions else None, self.unit.copy())
+    def get_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of the atoms' positions (Å), cell (Å) and spins (μB): everything a step can change."""
+        return self.atoms.get_positions(), self.atoms.cell.array.copy(), self.atoms.get_initial_magnetic_moments()
 
     def set_state(self, state: tuple) -> None:
-        positions, unit = state
-        if self.move_positions:
-            self.target.set_positions(positions)
-        self.unit = unit.copy()
-        self.write_spins()
+        """Put the atoms back into a state from :meth:`get_state` exactly (undoing a rejected step)."""
+        positions, cell, spins = state
+        self.atoms.set_cell(cell)
+        # the saved positions already obey the constraints; applying them again would move them
+        self.atoms.set_positions(positions, apply_constraint=False)
+        self.atoms.set_initial_magnetic_moments(spins)
 
     def split(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Position block [n_pos, 3] and spin block [M, 3] of a flat vector (views)."""
@@ -187,21 +183,25 @@ class SpinLatticeOptimizable(Optimizable):
         dpos, dspin = self.split(step)
         if self.move_positions:
             self.target.set_positions(self.target.get_positions() + dpos)
-        if not self.move_spins:
-            return [v.copy() for v in vectors]
         out = [v.copy() for v in vectors]
-        rotated = geodesic_rotate(self.unit, dspin / self.length_scale, *(self.split(v)[1] for v in vectors))
-        self.unit = rotated[0]
+        if not self.move_spins:
+            return out
+        spins = self.atoms.get_initial_magnetic_moments()
+        magnetic = np.flatnonzero(magnetic_mask(spins))
+        unit, moments = unit_vectors(spins[magnetic])
+        rotated = geodesic_rotate(unit, dspin / self.length_scale, *(self.split(v)[1] for v in vectors))
         for o, r in zip(out, rotated[1:]):
             self.split(o)[1][:] = r
-        self.write_spins()
+        spins[magnetic] = rotated[0] * moments[:, None]
+        self.atoms.set_initial_magnetic_moments(spins)
         return out
 
     # -- quantities
     def perpendicular_torques(self) -> np.ndarray:
         """ω⊥ [M, 3] (eV/μB) on the magnetic atoms."""
+        magnetic, unit, _ = self.magnetic_spins()
         torques = self.atoms.calc.get_property("magnetic_torques", self.atoms)
-        return tangent(torques[self.magnetic], self.unit)
+        return tangent(torques[magnetic], unit)
 
     def max_force(self) -> float:
         """max |F| (eV/Å) over the moved position DOFs (0 when positions are fixed)."""
@@ -217,21 +217,22 @@ class SpinLatticeOptimizable(Optimizable):
 
     # -- Optimizable interface
     def ndofs(self) -> int:
-        return 3 * (self.n_pos + self.n_spin)
+        n_spin = len(self.magnetic_spins()[0]) if self.move_spins else 0
+        return 3 * (self.n_pos + n_spin)
 
     def get_x(self) -> np.ndarray:
         blocks = []
         if self.move_positions:
             blocks.append(self.target.get_positions().ravel())
         if self.move_spins:
-            blocks.append(self.length_scale * self.unit.ravel())
+            blocks.append(self.length_scale * self.magnetic_spins()[1].ravel())
         return np.concatenate(blocks)
 
     def set_x(self, x: np.ndarray) -> None:
         step = x - self.get_x()
         if self.move_spins:
             dspin = self.split(step)[1]
-            dspin[:] = tangent(dspin, self.unit)
+            dspin[:] = tangent(dspin, self.magnetic_spins()[1])
         self.move(step)
 
     def get_gradient(self) -> np.ndarray:
@@ -239,7 +240,8 @@ class SpinLatticeOptimizable(Optimizable):
         if self.move_positions:
             blocks.append(-self.target.get_forces().ravel())
         if self.move_spins:
-            blocks.append((-self.moments[:, None] / self.length_scale * self.perpendicular_torques()).ravel())
+            moments = self.magnetic_spins()[2]
+            blocks.append((-moments[:, None] / self.length_scale * self.perpendicular_torques()).ravel())
         return np.concatenate(blocks)
 
     def get_value(self) -> float:
@@ -251,7 +253,9 @@ class SpinLatticeOptimizable(Optimizable):
     def converged(self, gradient: np.ndarray, fmax: float) -> bool:
         forces, spin_grad = self.split(gradient)
         fmax_now = np.sqrt(np.einsum("ij,ij->i", forces, forces)).max(initial=0.0)
-        torque = np.sqrt(np.einsum("ij,ij->i", spin_grad, spin_grad)) * self.length_scale / self.moments[:self.n_spin]
+        if not self.move_spins:
+            return bool(fmax_now <= fmax)
+        torque = np.sqrt(np.einsum("ij,ij->i", spin_grad, spin_grad)) * self.length_scale / self.magnetic_spins()[2]
         return bool(fmax_now <= fmax and torque.max(initial=0.0) <= self.tmax)
 
     def gradient_norm(self, gradient: np.ndarray) -> float:
@@ -260,30 +264,14 @@ class SpinLatticeOptimizable(Optimizable):
 
 
 # ------------------------------------------------------------------------------- optimizers
-class SpinLatticeOptimizer(Optimizer):
-    """Base of the spin-lattice optimizers: DOFs, convergence on forces and torques, log.
-
-    Parameters
-    ----------
-    atoms : ASE atoms with (N, 3) spins and a spin calculator, or a cell filter wrapping them.
-    relax : "both" (default), "spins" or "positions".
-    length_scale : ℓ, Å per radian of spin rotation.
-    maxstep : largest displacement of any position DOF in one step, Å.
-    max_angle : largest rotation of any spin in one step, rad.
-    restart, logfile, trajectory, append_trajectory, loginterval : as in ``ase.optimize``.
+class SpinLatticeRun:
+    """What every spin-lattice optimizer adds to the ASE optimizer it derives from, which works on
+    ``self.dofs`` (a :class:`SpinLatticeOptimizable`): the torque criterion of ``run``/``irun``, a
+    log with it, and a check that the atoms still hold what the last step left in them.
     """
 
-    def __init__(self, atoms, relax: str = "both", length_scale: float = 1.0, maxstep: float = 0.2,
-                 max_angle: float = 0.5, restart=None, logfile="-", trajectory=None, append_trajectory=False,
-                 **kwargs):
-        if not maxstep > 0 or not 0 < max_angle <= np.pi / 2:
-            raise ValueError(f"need maxstep > 0 Å and 0 < max_angle ≤ π/2 rad, got {maxstep}, {max_angle}")
-        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale)
-        self.maxstep, self.max_angle = float(maxstep), float(max_angle)
-        self.n_evaluations = 0
-        super().__init__(atoms, restart=restart, logfile=logfile, trajectory=trajectory,
-                         append_trajectory=append_trajectory, **kwargs)
-        self.optimizable = self.dofs
+    dofs: SpinLatticeOptimizable
+    last_state: tuple | None  # positions, cell and spins after the last step, for changed_outside
 
     def irun(self, fmax: float = 0.05, tmax: float = 1e-3, steps: int = 100_000_000):
         """As ``Optimizer.irun``, converging on max |F| ≤ fmax (eV/Å) and max |ω⊥| ≤ tmax (eV/μB)."""
@@ -297,7 +285,59 @@ class SpinLatticeOptimizer(Optimizer):
 
     def todict(self):
         return super().todict() | {"relax": self.dofs.relax, "length_scale": self.dofs.length_scale,
-                                   "max_angle": self.max_angle, "tmax": self.dofs.tmax}
+                                   "tmax": self.dofs.tmax}
+
+    def changed_outside(self) -> bool:
+        """Whether the atoms' positions, cell or spins differ from what the last step left (someone set
+        them between steps or runs): then memory of the old path no longer describes this point."""
+        if self.last_state is None:
+            return False
+        return not all(np.array_equal(a, b) for a, b in zip(self.last_state, self.dofs.get_state()))
+
+    def remember_state(self) -> None:
+        self.last_state = self.dofs.get_state()
+
+    def log(self, gradient=None):
+        """One line per step: energy (eV), max |F| (eV/Å), max |ω⊥| (eV/μB)."""
+        name = self.__class__.__name__
+        if self.nsteps == 0:
+            self.logfile.write(f"{' ' * len(name)}  {'Step':>4s} {'Time':>8s} {'Energy[eV]':>17s} "
+                               f"{'fmax[eV/A]':>11s} {'tmax[eV/muB]':>12s}\n")
+        t = time.localtime()
+        self.logfile.write(f"{name}:  {self.nsteps:4d} {t[3]:02d}:{t[4]:02d}:{t[5]:02d} "
+                           f"{self.dofs.get_value():17.8f} {self.dofs.max_force():11.6f} "
+                           f"{self.dofs.max_torque() if self.dofs.move_spins else 0.0:12.3e}\n")
+
+
+class SpinLatticeOptimizer(SpinLatticeRun, Optimizer):
+    """Base of the custom spin-lattice optimizers: DOFs, per-block step caps, evaluation count.
+
+    Parameters
+    ----------
+    atoms : ASE atoms with (N, 3) spins and a spin calculator, or a cell filter wrapping them.
+    relax : "both" (default), "spins" or "positions".
+    length_scale : ℓ, Å per radian of spin rotation.
+    maxstep : largest displacement of any position DOF in one step, Å.
+    max_angle : largest rotation of any spin in one step, rad.
+    restart, logfile, trajectory, append_trajectory, loginterval : as in ``ase.optimize``
+        (``logfile="-"`` is standard output).
+    """
+
+    def __init__(self, atoms, relax: str = "both", length_scale: float = 1.0, maxstep: float = 0.2,
+                 max_angle: float = 0.5, restart=None, logfile="-", trajectory=None, append_trajectory=False,
+                 **kwargs):
+        if not maxstep > 0 or not 0 < max_angle <= np.pi / 2:
+            raise ValueError(f"need maxstep > 0 Å and 0 < max_angle ≤ π/2 rad, got {maxstep}, {max_angle}")
+        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale)
+        self.maxstep, self.max_angle = float(maxstep), float(max_angle)
+        self.n_evaluations = 0
+        self.last_state = None
+        super().__init__(atoms, restart=restart, logfile=logfile, trajectory=trajectory,
+                         append_trajectory=append_trajectory, **kwargs)
+        self.optimizable = self.dofs
+
+    def todict(self):
+        return super().todict() | {"max_angle": self.max_angle}
 
     def evaluate(self) -> tuple[float, np.ndarray]:
         """Energy (eV) and flat gradient at the current point (one calculator call)."""
@@ -320,17 +360,6 @@ class SpinLatticeOptimizer(Optimizer):
         fraction = self.step_fraction(step)
         return step * (scale / fraction) if fraction > scale else step
 
-    def log(self, gradient=None):
-        name = self.__class__.__name__
-        if self.nsteps == 0:
-            self.logfile.write(f"{' ' * len(name)}  {'Step':>4s} {'Time':>8s} {'Energy[eV]':>17s} "
-                               f"{'fmax[eV/A]':>11s} {'tmax[eV/muB]':>12s} {'evals':>6s}\n")
-        t = time.localtime()
-        self.logfile.write(f"{name}:  {self.nsteps:4d} {t[3]:02d}:{t[4]:02d}:{t[5]:02d} "
-                           f"{self.dofs.get_value():17.8f} {self.dofs.max_force():11.6f} "
-                           f"{self.dofs.max_torque() if self.dofs.move_spins else 0.0:12.3e} "
-                           f"{self.n_evaluations:6d}\n")
-
 
 class SpinLBFGS(SpinLatticeOptimizer):
     """L-BFGS on positions × spheres with geodesic spin steps and transported memory.
@@ -345,6 +374,10 @@ class SpinLBFGS(SpinLatticeOptimizer):
         accepted energies non-increasing. A small positive value absorbs float32 round-off of
         large systems' total energies.
     max_retries : halvings of the trust radius tried within one step before giving up the step.
+
+    Positions, cell and spins set on the atoms between steps or runs make the next step start
+    afresh (memory, trust radius and initial Hessian as at construction), since the stored pairs
+    describe the landscape along the old path. The restart file keeps the state it belongs to.
     """
 
     def __init__(self, atoms, memory: int = 20, alpha: float = 70.0, energy_tolerance: float = 0.0,
@@ -360,6 +393,7 @@ class SpinLBFGS(SpinLatticeOptimizer):
         self.trust = 1.0
         self.h0 = 1.0 / self.alpha
         self.energy, self.gradient = None, None
+        self.last_state = None
 
     def read(self):
         data = self.load()
@@ -367,12 +401,15 @@ class SpinLBFGS(SpinLatticeOptimizer):
         self.steps_hist = [np.asarray(s) for s in data["steps"]]
         self.changes_hist = [np.asarray(y) for y in data["changes"]]
         self.trust, self.h0 = float(data["trust"]), float(data["h0"])
+        self.last_state = tuple(np.asarray(data[key], dtype=float) for key in ("positions", "cell", "spins"))
 
     def reset_memory(self) -> None:
         self.steps_hist.clear()
         self.changes_hist.clear()
 
     def step(self):
+        if self.changed_outside():
+            self.initialize()
         if self.energy is None:
             self.energy, self.gradient = self.evaluate()
         e0, g0 = self.energy, self.gradient
@@ -394,6 +431,7 @@ class SpinLBFGS(SpinLatticeOptimizer):
         else:  # no acceptable step down to a tiny trust radius: stay (at a minimum to within noise)
             self.dofs.set_state(state)
             self.energy, self.gradient = self.evaluate()
+            self.remember_state()
             return
         step_t, g0_t = moved[0], moved[1]
         k = len(self.steps_hist)
@@ -410,61 +448,43 @@ class SpinLBFGS(SpinLatticeOptimizer):
             self.h0 *= 2.0
         self.trust = min(1.0, 2.0 * self.trust)
         self.energy, self.gradient = e1, g1
-        self.dump({"steps": self.steps_hist, "changes": self.changes_hist, "trust": self.trust, "h0": self.h0})
+        self.remember_state()
+        positions, cell, spins = self.last_state
+        self.dump({"steps": self.steps_hist, "changes": self.changes_hist, "trust": self.trust, "h0": self.h0,
+                   "positions": positions, "cell": cell, "spins": spins})
 
 
-class SpinFIRE(SpinLatticeOptimizer):
-    """FIRE on positions × spheres (FIRE 2.0 rules: Guénolé et al., Comput. Mater. Sci. 175,
-    109584 (2020)), with geodesic spin steps and velocities transported along them.
+class SpinFIRE(SpinLatticeRun, FIRE):
+    """ASE's :class:`~ase.optimize.FIRE` on positions × spheres (a :class:`SpinLatticeOptimizable`).
 
-    Robustness: when the power P = F·v turns negative the last half step is undone, velocities
-    are zeroed and Δt is cut; every step is capped by maxstep / max_angle. Unit masses; Δt in
-    the scaled units (Å, eV) as in ASE's FIRE. Energy may rise on single steps (inertia).
+    FIRE moves the flat vector [R, ℓ ŝ]; the optimizable turns the spin block of each move into
+    geodesic rotations, so every |S_i| is kept. As in ASE, ``maxstep`` caps the norm of the whole
+    step (Å; a spin rotated by φ counts ℓ φ), unit masses, and Δt in ASE's scaled units; the energy
+    may rise on single steps (inertia). Spins, positions or cell set on the atoms between steps or
+    runs restart the inertia (velocity zero, ``dt`` and ``astart`` as at construction).
 
-    Parameters (besides those of :class:`SpinLatticeOptimizer`): dt, dtmax, Nmin, finc, fdec,
-    astart, fa as in ASE's ``FIRE``.
+    Parameters: relax, length_scale as in :class:`SpinLatticeOptimizable`; dt, maxstep, dtmax, Nmin,
+    finc, fdec, astart, fa, logfile (``"-"``: standard output), trajectory, append_trajectory as in
+    ASE's ``FIRE``. ``run(fmax=, tmax=, steps=)`` converges on forces (eV/Å) and torques (eV/μB).
     """
 
-    def __init__(self, atoms, dt: float = 0.1, dtmax: float = 1.0, Nmin: int = 5, finc: float = 1.1,
-                 fdec: float = 0.5, astart: float = 0.1, fa: float = 0.99, **kwargs):
-        if not 0 < dt <= dtmax:
-            raise ValueError(f"need 0 < dt ≤ dtmax, got dt={dt}, dtmax={dtmax}")
-        self.dt0, self.dtmax, self.Nmin = float(dt), float(dtmax), int(Nmin)
-        self.finc, self.fdec, self.astart, self.fa = float(finc), float(fdec), float(astart), float(fa)
-        super().__init__(atoms, **kwargs)
-
-    def initialize(self):
-        self.velocity, self.last_step = None, None
-        self.dt, self.a, self.n_positive = self.dt0, self.astart, 0
-
-    def read(self):
-        raise NotImplementedError("SpinFIRE keeps no restart file; start it again from the atoms")
+    def __init__(self, atoms, relax: str = "both", length_scale: float = 1.0, dt: float = 0.1,
+                 maxstep: float = 0.2, dtmax: float = 1.0, Nmin: int = 5, finc: float = 1.1, fdec: float = 0.5,
+                 astart: float = 0.1, fa: float = 0.99, logfile="-", trajectory=None, append_trajectory=False):
+        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale)
+        self.dt_start = float(dt)
+        self.last_state = None
+        super().__init__(atoms, logfile=logfile, trajectory=trajectory, dt=dt, maxstep=maxstep, dtmax=dtmax,
+                         Nmin=Nmin, finc=finc, fdec=fdec, astart=astart, fa=fa, a=astart,
+                         append_trajectory=append_trajectory)
+        self.optimizable = self.dofs
 
     def step(self):
-        _, gradient = self.evaluate()
-        force = -gradient
-        if self.velocity is None:
-            self.velocity = np.zeros_like(force)
-        power = float(force @ self.velocity)
-        if power > 0.0:
-            fnorm = np.sqrt(force @ force)
-            self.velocity = ((1.0 - self.a) * self.velocity
-                             + self.a * np.sqrt(self.velocity @ self.velocity) * force / max(fnorm, 1e-300))
-            if self.n_positive > self.Nmin:
-                self.dt = min(self.dt * self.finc, self.dtmax)
-                self.a *= self.fa
-            self.n_positive += 1
-        elif self.last_step is not None and self.nsteps > 0:
-            # overshoot: go back half of the last step and restart the inertia
-            self.dofs.move(-0.5 * self.last_step)
-            self.velocity[:] = 0.0
-            self.dt *= self.fdec
-            self.a, self.n_positive = self.astart, 0
-            _, gradient = self.evaluate()
-            force = -gradient
-        self.velocity = self.velocity + self.dt * force
-        step = self.cap(self.dt * self.velocity)
-        self.velocity, self.last_step = self.dofs.move(step, self.velocity, step)
+        if self.changed_outside():
+            # the velocity, time step and mixing FIRE adapted belong to the old path
+            self.vel, self.dt, self.a, self.Nsteps = None, self.dt_start, self.astart, 0
+        super().step()
+        self.remember_state()
 
 
 class DampedPrecession(SpinLatticeOptimizer):
@@ -474,12 +494,13 @@ class DampedPrecession(SpinLatticeOptimizer):
     :func:`damped_precession_angles`); positions move by F/alpha (Å), capped by maxstep. One
     evaluation per step, no memory. ``alpha_damp`` = λ, ``discrete_factor`` = κ, ``alpha`` in eV/Å².
 
-    The rule relies on torques with a longitudinal part (LAMMPS's effective fields have one): with
-    purely transverse torques (:class:`~ase_deepspin.hamiltonian.SpinHamiltonian`) the largest
-    rotation stays 2πλ/κ and the iteration cannot converge. κ must suit the model: with the shipped
-    NiO model (longitudinal torque ~2.5e-3 eV/μB in bulk AFM) κ = 400 converges in bulk, where κ = 80
-    and LAMMPS's default κ = 10 oscillate; on its grain boundary, whose larger torques shorten the
-    step, κ = 80 descends steadily.
+    The rule relies on torques with a longitudinal part (LAMMPS's effective fields and DeepSPIN
+    models have one): with purely transverse torques (:class:`~ase_deepspin.hamiltonian.SpinHamiltonian`)
+    the largest rotation stays 2πλ/κ and the iteration cannot converge. κ must suit the calculator:
+    near a minimum a step multiplies each mode of M⁻¹H (H the Hessian over spin angles, eV/rad²;
+    M = diag |S_i|) by 1 − 2πλ λ_k/(κ max|ω|), with max|ω| there the longitudinal torque, so the
+    iteration is stable only for κ > πλ λ_max/max|ω| and removes the stiffest mode in one step at
+    twice that. LAMMPS's default κ = 10 suits only weak stiffness against large longitudinal torques.
     """
 
     def __init__(self, atoms, alpha_damp: float = 1.0, discrete_factor: float = 10.0, alpha: float = 70.0,
@@ -498,11 +519,11 @@ class DampedPrecession(SpinLatticeOptimizer):
         if self.dofs.move_positions:
             self.dofs.split(step)[0][:] = self.dofs.target.get_forces() / self.alpha
             step = self.cap(step)  # the spin block is still zero: caps positions only
-        dspin = self.dofs.split(step)[1]
         if self.dofs.move_spins:
-            torques = self.dofs.atoms.calc.get_property("magnetic_torques", self.dofs.atoms)[self.dofs.magnetic]
-            dspin[:] = self.dofs.length_scale * damped_precession_angles(self.dofs.unit, torques, self.alpha_damp,
-                                                                         self.discrete_factor)
+            magnetic, unit, _ = self.dofs.magnetic_spins()
+            torques = self.dofs.atoms.calc.get_property("magnetic_torques", self.dofs.atoms)[magnetic]
+            self.dofs.split(step)[1][:] = self.dofs.length_scale * damped_precession_angles(
+                unit, torques, self.alpha_damp, self.discrete_factor)
         self.dofs.move(step)
 
 

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..version import __version__
 from .deepspin import DeepSpinModel, ModelConfig
 
 __all__ = [
@@ -331,8 +332,6 @@ def _zeroed(d: dict) -> dict:
 
 def dp_dict_from_model(model: DeepSpinModel) -> dict:
     """DeePMD-kit 3.x serialized dictionary (PyTorch-backend layout) of a native model, float64."""
-    from .. import __version__
-
     cfg = model.config
     if cfg.spin_baseline is not None:
         raise DeepMDFormatError("this model has a spin baseline (ModelConfig.spin_baseline), which DeePMD-kit "

@@ -8,11 +8,12 @@ summed over the six spline columns c = b_j + l that edge j touches.
 
 In plain torch each stage (norm, switch, standardisation, interval search, spline weights, the
 scatter into A) is a separate pass over all edges that writes an [E, ...] intermediate, and
-autograd walks them back one by one. Here one parallel loop over centres computes A straight
-from the edge vectors, and one loop computes ∂L/∂v_j from Q = ∂L/∂T Cᵀ by the chain rule
-written out: edges are read twice in all and nothing per edge is stored. The result is the same
-function as the torch path (to rounding), with first derivatives only: training, which
-differentiates forces again, uses the torch path.
+autograd walks them back one by one. Here one loop over centres computes A straight from the
+edge vectors, and one loop computes ∂L/∂v_j from Q = ∂L/∂T Cᵀ by the chain rule written out:
+edges are read twice in all and nothing per edge is stored. The result is the same function as
+the torch path (to rounding), with first derivatives only: training, which differentiates forces
+again, uses the torch path. Both loops run serially on small inputs and in parallel on large ones
+(:mod:`~ase_deepspin.threads`).
 
 On GPUs the torch path runs.
 """
@@ -21,18 +22,14 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
 
+from ..threads import Kernel
+
 DEGREE = 5
 ENABLED = True  # False evaluates tabulated moments by the torch path everywhere (for comparisons)
-
-
-def match_threads():
-    """Run numba's loops on as many threads as torch uses (``torch.set_num_threads``)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
 def usable(tensor: torch.Tensor, twice_differentiable: bool) -> bool:
@@ -89,7 +86,7 @@ def _spline_weight(polynomials, b, col, tau):
     return w * tau + polynomials[b, col, 0], dw
 
 
-@njit(parallel=True, cache=True)
+@Kernel
 def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, scattered, outside):
     """A[r, k, c] += w_l(τ) d_k over the edges of each centre r (edges start[r]..start[r+1])."""
     lower, upper = knots[0], knots[knots.shape[0] - 1]
@@ -109,7 +106,7 @@ def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, 
                 scattered[r, 3, b + col] += w * d3
 
 
-@njit(parallel=True, cache=True)
+@Kernel
 def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, q_rows, outside,
                             grad_vectors):
     """∂L/∂v_e from Q[r, k, c] = Σ_m ∂L/∂T[r, k, m] C[c, m], by the chain rule through the row."""
@@ -158,8 +155,7 @@ class FusedMoment(torch.autograd.Function):
         n_rank, n_cols = len(start) - 1, coefficients.shape[0]
         scattered = vectors.new_zeros(n_rank, 4, n_cols)
         outside = torch.zeros(len(vectors), dtype=torch.bool)
-        match_threads()
-        _moment_kernel(vectors.numpy(), start.numpy(), constants["knots"], constants["polynomials"],
+        _moment_kernel(n_rank, vectors.numpy(), start.numpy(), constants["knots"], constants["polynomials"],
                        constants["geometry"], constants["mean"], constants["inv_std"], scattered.numpy(),
                        outside.numpy())
         moment = (scattered.view(n_rank * 4, n_cols) @ coefficients).view(n_rank, 4, -1)
@@ -176,9 +172,9 @@ class FusedMoment(torch.autograd.Function):
         n_rank = len(start) - 1
         q_rows = (grad.reshape(n_rank * 4, -1) @ coefficients.T).view(n_rank, 4, -1)
         grad_vectors = torch.empty_like(vectors)
-        match_threads()
-        _moment_gradient_kernel(vectors.numpy(), start.numpy(), c["knots"], c["polynomials"], c["geometry"],
-                                c["mean"], c["inv_std"], q_rows.numpy(), outside.numpy(), grad_vectors.numpy())
+        _moment_gradient_kernel(n_rank, vectors.numpy(), start.numpy(), c["knots"], c["polynomials"],
+                                c["geometry"], c["mean"], c["inv_std"], q_rows.numpy(), outside.numpy(),
+                                grad_vectors.numpy())
         return grad_vectors, None, None, None
 
 

@@ -1,0 +1,237 @@
+"""Package structure (no import cycle among ase_deepspin's modules, the calculator imported only by the
+entry points, leaf modules for threads and version) and the thread policy of the compiled kernels
+(one thread for small inputs, several for large ones, identical results either way)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+import ase_deepspin
+from ase_deepspin import compress_model, threads
+from ase_deepspin.model import fused
+from ase_deepspin.neighbors import _count_edges, _fill_edges, build_neighbor_list
+from conftest import small_model
+
+PACKAGE_DIR = Path(ase_deepspin.__file__).parent
+PACKAGE = "ase_deepspin"
+
+
+def package_modules() -> dict[str, Path]:
+    """Dotted module name -> file for every module of the package (``pkg`` for ``pkg/__init__.py``)."""
+    modules = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = (PACKAGE,) + path.relative_to(PACKAGE_DIR).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Package modules that module ``name`` imports anywhere in its file (functions included).
+
+    ``from X import y`` imports the submodule ``X.y`` when that is a module of the package,
+    otherwise (a name defined in X) the module ``X`` itself. Relative imports resolve against the
+    module's package; parent packages that Python initialises along the way are not counted.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module
+            for alias in node.names:
+                found.add(f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source)
+    return {m for m in found if m in modules and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = package_modules()
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a closed path [a, b, ..., a], or None (iterative depth-first search)."""
+    state = {}  # absent: unvisited, 1: on the current path, 2: done
+    for root in sorted(graph):
+        if root in state:
+            continue
+        path, stack = [root], [iter(sorted(graph[root]))]
+        state[root] = 1
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                return path[path.index(child):] + [child]
+            elif child not in state:
+                state[child] = 1
+                path.append(child)
+                stack.append(iter(sorted(graph[child])))
+    return None
+
+
+def test_cycle_finder_reports_a_circle_and_accepts_a_tree():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_relative_imports_resolve_to_submodules_and_packages(tmp_path):
+    modules = {"ase_deepspin": None, "ase_deepspin.model": None, "ase_deepspin.model.fused": None,
+               "ase_deepspin.model.deepspin": None, "ase_deepspin.threads": None, "ase_deepspin.version": None}
+    source = tmp_path / "deepspin.py"
+    source.write_text("from . import fused\nfrom ..threads import Kernel\n"
+                      "def f():\n    from .. import __version__\n    import ase_deepspin.version\n")
+    assert imported_modules("ase_deepspin.model.deepspin", source, modules) == {
+        "ase_deepspin.model.fused", "ase_deepspin.threads", "ase_deepspin", "ase_deepspin.version"}
+
+
+def test_no_two_package_modules_import_each_other():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_calculator_is_imported_only_by_the_package_entry_points():
+    importers = {name for name, imports in import_graph().items() if f"{PACKAGE}.calculator" in imports}
+    allowed = {PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.evaluate"}
+    assert importers <= allowed, f"modules importing ase_deepspin.calculator: {sorted(importers - allowed)}"
+
+
+def test_leaf_modules_import_no_package_module():
+    graph = import_graph()
+    for leaf in (f"{PACKAGE}.threads", f"{PACKAGE}.version"):
+        assert graph[leaf] == set(), f"{leaf} imports {sorted(graph[leaf])}"
+    model_modules = {m for m in graph[f"{PACKAGE}.neighbors"] if m.split(".")[:2] == [PACKAGE, "model"]}
+    assert model_modules == set(), f"the neighbour list imports {sorted(model_modules)}"
+
+
+def test_version_matches_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = PACKAGE_DIR.parent / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("installed without its source tree")
+    assert ase_deepspin.__version__ == tomllib.loads(pyproject.read_text())["project"]["version"]
+
+
+# thread policy of the compiled kernels
+
+NEIGHBOR_LOOPS = (_count_edges, _fill_edges)
+MOMENT_LOOPS = (fused._moment_kernel, fused._moment_gradient_kernel)
+
+
+@pytest.fixture
+def two_threads():
+    """torch (and so the kernels' parallel path) on two threads for the test, then as before."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread on this machine")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def record_threads(monkeypatch, kernels) -> list[int]:
+    """Numba's thread count at each call of the compiled loops of ``kernels``, appended as they run."""
+    seen = []
+    for kernel in kernels:
+        def spy(*args, compiled=kernel.compiled):
+            seen.append(numba.get_num_threads())
+            return compiled(*args)
+        monkeypatch.setattr(kernel, "compiled", spy)
+    return seen
+
+
+def random_periodic_system(n_atoms: int, seed: int = 0):
+    """Random positions at NiO's density (0.11 Å⁻³) in a triclinic cell, pseudo-atoms on half the atoms."""
+    rng = np.random.default_rng(seed)
+    cell = (n_atoms / 0.11) ** (1 / 3) * (np.eye(3) + rng.normal(scale=0.05, size=(3, 3)))
+    positions = rng.uniform(size=(n_atoms, 3)) @ cell
+    offsets = np.where((np.arange(n_atoms) % 2 == 0)[:, None], rng.normal(scale=0.3, size=(n_atoms, 3)), 0.0)
+    return positions, cell, offsets
+
+
+def neighbor_list_of(positions, cell, offsets):
+    return build_neighbor_list(positions, cell, True, offsets, cutoff=5.0)
+
+
+@pytest.fixture(scope="module")
+def table():
+    """The first table of a compressed small model: its coefficients, fused constants and the model's rcut (Å)."""
+    model = compress_model(small_model())
+    cfg = model.config
+    constants = fused.table_constants(model.tables[0], model.env_mean[0], model.env_std[0],
+                                      (cfg.rcut_smth, cfg.rcut, cfg.env_protection))
+    return model.tables[0].coefficients, constants, cfg.rcut
+
+
+def moment_and_gradient(table, n_centres: int, edges_per_centre: int = 40):
+    """T and ∂(Σ T²)/∂v of ``table`` for random edges grouped by centre, and the mask of edges outside it."""
+    coefficients, constants, rcut = table
+    gen = torch.Generator().manual_seed(1)
+    n_edges = n_centres * edges_per_centre
+    directions = torch.nn.functional.normalize(torch.randn(n_edges, 3, generator=gen, dtype=torch.float64), dim=1)
+    lengths = 0.3 + (rcut - 0.3) * torch.rand(n_edges, 1, generator=gen, dtype=torch.float64)  # some < 0.5 Å
+    vectors = (directions * lengths).requires_grad_(True)
+    start = torch.arange(n_centres + 1) * edges_per_centre
+    moment, outside = fused.FusedMoment.apply(vectors, start, coefficients, constants)
+    (moment ** 2).sum().backward()
+    return moment.detach(), outside, vectors.grad
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_small_inputs_run_the_kernels_on_one_thread_and_large_ones_on_torchs(monkeypatch, two_threads, table, large):
+    before = numba.get_num_threads()
+    seen = record_threads(monkeypatch, NEIGHBOR_LOOPS + MOMENT_LOOPS)
+    size = 2 * threads.SERIAL_BELOW if large else 16  # atoms of the neighbour list, centres of the moment
+    neighbor_list_of(*random_periodic_system(size))
+    moment_and_gradient(table, size)
+    assert seen == [2 if large else 1] * 4
+    assert numba.get_num_threads() == before  # the caller's setting is left as it was
+
+
+def test_the_threshold_can_be_moved(monkeypatch, two_threads):
+    seen = record_threads(monkeypatch, NEIGHBOR_LOOPS)
+    system = random_periodic_system(16)
+    monkeypatch.setattr(threads, "SERIAL_BELOW", 0)
+    neighbor_list_of(*system)
+    monkeypatch.setattr(threads, "SERIAL_BELOW", 17)
+    neighbor_list_of(*system)
+    assert seen == [2, 2, 1, 1]
+
+
+def test_neighbor_lists_are_identical_on_one_and_two_threads(monkeypatch, two_threads):
+    seen = record_threads(monkeypatch, NEIGHBOR_LOOPS)
+    system = random_periodic_system(2000)
+    monkeypatch.setattr(threads, "SERIAL_BELOW", 10**9)
+    serial = neighbor_list_of(*system)
+    monkeypatch.setattr(threads, "SERIAL_BELOW", 0)
+    parallel = neighbor_list_of(*system)
+    assert seen == [1, 1, 2, 2]
+    assert len(serial) > 100_000
+    for name in ("centers", "neighbors", "shifts", "pseudo", "offsets"):
+        assert np.array_equal(getattr(serial, name), getattr(parallel, name)), name
+
+
+def test_fused_moments_are_identical_on_one_and_two_threads(monkeypatch, two_threads, table):
+    seen = record_threads(monkeypatch, MOMENT_LOOPS)
+    monkeypatch.setattr(threads, "SERIAL_BELOW", 10**9)
+    serial = moment_and_gradient(table, 500)
+    monkeypatch.setattr(threads, "SERIAL_BELOW", 0)
+    parallel = moment_and_gradient(table, 500)
+    assert seen == [1, 1, 2, 2]
+    assert serial[1].any() and not serial[1].all()  # edges inside and outside the table
+    for a, b in zip(serial, parallel):
+        assert torch.equal(a, b)

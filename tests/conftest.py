@@ -1,5 +1,6 @@
 """Shared fixtures: small seeded models with realistic statistics, real NiO frames."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,10 @@ from ase_deepspin.system import model_inputs
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NIO_DATA = SHARED_DATA / "nio-deltaspin"
 needs_nio_data = pytest.mark.skipif(not NIO_DATA.is_dir(), reason="../shared/data/nio-deltaspin not present")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # parallel test workers already fill the cores: more threads per worker would only contend
+    torch.set_num_threads(1)
 
 
 def small_model(seed: int = 3, dtype=torch.float64, **overrides) -> DeepSpinModel:

@@ -9,19 +9,16 @@ from ase_deepspin.neighbors import build_neighbor_list
 
 
 def brute_force(positions, cell, pbc, offsets, cutoff):
+    """Every (i, j, shift, pseudo) within ``cutoff``, testing each pair in a generous block of images."""
     reps = [int(np.ceil((cutoff + np.abs(offsets).max() * 2) / 1.0)) + 3 if p else 0 for p in pbc]
-    edges = set()
+    shifts = np.array(list(itertools.product(*[range(-r, r + 1) for r in reps])))  # [K, 3]
+    d = positions[None, None, :, :] + (shifts @ cell)[:, None, None, :] - positions[None, :, None, :]  # [K, i, j, 3]
     n = len(positions)
-    for shift in itertools.product(*[range(-r, r + 1) for r in reps]):
-        image = positions + np.array(shift) @ cell
-        for i in range(n):
-            for j in range(n):
-                d = image[j] - positions[i]
-                if (i != j or any(shift)) and np.linalg.norm(d) < cutoff:
-                    edges.add((i, j, shift, False))
-                if offsets[j].any() and np.linalg.norm(d + offsets[j]) < cutoff:
-                    edges.add((i, j, shift, True))
-    return edges
+    self_pair = (np.abs(shifts).sum(axis=1) == 0)[:, None, None] & np.eye(n, dtype=bool)[None]
+    real = (np.linalg.norm(d, axis=-1) < cutoff) & ~self_pair
+    image = (np.linalg.norm(d + offsets[None, None, :, :], axis=-1) < cutoff) & offsets.any(axis=1)[None, None, :]
+    return {(int(i), int(j), tuple(int(s) for s in shifts[k]), is_pseudo)
+            for is_pseudo, mask in ((False, real), (True, image)) for k, i, j in zip(*np.nonzero(mask))}
 
 
 def as_set(nl):

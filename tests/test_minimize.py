@@ -6,6 +6,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.morse import MorsePotential
+from vesin import ase_neighbor_list
 from ase.filters import FrechetCellFilter
 from scipy.optimize import brentq
 
@@ -118,7 +119,7 @@ BETHE_SLATER = BetheSlater(alpha=0.05, gamma=0.2, delta=1.9, cutoff=3.6)
 def dimer(r, angle):
     atoms = Atoms("Fe2", positions=[[8, 8, 8], [8 + r, 8, 8]], cell=[20, 20, 20], pbc=False)
     atoms.set_initial_magnetic_moments([[0, 0, 2.0], [2.0 * np.sin(angle), 0, 2.0 * np.cos(angle)]])
-    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): BETHE_SLATER}, lattice=MorsePotential(**MORSE))
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): BETHE_SLATER}, lattice=MorsePotential(neighbor_list=ase_neighbor_list, **MORSE))
     return atoms
 
 
@@ -162,7 +163,7 @@ def frustrated_bcc(seed=0):
     atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): BetheSlater(alpha=0.03, gamma=0.2, delta=1.9, cutoff=3.6)},
                                  dmi={("Fe", "Fe"): DMI(D=0.004, cutoff=2.7, rule="interfacial")},
                                  anisotropy={"Fe": Anisotropy(K=0.001, axis=(1, 1, 0))},
-                                 lattice=MorsePotential(epsilon=0.4, r0=2.48, rho0=6.0, rcut1=1.5, rcut2=1.8))
+                                 lattice=MorsePotential(neighbor_list=ase_neighbor_list, epsilon=0.4, r0=2.48, rho0=6.0, rcut1=1.5, rcut2=1.8))
     return atoms
 
 

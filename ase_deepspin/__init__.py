@@ -5,4 +5,4 @@ from .model import DeepSpinModel, ModelConfig, ModelFileError, compress_model, l
 from .version import __version__
 
 __all__ = ["DeepSpinCalculator", "DeepSpinModel", "ModelConfig", "ModelFileError", "compress_model", "load_model",
-           "pretrained_models", "save_model"]
+           "pretrained_models", "save_model", "__version__"]

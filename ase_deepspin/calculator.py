@@ -127,8 +127,7 @@ class DeepSpinCalculator(Calculator):
                                max_edges_per_chunk=max_edges_per_chunk)
 
     def _graph(self, atoms):
-        graph, spins = atoms_graph(self.model, atoms, self.device, search=self.neighbor_search)
-        return graph, spins
+        return atoms_graph(self.model, atoms, self.device, search=self.neighbor_search)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -136,7 +135,7 @@ class DeepSpinCalculator(Calculator):
         periodic = bool(atoms.pbc.all())
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
-        graph, _ = self._graph(atoms)
+        graph = self._graph(atoms)
         out = self.model(**graph.inputs(), virial=periodic, max_edges_per_chunk=self.max_edges_per_chunk)
         energy = float(out["energy"].sum())
         self.results = {
@@ -166,7 +165,7 @@ class DeepSpinCalculator(Calculator):
         vectors = np.asarray(vectors, dtype=np.float64)
         if vectors.ndim != 3 or vectors.shape[1:] != (len(atoms), 3):
             raise ValueError(f"vectors must have shape [K, {len(atoms)}, 3], got {vectors.shape}")
-        graph, _ = self._graph(atoms)
+        graph = self._graph(atoms)
         spins = graph.spins.clone().requires_grad_(True)
         inputs = graph.inputs() | {"spins": spins}
         torques = self.model(**inputs, forces=False, create_graph=True)["torques"]

@@ -47,14 +47,20 @@ def symbol_types(symbols, type_map: list[str], where: str = "") -> np.ndarray:
     return np.array([index[str(s)] for s in symbols], dtype=np.int64)
 
 
+def known_types(numbers, type_map: list[str]) -> np.ndarray:
+    """:func:`type_indices` of atomic ``numbers``; raises naming the elements not in ``type_map``."""
+    types = type_indices(numbers, type_map)
+    if (types < 0).any():
+        unknown = sorted({chemical_symbols[z] for z in np.unique(np.asarray(numbers)[types < 0])})
+        raise ValueError(f"elements {unknown} are not in the model's type_map {type_map}")
+    return types
+
+
 def check_structure(atoms, type_map: list[str]) -> np.ndarray:
     """Type indices of ``atoms``; raises on unknown elements, no atoms, non-finite coordinates, singular cells."""
     if len(atoms) == 0:
         raise ValueError("the structure has no atoms")
-    types = type_indices(atoms.numbers, type_map)
-    if (types < 0).any():
-        unknown = sorted({chemical_symbols[z] for z in np.unique(atoms.numbers[types < 0])})
-        raise ValueError(f"elements {unknown} are not in the model's type_map {type_map}")
+    types = known_types(atoms.numbers, type_map)
     if not np.isfinite(atoms.positions).all():
         raise ValueError("positions contain NaN or inf")
     cell = np.asarray(atoms.cell)
@@ -115,23 +121,23 @@ def read_spins(atoms, type_map: list[str] | None = None, magnetic=None) -> np.nd
     decided by element (see :func:`validate_spins`); otherwise an atom is magnetic when its
     moment is non-zero. Atoms without moments read as zeros (an error if any type is magnetic).
     """
-    n = len(atoms)
-    symbols = np.asarray(atoms.get_chemical_symbols())
     is_magnetic = None
     if isinstance(magnetic, (set, frozenset)):
-        is_magnetic = np.isin(symbols, sorted(magnetic)) if magnetic else None
+        is_magnetic = np.isin(atoms.get_chemical_symbols(), sorted(magnetic)) if magnetic else None
     elif magnetic is not None:
-        types = type_indices(atoms.numbers, type_map)
-        if (types < 0).any():
-            raise ValueError(f"elements {sorted(set(symbols[types < 0].tolist()))} are not in the model's "
-                             f"type_map {type_map}")
-        is_magnetic = np.asarray(magnetic, dtype=bool)[types]
+        is_magnetic = np.asarray(magnetic, dtype=bool)[known_types(atoms.numbers, type_map)]
+    return _atoms_spins(atoms, is_magnetic)
+
+
+def _atoms_spins(atoms, is_magnetic: np.ndarray | None) -> np.ndarray:
+    """The initial magnetic moments of ``atoms`` checked by :func:`validate_spins` (zeros if it has none)."""
+    symbols = np.asarray(atoms.get_chemical_symbols())
     if not atoms.has("initial_magmoms"):
         if is_magnetic is not None and is_magnetic.any():
             raise ValueError("atoms carry no spins: set (N, 3) moments in μB with "
                              "atoms.set_initial_magnetic_moments(...) for the magnetic elements "
                              f"{sorted(set(symbols[is_magnetic].tolist()))}")
-        return np.zeros((n, 3))
+        return np.zeros((len(atoms), 3))
     return validate_spins(atoms.get_initial_magnetic_moments(), is_magnetic, symbols)
 
 
@@ -176,9 +182,6 @@ class Graph:
         """Keyword arguments of :meth:`DeepSpinModel.forward`."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def __len__(self) -> int:
-        return len(self.positions)
-
     @property
     def n_edges(self) -> int:
         return len(self.centers)
@@ -220,12 +223,12 @@ def model_graph(model, positions, cell, pbc, types, spins, device="cpu",
     return build_graph(positions, cell, pbc, types, spins, cfg.virtual_scale, cfg.rcut, device, model.dtype, search)
 
 
-def atoms_graph(model, atoms, device="cpu", search: NeighborSearch | None = None) -> tuple[Graph, np.ndarray]:
-    """Checked graph of ``atoms`` for ``model`` and its validated spins [N, 3] μB."""
+def atoms_graph(model, atoms, device="cpu", search: NeighborSearch | None = None) -> Graph:
+    """Graph of ``atoms`` for ``model``, its structure and spins checked (:func:`check_structure`, :func:`read_spins`)."""
     cfg = model.config
     types = check_structure(atoms, cfg.type_map)
-    spins = read_spins(atoms, cfg.type_map, cfg.magnetic)
-    return model_graph(model, atoms.positions, atoms.cell.array, atoms.pbc, types, spins, device, search), spins
+    spins = _atoms_spins(atoms, np.asarray(cfg.magnetic, dtype=bool)[types])
+    return model_graph(model, atoms.positions, atoms.cell.array, atoms.pbc, types, spins, device, search)
 
 
 def model_inputs(model, positions, cell, pbc, types, spins, device="cpu", search: NeighborSearch | None = None) -> dict:

@@ -583,7 +583,7 @@ class NEBResults:
         ax = scaled.plot(ax=figure.add_subplot())
         ax.set_xlabel(label)
         ax.set_ylabel(ylabel)
-        ax.set_title(f"barrier {energy_scale * self.fit_barrier:.4g}, ΔE {energy_scale * self.reaction_energy:.4f} "
+        ax.set_title(f"barrier {energy_scale * fit.fit_energies.max():.4g}, ΔE {energy_scale * self.reaction_energy:.4f} "
                      f"({ylabel})", fontsize=10)
         figure.savefig(path, dpi=120)
         return Path(path)

@@ -152,10 +152,11 @@ class SpinLatticeOptimizable(Optimizable):
         return self
 
     # -- state (all of it in the atoms)
-    def magnetic_spins(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Indices [M] of the magnetic atoms, their unit spins ŝ [M, 3] and moments |S| [M] (μB), read
-        from the atoms."""
-        spins = self.atoms.get_initial_magnetic_moments()
+    def magnetic_spins(self, spins: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Indices [M] of the magnetic atoms, their unit spins ŝ [M, 3] and moments |S| [M] (μB), of
+        ``spins`` [N, 3] (μB; default: read from the atoms)."""
+        if spins is None:
+            spins = self.atoms.get_initial_magnetic_moments()
         magnetic = np.flatnonzero(magnetic_mask(spins))
         unit, moments = unit_vectors(spins[magnetic])
         return magnetic, unit, moments
@@ -187,8 +188,7 @@ class SpinLatticeOptimizable(Optimizable):
         if not self.move_spins:
             return out
         spins = self.atoms.get_initial_magnetic_moments()
-        magnetic = np.flatnonzero(magnetic_mask(spins))
-        unit, moments = unit_vectors(spins[magnetic])
+        magnetic, unit, moments = self.magnetic_spins(spins)
         rotated = geodesic_rotate(unit, dspin / self.length_scale, *(self.split(v)[1] for v in vectors))
         for o, r in zip(out, rotated[1:]):
             self.split(o)[1][:] = r
@@ -271,7 +271,7 @@ class SpinLatticeRun:
     """
 
     dofs: SpinLatticeOptimizable
-    last_state: tuple | None  # positions, cell and spins after the last step, for changed_outside
+    last_state: tuple | None = None  # positions, cell and spins after the last step, for changed_outside
 
     def irun(self, fmax: float = 0.05, tmax: float = 1e-3, steps: int = 100_000_000):
         """As ``Optimizer.irun``, converging on max |F| ≤ fmax (eV/Å) and max |ω⊥| ≤ tmax (eV/μB)."""
@@ -331,7 +331,6 @@ class SpinLatticeOptimizer(SpinLatticeRun, Optimizer):
         self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale)
         self.maxstep, self.max_angle = float(maxstep), float(max_angle)
         self.n_evaluations = 0
-        self.last_state = None
         super().__init__(atoms, restart=restart, logfile=logfile, trajectory=trajectory,
                          append_trajectory=append_trajectory, **kwargs)
         self.optimizable = self.dofs
@@ -473,7 +472,6 @@ class SpinFIRE(SpinLatticeRun, FIRE):
                  astart: float = 0.1, fa: float = 0.99, logfile="-", trajectory=None, append_trajectory=False):
         self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale)
         self.dt_start = float(dt)
-        self.last_state = None
         super().__init__(atoms, logfile=logfile, trajectory=trajectory, dt=dt, maxstep=maxstep, dtmax=dtmax,
                          Nmin=Nmin, finc=finc, fdec=fdec, astart=astart, fa=fa, a=astart,
                          append_trajectory=append_trajectory)

@@ -58,6 +58,7 @@ def build_neighbor_list(
     pbc,
     pseudo_offsets: np.ndarray,
     cutoff: float,
+    both_signs: bool = False,
 ) -> NeighborList:
     """All real and pseudo-atom neighbours within ``cutoff`` of every real atom.
 
@@ -71,13 +72,17 @@ def build_neighbor_list(
         (exactly zero rows only, so a magnetic atom must have a non-zero spin).
     cutoff : float, Å
         Strict cutoff: pairs with distance ``< cutoff`` are kept.
+    both_signs : bool
+        Also keep a pseudo-atom edge when only its time-reversed image ``R_j − eta_j S_j`` lies
+        within the cutoff (models symmetrised under S → −S evaluate both images on one list;
+        an image beyond the cutoff contributes as an empty slot).
 
     Works for periodic, mixed and open boundaries and for cells smaller than twice the cutoff
     (a neighbour may then appear several times with different shifts, including the centre's
     own periodic images). Raises ValueError if an atom overlaps another atom or a pseudo-atom.
     For repeated calls on slowly changing structures use :class:`NeighborSearch`.
     """
-    return NeighborSearch(cutoff, skin=0.0)(positions, cell, pbc, pseudo_offsets)
+    return NeighborSearch(cutoff, skin=0.0)(positions, cell, pbc, pseudo_offsets, both_signs)
 
 
 class NeighborSearch:
@@ -101,7 +106,8 @@ class NeighborSearch:
         self._candidates = None
         self.n_searches = 0
 
-    def __call__(self, positions, cell, pbc, pseudo_offsets) -> NeighborList:
+    def __call__(self, positions, cell, pbc, pseudo_offsets, both_signs: bool = False) -> NeighborList:
+        """Edges as :func:`build_neighbor_list` returns them (same arguments)."""
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         cell = np.ascontiguousarray(cell, dtype=np.float64)
         pseudo_offsets = np.ascontiguousarray(pseudo_offsets, dtype=np.float64)
@@ -110,7 +116,8 @@ class NeighborSearch:
         candidates = self._candidates_for(positions, cell, pbc, longest)
         start, j, shifts, box = candidates["start"], candidates["j"], candidates["shifts"], candidates["box"]
         n_atoms = len(positions)
-        counts, overlap = _count_edges(n_atoms, positions, pseudo_offsets, start, j, shifts, box, self.cutoff)
+        counts, overlap = _count_edges(n_atoms, positions, pseudo_offsets, start, j, shifts, box, self.cutoff,
+                                       bool(both_signs))
         overlapping = np.flatnonzero(overlap >= 0)
         if len(overlapping):
             atom = int(overlapping[0])
@@ -123,8 +130,8 @@ class NeighborSearch:
         nl = NeighborList(np.empty(n_edges, dtype=np.int64), np.empty(n_edges, dtype=np.int64),
                           np.empty((n_edges, 3), dtype=np.int64), np.empty(n_edges, dtype=bool),
                           np.empty((n_edges, 3), dtype=np.float64))
-        _fill_edges(n_atoms, positions, pseudo_offsets, start, j, shifts, box, self.cutoff, first_edge,
-                    nl.centers, nl.neighbors, nl.shifts, nl.pseudo, nl.offsets)
+        _fill_edges(n_atoms, positions, pseudo_offsets, start, j, shifts, box, self.cutoff, bool(both_signs),
+                    first_edge, nl.centers, nl.neighbors, nl.shifts, nl.pseudo, nl.offsets)
         return nl
 
     def _candidates_for(self, positions, cell, pbc, longest) -> dict:
@@ -178,15 +185,19 @@ def _lattice(box, shift, x):
 
 
 @njit(cache=True, inline="always")
-def _classify(positions, offsets, box, a, b, shift, cutoff2):
+def _classify(positions, offsets, box, a, b, shift, cutoff2, both_signs):
     """For the candidate (a, b, shift) with vector R_b + n·box − R_a: whether atom b and whether its
-    pseudo-atom lie within the cutoff, and whether either overlaps centre a."""
+    pseudo-atom (or, with ``both_signs``, its mirror R_b − eta S_b) lie within the cutoff, and whether
+    either overlaps centre a."""
     vx = positions[b, 0] - positions[a, 0] + _lattice(box, shift, 0)
     vy = positions[b, 1] - positions[a, 1] + _lattice(box, shift, 1)
     vz = positions[b, 2] - positions[a, 2] + _lattice(box, shift, 2)
     d2 = vx * vx + vy * vy + vz * vz
     px, py, pz = vx + offsets[b, 0], vy + offsets[b, 1], vz + offsets[b, 2]
     p2 = px * px + py * py + pz * pz
+    if both_signs:
+        mx, my, mz = vx - offsets[b, 0], vy - offsets[b, 1], vz - offsets[b, 2]
+        p2 = min(p2, mx * mx + my * my + mz * mz)
     magnetic = offsets[b, 0] != 0.0 or offsets[b, 1] != 0.0 or offsets[b, 2] != 0.0
     real, image = d2 < cutoff2, magnetic and p2 < cutoff2
     return real, image, real and d2 < 1e-12, image and p2 < 1e-12
@@ -200,7 +211,7 @@ def _has_own_edge(offsets, a, cutoff2):
 
 
 @Kernel
-def _count_edges(positions, offsets, start, j, shifts, box, cutoff):
+def _count_edges(positions, offsets, start, j, shifts, box, cutoff, both_signs):
     """Edges per centre (own pseudo-atom, real and pseudo neighbours) and, per centre, the first
     overlapping partner (an atom b as b, the pseudo-atom of b as N + b; −1 if none)."""
     n_atoms = len(positions)
@@ -211,7 +222,8 @@ def _count_edges(positions, offsets, start, j, shifts, box, cutoff):
         n = 1 if _has_own_edge(offsets, a, cutoff2) else 0
         for k in range(start[a], start[a + 1]):
             b = j[k]
-            real, image, real_overlap, image_overlap = _classify(positions, offsets, box, a, b, shifts[k], cutoff2)
+            real, image, real_overlap, image_overlap = _classify(positions, offsets, box, a, b, shifts[k], cutoff2,
+                                                                 both_signs)
             n += real + image
             if real_overlap and overlap[a] < 0:
                 overlap[a] = b
@@ -222,8 +234,8 @@ def _count_edges(positions, offsets, start, j, shifts, box, cutoff):
 
 
 @Kernel
-def _fill_edges(positions, offsets, start, j, shifts, box, cutoff, first_edge, centers, neighbors, edge_shifts,
-                pseudo, edge_offsets):
+def _fill_edges(positions, offsets, start, j, shifts, box, cutoff, both_signs, first_edge, centers, neighbors,
+                edge_shifts, pseudo, edge_offsets):
     """Write each centre's edges from ``first_edge[a]``: own pseudo-atom first, then per candidate
     its real neighbour and its pseudo-atom (the tests of :func:`_count_edges`)."""
     cutoff2 = cutoff * cutoff
@@ -237,7 +249,7 @@ def _fill_edges(positions, offsets, start, j, shifts, box, cutoff, first_edge, c
             e += 1
         for k in range(start[a], start[a + 1]):
             b = j[k]
-            real, image, _, _ = _classify(positions, offsets, box, a, b, shifts[k], cutoff2)
+            real, image, _, _ = _classify(positions, offsets, box, a, b, shifts[k], cutoff2, both_signs)
             for is_pseudo, keep in ((False, real), (True, image)):
                 if keep:
                     centers[e], neighbors[e], pseudo[e] = a, b, is_pseudo

@@ -188,24 +188,26 @@ class Graph:
 
 
 def build_graph(positions, cell, pbc, types, spins, virtual_scale, rcut: float, device="cpu",
-                dtype: torch.dtype = torch.float64, search: NeighborSearch | None = None) -> Graph:
+                dtype: torch.dtype = torch.float64, search: NeighborSearch | None = None,
+                both_signs: bool = False) -> Graph:
     """Neighbour list of real and pseudo-atoms and the model's input tensors (one frame, NumPy in).
 
     positions [N, 3] Å, cell [3, 3] Å, pbc, types [N] ints into the model's type map, spins
     [N, 3] μB, ``virtual_scale`` η per type (Å/μB), ``rcut`` Å. Raises if an atom overlaps another
     atom or a pseudo-atom. ``search`` (a :class:`~ase_deepspin.neighbors.NeighborSearch` with
     cutoff ``rcut``) reuses pair candidates across calls; by default a fresh search is made.
+    ``both_signs`` keeps pseudo-atom edges within ``rcut`` for S or −S (time-reversal-symmetric models).
     """
     types = np.asarray(types, dtype=np.int64)
     spins = np.asarray(spins, dtype=np.float64)
     eta = np.asarray(virtual_scale, dtype=np.float64)[types]
     pseudo_offsets = eta[:, None] * spins
     if search is None:
-        nl = build_neighbor_list(positions, cell, pbc, pseudo_offsets, rcut)
+        nl = build_neighbor_list(positions, cell, pbc, pseudo_offsets, rcut, both_signs)
     elif search.cutoff != rcut:
         raise ValueError(f"neighbour search cutoff {search.cutoff} Å differs from the model's rcut {rcut} Å")
     else:
-        nl = search(positions, cell, pbc, pseudo_offsets)
+        nl = search(positions, cell, pbc, pseudo_offsets, both_signs)
 
     def tensor(x, dt):
         return torch.as_tensor(x, dtype=dt, device=device)
@@ -218,9 +220,10 @@ def build_graph(positions, cell, pbc, types, spins, virtual_scale, rcut: float, 
 
 def model_graph(model, positions, cell, pbc, types, spins, device="cpu",
                 search: NeighborSearch | None = None) -> Graph:
-    """:func:`build_graph` with a model's virtual scales, cutoff and dtype."""
+    """:func:`build_graph` with a model's virtual scales, cutoff, dtype and spin symmetry."""
     cfg = model.config
-    return build_graph(positions, cell, pbc, types, spins, cfg.virtual_scale, cfg.rcut, device, model.dtype, search)
+    return build_graph(positions, cell, pbc, types, spins, cfg.virtual_scale, cfg.rcut, device, model.dtype, search,
+                       cfg.time_reversal)
 
 
 def atoms_graph(model, atoms, device="cpu", search: NeighborSearch | None = None) -> Graph:

@@ -33,6 +33,7 @@ import yaml
 from .data import Frame, read_frames, split_frames
 from .model import DeepSpinModel, ModelConfig, save_model
 from .model.baseline import fit_spin_baseline
+from .model.zbl import shortest_distances
 from .system import model_graph, symbol_types, validate_spins
 
 
@@ -52,6 +53,9 @@ class TrainConfig:
     """A training run; YAML keys follow DeePMD-kit's input where a counterpart exists.
 
     ``systems`` are DeePMD-kit npy systems (or folders of them, or extxyz files);
+    ``wall`` (YAML ``model.short_range: {type: zbl, margin, width}``, Å) places the ZBL wall of
+    each type pair from ``shortest − margin`` (r_outer) to ``r_outer − width`` (r_inner), the
+    shortest distance of the pair in the training frames (:func:`resolve_wall`);
     ``n_validation`` frames are held out with ``split_seed``; ``exclude_frames`` then removes
     training frames whose source (``path#index``, see :class:`ase_deepspin.data.Frame`) ends with
     one of the given strings, e.g. frames with inconsistent labels. Times in seconds.
@@ -76,6 +80,7 @@ class TrainConfig:
     model_file: str = "model.pt"
     storage_dtype: str = "float64"
     threads: int | None = None
+    wall: dict | None = None
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
@@ -110,8 +115,23 @@ class TrainConfig:
             raise ValueError("se_e2_a here uses resnet_dt: false and type_one_side: false (as DeePMD-kit's spin example)")
         fitting_neuron = fit.pop("neuron", [240, 240, 240])
         baseline = spin.get("baseline")
+        unknown = set(spin) - {"use_spin", "virtual_scale", "baseline", "time_reversal"}
+        if unknown:
+            raise ValueError(f"unknown spin keys {sorted(unknown)} (known: use_spin, virtual_scale, baseline, "
+                             "time_reversal)")
+        short_range = m.get("short_range")
+        explicit = short_range is not None and ("r_inner" in short_range or "r_outer" in short_range)
+        wall = None
+        if short_range is not None and not explicit:
+            wall = dict(short_range)
+            if wall.pop("type", "zbl") != "zbl" or set(wall) - {"margin", "width"}:
+                raise ValueError(f"model.short_range takes type: zbl with margin and width (Å), or explicit "
+                                 f"r_inner and r_outer tables; got {short_range}")
+            wall = {"margin": float(wall.get("margin", 0.1)), "width": float(wall.get("width", 0.5))}
         model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=fitting_neuron,
-                            resnet_dt=fit.pop("resnet_dt", True), spin_baseline=baseline, **desc)
+                            resnet_dt=fit.pop("resnet_dt", True), spin_baseline=baseline,
+                            time_reversal=spin.get("time_reversal", True),
+                            short_range=short_range if explicit else None, **desc)
         lr = dict(raw.get("learning_rate") or {})
         lr.pop("type", None)
         t = dict(raw.get("training") or {})
@@ -125,7 +145,7 @@ class TrainConfig:
         extra = set(t) - fields
         if extra:
             raise ValueError(f"unknown training keys {sorted(extra)}")
-        return cls(model=model, systems=[str(s) for s in systems], loss=LossConfig(**loss),
+        return cls(model=model, systems=[str(s) for s in systems], loss=LossConfig(**loss), wall=wall,
                    batch_size=int(data.get("batch_size", t.pop("batch_size", 3))), **lr, **t)
 
     @classmethod
@@ -190,6 +210,24 @@ def initial_energy_bias(model: DeepSpinModel, data: PreparedFrames, frames: list
                           for k in range(len(data))])
     residual = [dataclasses.replace(f, energy=f.energy - e) for f, e in zip(frames, raw)]
     model.energy_bias.copy_(torch.as_tensor(energy_bias(residual, model.config.type_map)))
+
+
+def resolve_wall(model: ModelConfig, items: list[dict], margin: float = 0.1, width: float = 0.5) -> ModelConfig:
+    """``model`` with a ZBL wall below the shortest distance of each type pair in ``items`` (prepared frames).
+
+    r_outer = min(shortest − margin, rcut) and r_inner = r_outer − width (Å), so the wall is exactly
+    zero on every frame of ``items``; a pair never within rcut gets r_outer = rcut.
+    """
+    if not (margin >= 0 and width > 0):
+        raise ValueError(f"short_range needs margin >= 0 and width > 0 (Å), got margin={margin}, width={width}")
+    shortest = shortest_distances(items, model.n_types)
+    outer = torch.clamp(shortest - margin, max=model.rcut)
+    inner = outer - width
+    if bool((inner <= 0).any()):
+        raise ValueError(f"short_range: the shortest training distances {shortest.tolist()} Å leave no room for "
+                         f"a wall of width {width} Å at margin {margin} Å")
+    return dataclasses.replace(model, short_range={"type": "zbl", "r_inner": inner.tolist(),
+                                                   "r_outer": outer.tolist()})
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -286,6 +324,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     model = DeepSpinModel(cfg.model)
     train_data = PreparedFrames(train_frames, model)
     valid_data = PreparedFrames(valid_frames, model)
+    if cfg.wall is not None:
+        cfg.model = resolve_wall(cfg.model, train_data.items, **cfg.wall)
+        log(f"ZBL wall: r_outer {cfg.model.short_range['r_outer']} Å, r_inner {cfg.model.short_range['r_inner']} Å")
+        model = DeepSpinModel(cfg.model)  # same seeded weights: the wall has none
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.start_lr)
     step, curve = 0, []
     if resume:

@@ -170,10 +170,11 @@ def test_fused_kernels_equal_the_torch_path(nio, monkeypatch, min_distance):
     apply = fused.FusedMoment.apply
     monkeypatch.setattr(fused.FusedMoment, "apply", lambda *args: calls.append(1) or apply(*args))
     kernels = model(**inputs, virial=True)
-    assert len(calls) == 6  # every (centre type, block) with edges: Ni and O centres, blocks Ni, O, Ni_spin
+    # every (centre type, block) with edges: Ni and O centres, blocks Ni, O and Ni_spin (twice: S and -S)
+    assert model.config.time_reversal and len(calls) == 8
     monkeypatch.setattr(fused, "ENABLED", False)
     plain_torch = model(**inputs, virial=True)
-    assert len(calls) == 6
+    assert len(calls) == 8
     assert abs(float(kernels["energy"] - plain_torch["energy"])) < 1e-12 * abs(float(plain_torch["energy"]))
     for key in ("forces", "torques", "virial"):
         assert torch.allclose(kernels[key], plain_torch[key], rtol=0, atol=1e-12 * float(plain_torch[key].abs().max()))

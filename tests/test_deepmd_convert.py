@@ -21,7 +21,7 @@ import torch
 import yaml
 from ase import Atoms
 from ase.neighborlist import neighbor_list
-from conftest import NIO_DATA, needs_nio_data, small_model
+from conftest import NIO_DATA, needs_nio_data, small_model as symmetric_model
 
 from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.cli import main as cli_main
@@ -34,6 +34,11 @@ from ase_deepspin.model.deepmd import (
     read_deepmd,
     write_deepmd,
 )
+
+
+def small_model(**overrides):
+    """conftest's small model without time reversal, which DeePMD-kit cannot express."""
+    return symmetric_model(**{"time_reversal": False, **overrides})
 
 
 def randomized(model, seed=0):
@@ -188,13 +193,14 @@ def test_serialized_model_evaluated_as_deepmd_does_matches(nio):
 
 
 def shipped_network():
-    """The shipped NiO model without its spin baseline, which DeePMD-kit cannot express."""
+    """The shipped NiO model's network without its spin baseline, wall and symmetrisation (not in DeePMD-kit)."""
     import dataclasses
 
     from ase_deepspin.model import DeepSpinModel
 
     shipped = load_model(Path(__file__).parents[1] / "ase_deepspin" / "pretrained" / "nio.pt")
-    network = DeepSpinModel(dataclasses.replace(shipped.config, spin_baseline=None))
+    network = DeepSpinModel(dataclasses.replace(shipped.config, spin_baseline=None, time_reversal=False,
+                                                short_range=None))
     network.load_state_dict({k: v for k, v in shipped.state_dict().items() if not k.startswith("baseline.")})
     return network
 

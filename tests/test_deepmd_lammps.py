@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import needs_nio_data, small_model
-from test_deepmd_convert import nio_frames, randomized
+from conftest import needs_nio_data
+from test_deepmd_convert import nio_frames, randomized, small_model
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "lammps_deepspin_gb.py"
 configured = all(os.environ.get(k) for k in ("ASE_DEEPSPIN_DEEPMD_PYTHON", "ASE_DEEPSPIN_LMP",

@@ -21,6 +21,12 @@ def brute_force(positions, cell, pbc, offsets, cutoff):
             for is_pseudo, mask in ((False, real), (True, image)) for k, i, j in zip(*np.nonzero(mask))}
 
 
+def union_of_signs(positions, cell, pbc, offsets, cutoff):
+    """Brute-force edges of pseudo-atoms at R + offset or R − offset (time-reversal-symmetric models)."""
+    real = {e for e in brute_force(positions, cell, pbc, offsets, cutoff) if not e[3]}
+    return real | {e for sign in (1, -1) for e in brute_force(positions, cell, pbc, sign * offsets, cutoff) if e[3]}
+
+
 def as_set(nl):
     return {(int(i), int(j), tuple(int(s) for s in shift), bool(p))
             for i, j, shift, p in zip(nl.centers, nl.neighbors, nl.shifts, nl.pseudo)}
@@ -43,6 +49,16 @@ def test_matches_brute_force_small_triclinic_cell(pbc):
     assert len(as_set(nl)) == len(nl)  # no duplicates
     assert np.all(np.diff(nl.centers) >= 0)
     assert np.allclose(nl.offsets, nl.shifts @ cell, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (False, False, False)])
+def test_both_signs_keep_pseudo_atoms_within_the_cutoff_for_s_or_minus_s(pbc):
+    cell, positions, offsets = small_triclinic_system(np.random.default_rng(2))
+    offsets *= 4.0  # pseudo-atoms ~1.6 Å from their atoms: many are inside for one sign only
+    nl = build_neighbor_list(positions, cell, pbc, offsets, cutoff=2.5, both_signs=True)
+    expected = union_of_signs(positions, cell, pbc, offsets, 2.5)
+    assert as_set(nl) == expected and len(nl) == len(expected)
+    assert len(expected) > len(brute_force(positions, cell, pbc, offsets, 2.5))  # the test has one-sign edges
 
 
 def test_own_pseudo_atom_is_a_neighbour_and_pseudo_atoms_are_never_centres():

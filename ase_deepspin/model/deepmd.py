@@ -247,6 +247,7 @@ def model_from_dp_dict(data: dict) -> DeepSpinModel:
         fitting_neuron=[int(v) for v in fit["neuron"]], resnet_dt=bool(fit["resnet_dt"]),
         embedding_resnet_dt=bool(desc.get("resnet_dt", False)),
         env_protection=float(desc.get("env_protection", env_mat.get("protection", 0.0))),
+        time_reversal=False,
     )
     seed = data.get("model_def_script", {}).get("descriptor", {}).get("seed")
     if isinstance(seed, int):  # the initialisation seed only; kept so that round trips give equal configs
@@ -336,6 +337,13 @@ def dp_dict_from_model(model: DeepSpinModel) -> dict:
     if cfg.spin_baseline is not None:
         raise DeepMDFormatError("this model has a spin baseline (ModelConfig.spin_baseline), which DeePMD-kit "
                                 "cannot represent; only models trained without one can be exported")
+    if cfg.time_reversal:
+        raise DeepMDFormatError("this model is symmetrised under time reversal (ModelConfig.time_reversal: its "
+                                "energy averages the network over S and -S), which DeePMD-kit's spin models "
+                                "cannot represent; train with spin.time_reversal: false to export to DeePMD-kit")
+    if cfg.short_range is not None:
+        raise DeepMDFormatError("this model has a ZBL short-range wall (ModelConfig.short_range), which "
+                                "DeePMD-kit's spin models cannot carry; train without model.short_range to export")
     n, n2 = cfg.n_types, 2 * cfg.n_types
     full_map = list(cfg.type_map) + [f"{t}_spin" for t in cfg.type_map]
     use_spin = list(cfg.magnetic)

@@ -32,10 +32,12 @@ from . import fused
 from .baseline import SpinBaseline
 from .descriptor import environment_rows, mlp
 from .tabulation import EmbeddingTable
+from .zbl import ZBLWall, check_short_range
 
-FORMAT_VERSION = 3
-# version 2 added the optional ``compression`` and ``embedding_resnet_dt``, version 3 ``spin_baseline``
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+# version 2 added the optional ``compression`` and ``embedding_resnet_dt``, version 3 ``spin_baseline``,
+# version 4 ``time_reversal`` (files of earlier versions have none) and ``short_range``
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 @dataclass
@@ -47,6 +49,10 @@ class ModelConfig:
     ``fitting_net.resnet_dt``), ``embedding_resnet_dt`` the embedding nets' (``descriptor.resnet_dt``).
     ``spin_baseline`` (``{"n_basis": K, "onsite_order": P}``) adds the Heisenberg–Landau term of
     :mod:`ase_deepspin.model.baseline` to the network energy (not a DeePMD-kit feature).
+    ``time_reversal`` makes the network even in the spins, E_net = ½[E(R, S) + E(R, −S)], as
+    physics without an external field is (exactly, to round-off; not a DeePMD-kit feature).
+    ``short_range`` (``{"type": "zbl", "r_inner": [[T×T]], "r_outer": [[T×T]]}``, Å) adds the
+    switched ZBL wall of :mod:`ase_deepspin.model.zbl`.
     """
 
     type_map: list[str]
@@ -63,6 +69,8 @@ class ModelConfig:
     seed: int = 1
     compression: dict | None = None  # tabulated embedding nets: tolerance, min_distance, n_knots per net
     spin_baseline: dict | None = None  # Heisenberg–Landau baseline: n_basis, onsite_order
+    time_reversal: bool = True  # network energy symmetrised under S -> -S
+    short_range: dict | None = None  # ZBL wall: r_inner, r_outer per type pair (Å)
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -96,6 +104,10 @@ class ModelConfig:
                 raise ValueError(f"unknown spin_baseline keys {sorted(unknown)} (known: n_basis, onsite_order)")
             self.spin_baseline = {"n_basis": int(self.spin_baseline.get("n_basis", 8)),
                                   "onsite_order": int(self.spin_baseline.get("onsite_order", 4))}
+        if not isinstance(self.time_reversal, bool):
+            raise ValueError(f"time_reversal must be true or false, got {self.time_reversal!r}")
+        if self.short_range is not None:
+            self.short_range = check_short_range(self.short_range, self.type_map, self.rcut)
 
     @property
     def n_types(self) -> int:
@@ -147,6 +159,9 @@ class DeepSpinModel(nn.Module):
         if config.spin_baseline is not None:
             self.baseline = SpinBaseline(n, config.magnetic, config.rcut, config.rcut_smth,
                                          config.spin_baseline["n_basis"], config.spin_baseline["onsite_order"], dtype)
+        self.wall = None
+        if config.short_range is not None:
+            self.wall = ZBLWall(config.type_map, config.short_range["r_inner"], config.short_range["r_outer"], dtype)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -169,10 +184,17 @@ class DeepSpinModel(nn.Module):
         :mod:`ase_deepspin.system`) and cast afterwards: differences of large coordinates lose
         no digits, so float32 models are as accurate at 10⁴ Å as at the origin. ``strain``
         ([B, 3, 3], dimensionless, dtype of ``positions``) deforms the lattice part only: spins
-        are not lengths, so pseudo-atom offsets are unstrained.
+        are not lengths, so pseudo-atom offsets are unstrained. (index_select rather than advanced
+        indexing throughout: several times faster on CPU, and its backward is an index_add.)
         """
-        # index_select rather than advanced indexing: several times faster on CPU, and its
-        # backward is an index_add instead of an accumulating index_put
+        lattice, shift = self.edge_parts(positions, spins, atom_types, centers, neighbors, offsets, pseudo, strain,
+                                         edge_frames)
+        return lattice + shift
+
+    def edge_parts(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo, strain=None,
+                   edge_frames=None):
+        """The two parts of :meth:`edge_vectors` [E, 3] (Å, model dtype): R_j + n·cell − R_i (strained) and
+        eta_j S_j on pseudo edges (zero on real ones); a time-reversed pseudo-atom sits at their difference."""
         lattice = positions.index_select(0, neighbors) - positions.index_select(0, centers) + offsets.to(positions.dtype)
         if strain is not None and len(strain) == 1:
             lattice = lattice + lattice @ strain[0]
@@ -180,22 +202,32 @@ class DeepSpinModel(nn.Module):
             lattice = lattice + torch.bmm(lattice.unsqueeze(1), strain.index_select(0, edge_frames)).squeeze(1)
         lattice = lattice.to(self.dtype)
         eta = self.virtual_scale.index_select(0, atom_types.index_select(0, neighbors)) * pseudo.to(self.dtype)
-        return lattice + eta.unsqueeze(-1) * spins.to(self.dtype).index_select(0, neighbors)
+        return lattice, eta.unsqueeze(-1) * spins.to(self.dtype).index_select(0, neighbors)
 
-    def slot_counts(self, center_local, blocks, n_centres):
-        """Filled neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow."""
+    def slot_counts(self, center_local, blocks, n_centres, halves=None):
+        """Listed neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow.
+
+        With ``halves`` (the edge vectors of S and of −S) the list holds pseudo-atoms within rcut in
+        either half; one beyond rcut in a half is an empty slot there, so each half's count of
+        edges within rcut must fit ``sel`` (the listed count may exceed it: empty slots then
+        count negative and the sum is still exact).
+        """
         n_blocks = 2 * self.config.n_types
-        counts = torch.bincount(center_local * n_blocks + blocks, minlength=n_centres * n_blocks)
-        counts = counts.view(n_centres, n_blocks)
-        over = counts > self.sel
-        if bool(over.any()):
-            c, b = (int(v) for v in over.nonzero()[0])
-            names = self.block_names()
-            raise ValueError(
-                f"a centre has {int(counts[c, b])} neighbours of block '{names[b]}' within rcut="
-                f"{self.config.rcut} Å but sel allows {int(self.sel[b])}; the model cannot describe "
-                "this environment (DeePMD-kit would silently drop the farthest). Atoms may be too close."
-            )
+        slot = center_local * n_blocks + blocks
+        counts = torch.bincount(slot, minlength=n_centres * n_blocks).view(n_centres, n_blocks)
+        within = [counts] if halves is None else [
+            torch.bincount(slot, weights=(torch.linalg.vector_norm(v.detach(), dim=-1) < self.config.rcut).double(),
+                           minlength=n_centres * n_blocks).view(n_centres, n_blocks).long() for v in halves]
+        for filled in within:
+            over = filled > self.sel
+            if bool(over.any()):
+                c, b = (int(v) for v in over.nonzero()[0])
+                names = self.block_names()
+                raise ValueError(
+                    f"a centre has {int(filled[c, b])} neighbours of block '{names[b]}' within rcut="
+                    f"{self.config.rcut} Å but sel allows {int(self.sel[b])}; the model cannot describe "
+                    "this environment (DeePMD-kit would silently drop the farthest). Atoms may be too close."
+                )
         return counts
 
     def block_names(self) -> list[str]:
@@ -255,15 +287,18 @@ class DeepSpinModel(nn.Module):
         n = cfg.n_types
         sums = torch.zeros(n, 5, dtype=torch.float64)  # centres, sum r, sum r^2, sum a, sum a^2
         for f in frames:
-            vectors = self.edge_vectors(f["positions"], f["spins"], f["atom_types"], f["centers"], f["neighbors"],
-                                        f["offsets"], f["pseudo"])
-            env = environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection).double()
+            lattice, shift = self.edge_parts(f["positions"], f["spins"], f["atom_types"], f["centers"],
+                                             f["neighbors"], f["offsets"], f["pseudo"])
+            halves = [lattice + shift, lattice - shift] if cfg.time_reversal else [lattice + shift]
             ct = f["atom_types"][f["centers"]]
             sums[:, 0] += torch.bincount(f["atom_types"], minlength=n).double()
-            sums[:, 1].index_add_(0, ct, env[:, 0])
-            sums[:, 2].index_add_(0, ct, env[:, 0] ** 2)
-            sums[:, 3].index_add_(0, ct, env[:, 1:].sum(-1))
-            sums[:, 4].index_add_(0, ct, (env[:, 1:] ** 2).sum(-1))
+            weight = 1.0 / len(halves)  # a symmetric model sees both halves equally often
+            for vectors in halves:
+                env = environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection).double()
+                sums[:, 1].index_add_(0, ct, weight * env[:, 0])
+                sums[:, 2].index_add_(0, ct, weight * env[:, 0] ** 2)
+                sums[:, 3].index_add_(0, ct, weight * env[:, 1:].sum(-1))
+                sums[:, 4].index_add_(0, ct, weight * (env[:, 1:] ** 2).sum(-1))
         mean = torch.zeros(n, 4, dtype=torch.float64)
         std = torch.full((n, 4), 0.1, dtype=torch.float64)
         for t in range(n):
@@ -295,40 +330,57 @@ class DeepSpinModel(nn.Module):
                                                        for x in (centers, neighbors, offsets, pseudo, blocks))
         bounds = [0, *torch.bincount(pair, minlength=n_types * n_blocks).cumsum(0).tolist()]
         edge_frames = atom_frames.index_select(0, centers) if strain is not None and len(strain) > 1 else None
-        vectors = self.edge_vectors(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
-                                    strain, edge_frames)
+        lattice, shift = self.edge_parts(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
+                                         strain, edge_frames)
+        # with time reversal the pseudo blocks are evaluated at R_j + eta S_j and at R_j - eta S_j;
+        # real blocks, empty slots and the baseline are shared by both halves
+        halves = [lattice + shift, lattice - shift] if cfg.time_reversal else [lattice + shift]
         center_local = centers - first
         local_types = atom_types[first : first + n_centres]
-        empty = (self.sel - self.slot_counts(center_local, blocks, n_centres)).to(vectors.dtype)  # [n_centres, 2T]
+        counts = self.slot_counts(center_local, blocks, n_centres, halves if cfg.time_reversal else None)
+        empty = (self.sel - counts).to(lattice.dtype)  # [n_centres, 2T]
         members_of = [(local_types == t).nonzero().squeeze(-1) for t in range(n_types)]
-        rank = torch.empty(n_centres, dtype=torch.int64, device=vectors.device)  # index of a centre among its type
+        rank = torch.empty(n_centres, dtype=torch.int64, device=lattice.device)  # index of a centre among its type
         for members in members_of:
-            rank[members] = torch.arange(len(members), device=vectors.device)
+            rank[members] = torch.arange(len(members), device=lattice.device)
         edge_rank = rank.index_select(0, center_local)
-        energies = vectors.new_zeros(n_centres)
+        energies = lattice.new_zeros(n_centres)
         for t, members in enumerate(members_of):
             n_t = len(members)
             if n_t == 0:
                 continue
-            moment = (empty.index_select(0, members) @ self.empty_slot_rows(t)).view(n_t, 4, width)
-            for b in range(n_blocks):
-                lo, hi = bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]
-                if hi > lo:
-                    moment = moment + self.block_moment(t * n_blocks + b, vectors[lo:hi], edge_rank[lo:hi], n_t,
-                                                        twice_differentiable)
+
+            def moment_of(vectors, block_range, start):
+                for b in block_range:
+                    lo, hi = bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]
+                    if hi > lo:
+                        start = start + self.block_moment(t * n_blocks + b, vectors[lo:hi], edge_rank[lo:hi], n_t,
+                                                          twice_differentiable)
+                return start
+
+            shared = moment_of(lattice, range(n_types),
+                               (empty.index_select(0, members) @ self.empty_slot_rows(t)).view(n_t, 4, width))
+            moment = torch.cat([moment_of(vectors, range(n_types, n_blocks), shared) for vectors in halves])
             axes = moment / self.n_slots
-            desc = torch.bmm(axes.transpose(1, 2), axes[:, :, : cfg.axis_neuron]).reshape(n_t, -1)
-            energies = energies.index_put((members,), self.fitting[t](desc).squeeze(-1) + self.energy_bias[t])
-        if self.baseline is not None:
-            # real edges between magnetic types: contiguous slices after the grouping above
-            magnetic = [t for t in range(n_types) if cfg.magnetic[t]]
-            slices = [slice(bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]) for t in magnetic for b in magnetic]
+            desc = torch.bmm(axes.transpose(1, 2), axes[:, :, : cfg.axis_neuron]).reshape(len(moment), -1)
+            network = self.fitting[t](desc).view(len(halves), n_t).mean(0)
+            energies = energies.index_put((members,), network + self.energy_bias[t])
+        if self.baseline is not None or self.wall is not None:
+            real = [slice(bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1])
+                    for t in range(n_types) for b in range(n_types)]
 
-            def take(x):
+            def take(x, slices):
                 return torch.cat([x[s] for s in slices]) if slices else x[:0]
-
-            energies = energies + self.baseline.atomic_energies(spins, atom_types, take(centers), take(neighbors),
-                                                                take(vectors), first, n_centres)
+        if self.baseline is not None:
+            # real edges between magnetic types
+            slices = [real[t * n_types + b] for t in range(n_types) for b in range(n_types)
+                      if cfg.magnetic[t] and cfg.magnetic[b]]
+            energies = energies + self.baseline.atomic_energies(spins, atom_types, take(centers, slices),
+                                                                take(neighbors, slices), take(lattice, slices),
+                                                                first, n_centres)
+        if self.wall is not None:
+            energies = energies + self.wall.atomic_energies(atom_types, take(centers, real), take(neighbors, real),
+                                                            take(lattice, real), first, n_centres)
         return energies
 
     def forward(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,

@@ -67,7 +67,10 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
         raise ModelFileError(f"{path} has model format version {version}; this ase-deepspin reads versions "
                              f"{', '.join(map(str, READABLE_VERSIONS))}")
     try:
-        config = ModelConfig(**json.loads(blob["config"]))
+        raw = json.loads(blob["config"])
+        if version < 4:  # written before time reversal existed: their networks are not symmetrised
+            raw.setdefault("time_reversal", False)
+        config = ModelConfig(**raw)
         model = DeepSpinModel(config, dtype=dtype)
         model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as err:

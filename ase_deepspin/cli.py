@@ -95,6 +95,13 @@ def _info(args):
     print(f"embedding       {cfg.neuron}, axis_neuron {cfg.axis_neuron}, resnet_dt {cfg.embedding_resnet_dt}")
     print(f"fitting         {cfg.fitting_neuron}, resnet_dt {cfg.resnet_dt}")
     print(f"energy bias     {[round(float(b), 6) for b in model.energy_bias]} eV")
+    symmetry = "E_net = [E(R, S) + E(R, -S)]/2, exactly even in S" if cfg.time_reversal else "no (not even in S)"
+    print(f"time reversal   {symmetry}")
+    if cfg.short_range is not None:
+        pairs = [(a, b) for a in range(cfg.n_types) for b in range(a, cfg.n_types)]
+        print("short range     ZBL wall (ase_deepspin.model.zbl), full below r_inner, off beyond r_outer: "
+              + ", ".join(f"{cfg.type_map[a]}-{cfg.type_map[b]} {cfg.short_range['r_inner'][a][b]:.3f}-"
+                          f"{cfg.short_range['r_outer'][a][b]:.3f} Å" for a, b in pairs))
     print(f"parameters      {n_params}")
     if model.baseline is not None:
         _print_baseline(model)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from ase.data import atomic_numbers
 
 from .data import Frame, read_frames, split_frames
 from .model import DeepSpinModel, ModelConfig, save_model
@@ -128,6 +129,8 @@ class TrainConfig:
                 raise ValueError(f"model.short_range takes type: zbl with margin and width (Å), or explicit "
                                  f"r_inner and r_outer tables; got {short_range}")
             wall = {"margin": float(wall.get("margin", 0.1)), "width": float(wall.get("width", 0.5))}
+        if explicit:
+            short_range = {"charges": nuclear_charges(type_map), **short_range}
         model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=fitting_neuron,
                             resnet_dt=fit.pop("resnet_dt", True), spin_baseline=baseline,
                             time_reversal=spin.get("time_reversal", True),
@@ -226,8 +229,16 @@ def resolve_wall(model: ModelConfig, items: list[dict], margin: float = 0.1, wid
     if bool((inner <= 0).any()):
         raise ValueError(f"short_range: the shortest training distances {shortest.tolist()} Å leave no room for "
                          f"a wall of width {width} Å at margin {margin} Å")
-    return dataclasses.replace(model, short_range={"type": "zbl", "r_inner": inner.tolist(),
-                                                   "r_outer": outer.tolist()})
+    return dataclasses.replace(model, short_range={"type": "zbl", "charges": nuclear_charges(model.type_map),
+                                                   "r_inner": inner.tolist(), "r_outer": outer.tolist()})
+
+
+def nuclear_charges(type_map: list[str]) -> list[float]:
+    """Atomic numbers of the type map's elements (the ZBL wall's nuclear charges)."""
+    unknown = [t for t in type_map if t not in atomic_numbers]
+    if unknown:
+        raise ValueError(f"the ZBL wall needs element names in type_map to know nuclear charges, got {unknown}")
+    return [float(atomic_numbers[t]) for t in type_map]
 
 
 # ---------------------------------------------------------------------------------------------- steps

@@ -117,12 +117,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/nio_magnons")
     parser.add_argument("--supercells", nargs="+", default=["4,4,3", "6,6,4"])
+    parser.add_argument("--model", default="nio", help="model file or shipped model name (default: nio)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     atoms = nio_afm(a=A_NIO)
-    atoms.calc = DeepSpinCalculator("nio")
+    atoms.calc = DeepSpinCalculator(args.model)
     converged = relax_spins(atoms, tmax=1e-6, steps=1000)
     print(f"spin relaxation of AFM-II converged: {converged}")
 

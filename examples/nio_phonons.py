@@ -18,7 +18,7 @@ Phonons: finite displacements (0.01 Å) with phonopy at fixed spins, in a 128-at
 Frequencies at q are the 12 branches of the 4-atom magnetic cell: those of the chemical cell at q and
 at q + (π/a)[111] (the ordering vector), folded. "Optical" below means the upper six of them.
 
-    python examples/nio_phonons.py [--supercell 128] [--out nio_phonons.png]
+    python examples/nio_phonons.py [--supercell 128] [--out nio_phonons.png] [--model nio]
 """
 
 import argparse
@@ -39,6 +39,7 @@ from ase_deepspin.build import nio_afm
 parser = argparse.ArgumentParser()
 parser.add_argument("--supercell", type=int, choices=(64, 128), default=128)
 parser.add_argument("--out", default="nio_phonons.png")
+parser.add_argument("--model", default="nio", help="model file or shipped model name (default: nio)")
 args = parser.parse_args()
 
 A = 4.1857  # Å, cubic lattice constant of the training data's cell volume
@@ -47,7 +48,7 @@ MAGNETIC_CELL = np.array([[1, -1, 0], [0, 1, -1], [1, 1, 2]])  # nio_afm's cell 
 TARGET = {64: 4 * np.eye(3), 128: 4 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])}[args.supercell]
 supercell_matrix = np.rint(TARGET @ np.linalg.inv(MAGNETIC_CELL)).astype(int).T  # phonopy's column convention
 
-calc = DeepSpinCalculator("nio")
+calc = DeepSpinCalculator(args.model)
 g_state = nio_afm(a=A)
 spins = g_state.get_initial_magnetic_moments()
 normal = np.ones(3) / np.sqrt(3)

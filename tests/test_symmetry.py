@@ -12,15 +12,21 @@ from ase_deepspin.model.deepmd import DeepMDFormatError, write_deepmd
 from ase_deepspin.model.io import resolve_model_path
 from conftest import small_model, with_random_baseline
 
-WALL = {"type": "zbl", "r_inner": [[1.0, 1.0], [1.0, 1.0]], "r_outer": [[1.6, 1.7], [1.7, 1.6]]}
+WALL = {"type": "zbl", "charges": [28, 8], "r_inner": [[1.0, 1.0], [1.0, 1.0]], "r_outer": [[1.6, 1.7], [1.7, 1.6]]}
 
 
-def variants():
-    """Symmetrised models: plain, with baseline and wall, compressed (fused kernels), float32."""
-    plain = small_model()
+VARIANTS = ["plain", "baseline+wall", "compressed", "float32", "shipped", "shipped compressed"]
+
+
+def variant(name):
+    """Symmetrised models: random (plain, with baseline and wall, compressed with fused kernels, float32)
+    and the shipped trained one, plain and compressed."""
+    if name.startswith("shipped"):
+        model = load_model(resolve_model_path("nio"))
+        return (compress_model(model) if name.endswith("compressed") else model), "float64"
     full = with_random_baseline(small_model(spin_baseline={"n_basis": 4, "onsite_order": 2}, short_range=WALL))
-    return {"plain": (plain, "float64"), "baseline+wall": (full, "float64"),
-            "compressed": (compress_model(full), "float64"), "float32": (compress_model(full), "float32")}
+    return {"plain": (small_model(), "float64"), "baseline+wall": (full, "float64"),
+            "compressed": (compress_model(full), "float64"), "float32": (compress_model(full), "float32")}[name]
 
 
 def reversal_pair(calc, atoms):
@@ -35,9 +41,9 @@ def reversal_pair(calc, atoms):
     return out
 
 
-@pytest.mark.parametrize("name", list(variants()))
+@pytest.mark.parametrize("name", VARIANTS)
 def test_reversing_every_spin_leaves_energy_forces_stress_and_flips_torques(name, nio):
-    model, dtype = variants()[name]
+    model, dtype = variant(name)
     assert model.config.time_reversal
     (e1, f1, s1, w1), (e2, f2, s2, w2) = reversal_pair(DeepSpinCalculator(model, dtype=dtype), nio)
     round_off = 1e-5 if dtype == "float32" else 1e-12

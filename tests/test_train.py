@@ -96,14 +96,19 @@ def test_cli_train_info_test_freeze(tmp_path, capsys):
 
     cfg = {"model": {"type_map": ["Ni", "O"],
                      "descriptor": {"sel": [20, 20], "rcut_smth": 3.0, "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 4},
-                     "fitting_net": {"neuron": [8, 8]}, "spin": {"use_spin": [True, False], "virtual_scale": [0.314]}},
+                     "fitting_net": {"neuron": [8, 8]}, "spin": {"use_spin": [True, False], "virtual_scale": [0.314]},
+                     "short_range": {"type": "zbl", "margin": 0.1, "width": 0.4}},
            "training": {"training_data": {"systems": [str(NIO_DATA / "data_1")], "batch_size": 2}, "numb_steps": 4,
                         "n_validation": 4, "output_dir": str(tmp_path / "run")}}
     (tmp_path / "in.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "in.yaml")]) == 0
     model = tmp_path / "run" / "model.pt"
     assert main(["info", str(model)]) == 0
-    assert "rcut            4.0" in capsys.readouterr().out
+    info = capsys.readouterr().out
+    assert "rcut            4.0" in info and "exactly even in S" in info and "ZBL wall" in info
+    wall = load_model(model).config.short_range  # below the data's shortest Ni–O distance, 2.08 Å
+    assert wall["charges"] == [28.0, 8.0] and 1.5 < wall["r_outer"][0][1] < 2.0
+    assert wall["r_outer"][0][1] - wall["r_inner"][0][1] == pytest.approx(0.4)
     assert main(["test", str(model), str(NIO_DATA / "data_1"), "--plot", str(tmp_path / "p.png")]) == 0
     out = capsys.readouterr().out
     assert "60 frames" in out and "torques" in out and (tmp_path / "p.png").is_file()

@@ -10,7 +10,7 @@ from ase_deepspin.build import nio_afm
 from ase_deepspin.data import read_frames, split_frames
 from ase_deepspin.model import DeepSpinModel
 from ase_deepspin.model.zbl import ZBLWall
-from ase_deepspin.train import PreparedFrames, evaluate, resolve_wall
+from ase_deepspin.train import PreparedFrames, evaluate, nuclear_charges, resolve_wall
 from conftest import NIO_DATA, needs_nio_data, small_model
 
 R_INNER, R_OUTER = 1.2, 1.9
@@ -35,7 +35,7 @@ def dimer_energy(wall, r):
 @pytest.fixture
 def wall():
     table = lambda v: [[v, v], [v, v]]  # noqa: E731
-    return ZBLWall(["Ni", "O"], table(R_INNER), table(R_OUTER), torch.float64)
+    return ZBLWall([28, 8], table(R_INNER), table(R_OUTER), torch.float64)
 
 
 def test_inside_r_inner_the_wall_is_the_zbl_closed_form(wall):
@@ -59,7 +59,7 @@ def test_the_wall_switches_off_smoothly_to_exactly_zero_at_r_outer(wall):
 
 
 def test_model_forces_include_the_wall_and_match_finite_differences():
-    model = small_model(short_range={"type": "zbl", "r_inner": [[1.0, 1.0], [1.0, 1.0]],
+    model = small_model(short_range={"type": "zbl", "charges": [28, 8], "r_inner": [[1.0, 1.0], [1.0, 1.0]],
                                      "r_outer": [[2.0, 2.0], [2.0, 2.0]]})
     atoms = nio_afm(repeat=(2, 2, 1))
     o = atoms.get_chemical_symbols().index("O")
@@ -106,15 +106,18 @@ def test_training_frames_energies_are_unchanged_by_the_wall():
 
 
 def test_bad_wall_tables_are_refused():
-    for bad, match in [({"r_inner": [[1.0, 1.0], [1.0, 1.0]], "r_outer": [[0.9, 2.0], [2.0, 2.0]]}, "r_inner < r_outer"),
-                       ({"r_inner": [[1.0, 1.2], [1.0, 1.0]], "r_outer": [[2.0, 2.0], [2.0, 2.0]]}, "symmetric"),
-                       ({"r_inner": 1.0, "r_outer": 2.0}, "symmetric"),
-                       ({"type": "lj", "r_inner": [[1.0] * 2] * 2, "r_outer": [[2.0] * 2] * 2}, "zbl"),
+    z = {"charges": [28, 8]}
+    for bad, match in [({**z, "r_inner": [[1.0, 1.0], [1.0, 1.0]], "r_outer": [[0.9, 2.0], [2.0, 2.0]]},
+                        "r_inner < r_outer"),
+                       ({**z, "r_inner": [[1.0, 1.2], [1.0, 1.0]], "r_outer": [[2.0, 2.0], [2.0, 2.0]]}, "symmetric"),
+                       ({**z, "r_inner": 1.0, "r_outer": 2.0}, "symmetric"),
+                       ({"r_inner": [[1.0] * 2] * 2, "r_outer": [[2.0] * 2] * 2}, "charges"),
+                       ({**z, "type": "lj", "r_inner": [[1.0] * 2] * 2, "r_outer": [[2.0] * 2] * 2}, "zbl"),
                        ({"sigma": 1.0}, "unknown short_range keys")]:
         with pytest.raises(ValueError, match=match):
             small_model(short_range=bad)
     with pytest.raises(ValueError, match="element names"):
-        small_model(type_map=["A", "B"], short_range={"r_inner": [[1.0] * 2] * 2, "r_outer": [[2.0] * 2] * 2})
+        nuclear_charges(["Ni", "Ox"])
 
 
 def test_an_oxygen_driven_into_a_nickel_meets_a_wall_with_the_shipped_model():

@@ -51,8 +51,8 @@ class ModelConfig:
     :mod:`ase_deepspin.model.baseline` to the network energy (not a DeePMD-kit feature).
     ``time_reversal`` makes the network even in the spins, E_net = ½[E(R, S) + E(R, −S)], as
     physics without an external field is (exactly, to round-off; not a DeePMD-kit feature).
-    ``short_range`` (``{"type": "zbl", "r_inner": [[T×T]], "r_outer": [[T×T]]}``, Å) adds the
-    switched ZBL wall of :mod:`ase_deepspin.model.zbl`.
+    ``short_range`` (``{"type": "zbl", "charges": [T], "r_inner": [[T×T]], "r_outer": [[T×T]]}``,
+    Å) adds the switched ZBL wall of :mod:`ase_deepspin.model.zbl`.
     """
 
     type_map: list[str]
@@ -70,7 +70,7 @@ class ModelConfig:
     compression: dict | None = None  # tabulated embedding nets: tolerance, min_distance, n_knots per net
     spin_baseline: dict | None = None  # Heisenberg–Landau baseline: n_basis, onsite_order
     time_reversal: bool = True  # network energy symmetrised under S -> -S
-    short_range: dict | None = None  # ZBL wall: r_inner, r_outer per type pair (Å)
+    short_range: dict | None = None  # ZBL wall: nuclear charges, r_inner, r_outer per type pair (Å)
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -107,7 +107,7 @@ class ModelConfig:
         if not isinstance(self.time_reversal, bool):
             raise ValueError(f"time_reversal must be true or false, got {self.time_reversal!r}")
         if self.short_range is not None:
-            self.short_range = check_short_range(self.short_range, self.type_map, self.rcut)
+            self.short_range = check_short_range(self.short_range, n, self.rcut)
 
     @property
     def n_types(self) -> int:
@@ -161,7 +161,8 @@ class DeepSpinModel(nn.Module):
                                          config.spin_baseline["n_basis"], config.spin_baseline["onsite_order"], dtype)
         self.wall = None
         if config.short_range is not None:
-            self.wall = ZBLWall(config.type_map, config.short_range["r_inner"], config.short_range["r_outer"], dtype)
+            wall = config.short_range
+            self.wall = ZBLWall(wall["charges"], wall["r_inner"], wall["r_outer"], dtype)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -204,31 +205,28 @@ class DeepSpinModel(nn.Module):
         eta = self.virtual_scale.index_select(0, atom_types.index_select(0, neighbors)) * pseudo.to(self.dtype)
         return lattice, eta.unsqueeze(-1) * spins.to(self.dtype).index_select(0, neighbors)
 
-    def slot_counts(self, center_local, blocks, n_centres, halves=None):
-        """Listed neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow.
+    def slot_counts(self, center_local, blocks, n_centres, inside=None):
+        """Filled neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow.
 
-        With ``halves`` (the edge vectors of S and of −S) the list holds pseudo-atoms within rcut in
-        either half; one beyond rcut in a half is an empty slot there, so each half's count of
-        edges within rcut must fit ``sel`` (the listed count may exceed it: empty slots then
-        count negative and the sum is still exact).
+        ``inside`` (one bool mask [E] per half of a time-reversal-symmetric model) marks the edges
+        within rcut in that half: the list holds pseudo-atoms within rcut for S or for −S, and one
+        beyond rcut in a half is an empty slot there. Returns one count per half.
         """
         n_blocks = 2 * self.config.n_types
         slot = center_local * n_blocks + blocks
-        counts = torch.bincount(slot, minlength=n_centres * n_blocks).view(n_centres, n_blocks)
-        within = [counts] if halves is None else [
-            torch.bincount(slot, weights=(torch.linalg.vector_norm(v.detach(), dim=-1) < self.config.rcut).double(),
-                           minlength=n_centres * n_blocks).view(n_centres, n_blocks).long() for v in halves]
-        for filled in within:
-            over = filled > self.sel
+        filled = [torch.bincount(slot if mask is None else slot[mask], minlength=n_centres * n_blocks)
+                  .view(n_centres, n_blocks) for mask in (inside or [None])]
+        for counts in filled:
+            over = counts > self.sel
             if bool(over.any()):
                 c, b = (int(v) for v in over.nonzero()[0])
                 names = self.block_names()
                 raise ValueError(
-                    f"a centre has {int(filled[c, b])} neighbours of block '{names[b]}' within rcut="
+                    f"a centre has {int(counts[c, b])} neighbours of block '{names[b]}' within rcut="
                     f"{self.config.rcut} Å but sel allows {int(self.sel[b])}; the model cannot describe "
                     "this environment (DeePMD-kit would silently drop the farthest). Atoms may be too close."
                 )
-        return counts
+        return filled
 
     def block_names(self) -> list[str]:
         return list(self.config.type_map) + [f"{t}_spin" for t in self.config.type_map]
@@ -332,13 +330,16 @@ class DeepSpinModel(nn.Module):
         edge_frames = atom_frames.index_select(0, centers) if strain is not None and len(strain) > 1 else None
         lattice, shift = self.edge_parts(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                                          strain, edge_frames)
-        # with time reversal the pseudo blocks are evaluated at R_j + eta S_j and at R_j - eta S_j;
-        # real blocks, empty slots and the baseline are shared by both halves
+        # with time reversal the pseudo blocks are evaluated at R_j + eta S_j and at R_j - eta S_j, each
+        # on its edges within rcut; real blocks are shared by both halves
         halves = [lattice + shift, lattice - shift] if cfg.time_reversal else [lattice + shift]
+        inside = None
+        if cfg.time_reversal:
+            inside = [~pseudo | (torch.linalg.vector_norm(v.detach(), dim=-1) < cfg.rcut) for v in halves]
         center_local = centers - first
         local_types = atom_types[first : first + n_centres]
-        counts = self.slot_counts(center_local, blocks, n_centres, halves if cfg.time_reversal else None)
-        empty = (self.sel - counts).to(lattice.dtype)  # [n_centres, 2T]
+        empty = [(self.sel - counts).to(lattice.dtype)  # [n_centres, 2T] per half
+                 for counts in self.slot_counts(center_local, blocks, n_centres, inside)]
         members_of = [(local_types == t).nonzero().squeeze(-1) for t in range(n_types)]
         rank = torch.empty(n_centres, dtype=torch.int64, device=lattice.device)  # index of a centre among its type
         for members in members_of:
@@ -350,17 +351,23 @@ class DeepSpinModel(nn.Module):
             if n_t == 0:
                 continue
 
-            def moment_of(vectors, block_range, start):
+            def moment_of(vectors, block_range, start, keep=None):
                 for b in block_range:
                     lo, hi = bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]
-                    if hi > lo:
-                        start = start + self.block_moment(t * n_blocks + b, vectors[lo:hi], edge_rank[lo:hi], n_t,
-                                                          twice_differentiable)
+                    v, r = vectors[lo:hi], edge_rank[lo:hi]
+                    if keep is not None and not bool(keep[lo:hi].all()):
+                        v, r = v[keep[lo:hi]], r[keep[lo:hi]]
+                    if len(v):
+                        start = start + self.block_moment(t * n_blocks + b, v, r, n_t, twice_differentiable)
                 return start
 
-            shared = moment_of(lattice, range(n_types),
-                               (empty.index_select(0, members) @ self.empty_slot_rows(t)).view(n_t, 4, width))
-            moment = torch.cat([moment_of(vectors, range(n_types, n_blocks), shared) for vectors in halves])
+            shared = moment_of(lattice, range(n_types), 0.0)
+            slot_rows = self.empty_slot_rows(t)
+            moment = torch.cat([
+                moment_of(vectors, range(n_types, n_blocks),
+                          shared + (empty[h].index_select(0, members) @ slot_rows).view(n_t, 4, width),
+                          None if inside is None else inside[h])
+                for h, vectors in enumerate(halves)])
             axes = moment / self.n_slots
             desc = torch.bmm(axes.transpose(1, 2), axes[:, :, : cfg.axis_neuron]).reshape(len(moment), -1)
             network = self.fitting[t](desc).view(len(halves), n_t).mean(0)

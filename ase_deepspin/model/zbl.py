@@ -20,7 +20,6 @@ network extrapolates to. Spins do not enter (the term is even in S).
 from __future__ import annotations
 
 import torch
-from ase.data import atomic_numbers
 from torch import nn
 
 COULOMB = 14.399645  # e²/(4π ε0), eV·Å
@@ -43,22 +42,26 @@ def wall_switch(r: torch.Tensor, r_inner: torch.Tensor, r_outer: torch.Tensor) -
     return 1.0 - u**3 * (10.0 - 15.0 * u + 6.0 * u * u)
 
 
-def check_short_range(config: dict, type_map: list[str], rcut: float) -> dict:
-    """The validated ``short_range`` entry of a model config: ``{"type": "zbl", "r_inner": [[T×T]], "r_outer": ...}``."""
-    unknown = set(config) - {"type", "r_inner", "r_outer"}
+def check_short_range(config: dict, n_types: int, rcut: float) -> dict:
+    """The validated ``short_range`` entry of a model config.
+
+    ``{"type": "zbl", "charges": [T] nuclear charges Z, "r_inner": [[T×T]], "r_outer": [[T×T]]}`` (Å);
+    the trainer fills the charges from the type map's element names.
+    """
+    unknown = set(config) - {"type", "charges", "r_inner", "r_outer"}
     if unknown:
-        raise ValueError(f"unknown short_range keys {sorted(unknown)} (known: type, r_inner, r_outer)")
+        raise ValueError(f"unknown short_range keys {sorted(unknown)} (known: type, charges, r_inner, r_outer)")
     if config.get("type", "zbl") != "zbl":
         raise ValueError(f"short_range type must be 'zbl', got {config.get('type')!r}")
-    missing = [t for t in type_map if t not in atomic_numbers]
-    if missing:
-        raise ValueError(f"the ZBL wall needs element names in type_map to know nuclear charges, got {missing}")
-    n = len(type_map)
-    out = {"type": "zbl"}
+    charges = config.get("charges")
+    if not isinstance(charges, (list, tuple)) or len(charges) != n_types or not all(float(z) > 0 for z in charges):
+        raise ValueError(f"short_range.charges needs one positive nuclear charge per type ({n_types}), got {charges}")
+    out = {"type": "zbl", "charges": [float(z) for z in charges]}
     for key in ("r_inner", "r_outer"):
         values = torch.as_tensor(config.get(key, []), dtype=torch.float64)
-        if values.shape != (n, n) or not torch.equal(values, values.T):
-            raise ValueError(f"short_range.{key} must be a symmetric {n}×{n} table of distances (Å), got {config.get(key)}")
+        if values.shape != (n_types, n_types) or not torch.equal(values, values.T):
+            raise ValueError(f"short_range.{key} must be a symmetric {n_types}×{n_types} table of distances (Å), "
+                             f"got {config.get(key)}")
         out[key] = values.tolist()
     inner, outer = torch.tensor(out["r_inner"]), torch.tensor(out["r_outer"])
     if not (bool((inner > 0).all()) and bool((inner < outer).all()) and bool((outer <= rcut).all())):
@@ -68,12 +71,13 @@ def check_short_range(config: dict, type_map: list[str], rcut: float) -> dict:
 
 
 class ZBLWall(nn.Module):
-    """The switched ZBL pair term of the module docstring for a model's types (buffers follow the config)."""
+    """The switched ZBL pair term of the module docstring: charges [T], r_inner and r_outer [T, T] (Å).
 
-    def __init__(self, type_map: list[str], r_inner, r_outer, dtype: torch.dtype):
+    Buffers follow the config (not saved with the weights)."""
+
+    def __init__(self, charges, r_inner, r_outer, dtype: torch.dtype):
         super().__init__()
-        self.register_buffer("charges", torch.tensor([float(atomic_numbers[t]) for t in type_map], dtype=dtype),
-                             persistent=False)
+        self.register_buffer("charges", torch.tensor(charges, dtype=dtype), persistent=False)
         self.register_buffer("r_inner", torch.tensor(r_inner, dtype=dtype), persistent=False)
         self.register_buffer("r_outer", torch.tensor(r_outer, dtype=dtype), persistent=False)
 

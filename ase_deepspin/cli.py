@@ -14,7 +14,7 @@ def _train(args):
         cfg.max_time = args.max_time
     if args.output_dir:
         cfg.output_dir = args.output_dir
-    path = train(cfg, resume=args.resume)
+    path = train(cfg, resume=args.resume, overwrite=args.force)
     print(f"model written to {path}")
 
 
@@ -115,6 +115,10 @@ def _convert(args):
     from .model.deepmd import is_deepmd_file, read_deepmd, write_deepmd
 
     out = args.out
+    if not out.endswith((".dp", ".hlo", ".pt")):
+        raise ValueError(f"convert writes an ase-deepspin model (.pt) or a DeePMD-kit .dp file, not {out!r}"
+                         + (": a TorchScript export for LAMMPS (.pth) is not available yet; .dp files of models "
+                            "DeePMD-kit can express run there" if out.endswith(".pth") else ""))
     if out.endswith((".dp", ".hlo")):
         write_deepmd(load_model(resolve_model_path(args.model)), out)
         print(f"DeePMD-kit model written to {out} (for LAMMPS: dp convert-backend {out} model.pth)")
@@ -135,6 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-time", type=float, default=None, help="wall-time budget in seconds")
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     p.add_argument("--output-dir", default=None)
+    p.add_argument("--force", action="store_true", help="replace an earlier run's model and checkpoint")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("test", help="RMSE/MAE of a model on labelled data, with parity plots")

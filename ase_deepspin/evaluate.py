@@ -11,20 +11,42 @@ from .system import check_structure
 from .data import read_frames, split_frames
 
 
-def predict(calc: DeepSpinCalculator, frames) -> dict:
-    """Reference and predicted energy per atom (eV), forces (eV/Å), torques on magnetic atoms (eV/μB)."""
+LABELS = ("energy", "forces", "torques")
+LABEL_FILES = {"energy": "energy.npy", "forces": "force.npy", "torques": "force_mag.npy"}
+
+
+def labelled_quantities(frames) -> list[str]:
+    """The quantities ("energy", "forces", "torques") labelled in every frame; raises if none is."""
+    present = [k for k in LABELS if all(getattr(f, k) is not None for f in frames)]
+    if not present:
+        raise ValueError(f"no frame carries labels ({', '.join(LABEL_FILES.values())} in a DeePMD-kit system, or "
+                         "energy/forces/magnetic_torques in extxyz): nothing to test against")
+    return present
+
+
+def predict(calc: DeepSpinCalculator, frames, quantities=("energy", "forces", "torques")) -> dict:
+    """Reference and predicted energy per atom (eV), forces (eV/Å), torques on magnetic atoms (eV/μB).
+
+    ``quantities`` chooses which of the three (each must be labelled in every frame)."""
     cfg = calc.model.config
-    out = {k: ([], []) for k in ("energy", "forces", "torques")}
+    for k in quantities:
+        missing = [f.source for f in frames if getattr(f, k) is None]
+        if missing:
+            raise ValueError(f"{len(missing)} frame(s) have no {k} label ({LABEL_FILES[k]}), e.g. {missing[0]}")
+    out = {k: ([], []) for k in quantities}
     for f in frames:
         atoms = f.to_atoms()
         calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
         magnetic = np.asarray(cfg.magnetic)[check_structure(atoms, cfg.type_map)]
-        out["energy"][0].append(f.energy / len(f))
-        out["energy"][1].append(calc.results["energy"] / len(f))
-        out["forces"][0].append(f.forces)
-        out["forces"][1].append(calc.results["forces"])
-        out["torques"][0].append(f.torques[magnetic])
-        out["torques"][1].append(calc.results["magnetic_torques"][magnetic])
+        if "energy" in out:
+            out["energy"][0].append(f.energy / len(f))
+            out["energy"][1].append(calc.results["energy"] / len(f))
+        if "forces" in out:
+            out["forces"][0].append(f.forces)
+            out["forces"][1].append(calc.results["forces"])
+        if "torques" in out:
+            out["torques"][0].append(f.torques[magnetic])
+            out["torques"][1].append(calc.results["magnetic_torques"][magnetic])
     return {k: (np.concatenate([np.ravel(a) for a in ref]), np.concatenate([np.ravel(a) for a in pred]))
             for k, (ref, pred) in out.items()}
 
@@ -42,16 +64,18 @@ def accuracy_report(model, data: list[str], n_validation: int | None = None, spl
     frames = [f for d in data for f in read_frames(d)]
     if n_validation is not None:
         frames = split_frames(frames, n_validation, split_seed)[1]
+    quantities = labelled_quantities(frames)
     calc = calc or DeepSpinCalculator(model)
-    pairs = predict(calc, frames)
+    pairs = predict(calc, frames, quantities)
     table = error_table(pairs)
     units = {"energy": "meV/atom", "forces": "meV/Å", "torques": "meV/μB"}
     lines = [f"{len(frames)} frames", f"{'quantity':<10s} {'RMSE':>10s} {'MAE':>10s}  unit"]
     lines += [f"{k:<10s} {v['rmse']:10.4f} {v['mae']:10.4f}  {units[k]}" for k, v in table.items()]
+    lines += [f"{k:<10s} not labelled in every frame ({LABEL_FILES[k]})" for k in LABELS if k not in quantities]
     if plot:
         from .analysis.plots import plot_parity
 
-        plot_parity({"energy (eV/atom)": pairs["energy"], "force (eV/Å)": pairs["forces"],
-                     "torque (eV/μB)": pairs["torques"]}, plot)
+        titles = {"energy": "energy (eV/atom)", "forces": "force (eV/Å)", "torques": "torque (eV/μB)"}
+        plot_parity({titles[k]: pairs[k] for k in quantities}, plot)
         lines.append(f"parity plots: {plot}")
     return "\n".join(lines)

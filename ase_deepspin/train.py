@@ -95,6 +95,10 @@ class TrainConfig:
         fit = dict(m.get("fitting_net") or {})
         spin = dict(m.get("spin") or {})
         type_map = list(m.get("type_map") or [])
+        unknown = set(spin) - {"use_spin", "virtual_scale", "baseline", "time_reversal"}
+        if unknown:
+            raise ValueError(f"unknown spin keys {sorted(unknown)} (known: use_spin, virtual_scale, baseline, "
+                             "time_reversal)")
         if desc.pop("type", "se_e2_a") != "se_e2_a":
             raise ValueError("only the se_e2_a descriptor is supported")
         use_spin = list(spin.get("use_spin") or [False] * len(type_map))
@@ -115,11 +119,19 @@ class TrainConfig:
         if desc.pop("resnet_dt", False) or desc.pop("type_one_side", False):
             raise ValueError("se_e2_a here uses resnet_dt: false and type_one_side: false (as DeePMD-kit's spin example)")
         fitting_neuron = fit.pop("neuron", [240, 240, 240])
-        baseline = spin.get("baseline")
-        unknown = set(spin) - {"use_spin", "virtual_scale", "baseline", "time_reversal"}
+        for section, keys in (("descriptor", desc), ("fitting_net", fit)):
+            activation = keys.pop("activation_function", "tanh")
+            if activation != "tanh":
+                raise ValueError(f"{section}.activation_function: only tanh is implemented, got {activation!r}")
+        unknown = set(fit) - {"resnet_dt"}
         if unknown:
-            raise ValueError(f"unknown spin keys {sorted(unknown)} (known: use_spin, virtual_scale, baseline, "
-                             "time_reversal)")
+            raise ValueError(f"unknown fitting_net keys {sorted(unknown)} (known: neuron, resnet_dt, "
+                             "activation_function: tanh; the one seed is descriptor.seed)")
+        unknown = set(m) - {"type_map", "descriptor", "fitting_net", "spin", "short_range"}
+        if unknown:
+            raise ValueError(f"unknown model keys {sorted(unknown)} (known: type_map, descriptor, fitting_net, "
+                             "spin, short_range)")
+        baseline = spin.get("baseline")
         short_range = m.get("short_range")
         explicit = short_range is not None and ("r_inner" in short_range or "r_outer" in short_range)
         wall = None
@@ -136,14 +148,26 @@ class TrainConfig:
                             time_reversal=spin.get("time_reversal", True),
                             short_range=short_range if explicit else None, **desc)
         lr = dict(raw.get("learning_rate") or {})
-        lr.pop("type", None)
+        if lr.pop("type", "exp") != "exp":
+            raise ValueError(f"learning_rate.type: only exp (exponential decay) is implemented, got "
+                             f"{raw['learning_rate']['type']!r}")
+        unknown = set(lr) - {"start_lr", "stop_lr", "decay_steps"}
+        if unknown:
+            raise ValueError(f"unknown learning_rate keys {sorted(unknown)} (known: type, start_lr, stop_lr, "
+                             "decay_steps)")
         t = dict(raw.get("training") or {})
         data = t.pop("training_data", {}) or {}
         systems = data.get("systems") or t.pop("systems", None)
         if not systems:
             raise ValueError("training.training_data.systems lists no data")
         loss = dict(raw.get("loss") or {})
-        loss.pop("type", None)
+        if loss.pop("type", "ener_spin") != "ener_spin":
+            raise ValueError(f"loss.type: only ener_spin (energy, forces and torques, Eq. 4 of the DeepSPIN "
+                             f"paper) is implemented, got {raw['loss']['type']!r}")
+        unknown = set(loss) - {f.name for f in dataclasses.fields(LossConfig)}
+        if unknown:
+            raise ValueError(f"unknown loss keys {sorted(unknown)} (known: "
+                             f"{', '.join(f.name for f in dataclasses.fields(LossConfig))})")
         fields = {f.name for f in dataclasses.fields(cls)}
         extra = set(t) - fields
         if extra:
@@ -153,7 +177,16 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "TrainConfig":
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            raise ValueError(f"{path} is not valid YAML{line}: {getattr(err, 'problem', None) or err}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a training config is a mapping with model, learning_rate, loss and "
+                             f"training sections, got {type(raw).__name__}")
+        return cls.from_dict(raw)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -168,8 +201,11 @@ class PreparedFrames:
         self.items = []
         for f in frames:
             types = symbol_types(f.symbols, cfg.type_map, f.source)
-            if f.energy is None or f.forces is None or f.torques is None:
-                raise ValueError(f"{f.source}: training needs energy, force and torque labels")
+            missing = [name for name, label in (("energy (energy.npy)", f.energy), ("forces (force.npy)", f.forces),
+                                                ("torques (force_mag.npy)", f.torques)) if label is None]
+            if missing:
+                raise ValueError(f"{f.source}: training needs energy, force and torque labels; missing "
+                                 f"{', '.join(missing)}")
             spins = validate_spins(f.spins, np.asarray(cfg.magnetic)[types], f.symbols, f.source)
             inputs = model_graph(model, f.positions, f.cell, f.pbc, types, spins).inputs()
             dt = model.dtype
@@ -312,17 +348,23 @@ def _batch_indices(cfg: TrainConfig, n_train: int, step: int) -> list[int]:
     return order[k * cfg.batch_size : (k + 1) * cfg.batch_size].tolist()
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True, log=print) -> Path:
+def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True, log=print,
+          overwrite: bool = False) -> Path:
     """Train (or resume) a model; returns the path of the written model file.
 
     Writes into ``cfg.output_dir``: ``checkpoint.pt`` (model, optimiser, step, learning curve),
-    ``lcurve.json``, the model file ``cfg.model_file`` and ``lcurve.png``.
+    ``lcurve.json``, the model file ``cfg.model_file`` and ``lcurve.png``. A fresh run refuses an
+    output folder holding an earlier run's model or checkpoint unless ``overwrite``.
     """
     from tqdm import tqdm
 
+    out_dir = Path(cfg.output_dir)
+    earlier = [p for p in (out_dir / cfg.model_file, out_dir / "checkpoint.pt") if p.exists()]
+    if earlier and resume is None and not overwrite:
+        raise ValueError(f"{out_dir} holds an earlier run ({', '.join(p.name for p in earlier)}): resume it "
+                         "(--resume), choose another output_dir, or replace it (--force)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = [f for s in cfg.systems for f in read_frames(s)]
     train_frames, valid_frames = split_frames(frames, cfg.n_validation, cfg.split_seed)

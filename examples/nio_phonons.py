@@ -7,9 +7,11 @@ magnetic cell of ``ase_deepspin.build.nio_afm``.
 
 Structure. The cell is kept at the volume of the model's DFT training data (a = 4.1857 Å): all its
 frames share one cell, so the model's stress is untrained (the pressure printed below is an
-extrapolation). The positions are relaxed at fixed spins with ASE's BFGS in each state: the model's
-pseudo-atoms (R_i + η S_i) break inversion at the Ni sites and leave small forces on the ideal
-G-state (printed below), and the R-state's lower symmetry gives it larger forces. A third
+extrapolation). The positions are relaxed at fixed spins with ASE's BFGS in each state. A model
+symmetrised under time reversal (the shipped one) keeps every Ni and O of the ideal G-state an
+inversion centre, so its forces there vanish to round-off; models without it (pseudo-atoms at
+R_i + η S_i break inversion) leave small forces (printed below), and the R-state's lower symmetry
+gives it forces either way. A third
 spectrum, R spins on the relaxed G positions (residual forces subtracted), separates the change at
 fixed geometry from the relaxation.
 

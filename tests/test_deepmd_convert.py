@@ -265,6 +265,15 @@ def test_unrepresentable_models_are_rejected(edit, message):
         model_from_dp_dict(data)
 
 
+def test_calculator_and_info_read_deepmd_files(tmp_path, nio, capsys):
+    model = randomized(small_model())
+    write_deepmd(model, tmp_path / "m.dp")
+    expected = DeepSpinCalculator(model).get_potential_energy(nio)
+    assert DeepSpinCalculator(str(tmp_path / "m.dp")).get_potential_energy(nio) == pytest.approx(expected, abs=1e-10)
+    assert cli_main(["info", str(tmp_path / "m.dp")]) == 0
+    assert "time reversal   no" in capsys.readouterr().out
+
+
 def test_not_a_dp_file(tmp_path):
     (tmp_path / "x.dp").write_text("not hdf5")
     with pytest.raises(DeepMDFormatError, match="not a readable HDF5"):

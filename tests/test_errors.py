@@ -91,7 +91,15 @@ def test_corrupt_model_file(tmp_path):
 def test_pickled_object_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "ase-deepspin-model", "payload": ModelConfig(["Ni"], [0.3])}, path)
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match="arbitrary code") as err:
+        DeepSpinCalculator(str(path))
+    assert "weights_only=False" not in str(err.value)  # never the advice to unpickle it
+
+
+def test_training_checkpoint_points_to_freeze(model, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": model.state_dict(), "optimizer": {}, "step": 3, "lcurve": "[]", "config": "{}"}, path)
+    with pytest.raises(ModelFileError, match="ase-deepspin freeze"):
         DeepSpinCalculator(str(path))
 
 

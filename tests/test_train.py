@@ -85,9 +85,19 @@ training:
     assert cfg.model.virtual_scale == [0.314, 0.0]
     assert cfg.model.sel == [20, 20, 20, 20]
     assert cfg.batch_size == 2 and cfg.numb_steps == 7 and cfg.loss.start_pref_fm == 1000
-    (tmp_path / "bad.yaml").write_text(text.replace("numb_steps", "numb_stepz"))
-    with pytest.raises(ValueError, match="numb_stepz"):
-        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+    # what is not implemented is refused by name, never accepted and ignored
+    for old, new, match in [("numb_steps", "numb_stepz", "numb_stepz"),
+                            ("resnet_dt: true}", "resnet_dt: true, activation_function: gelu}", "gelu"),
+                            ("type: exp", "type: cosine", "cosine"),
+                            ("type: ener_spin", "type: ener", "'ener'"),
+                            ("start_pref_e: 0.02", "start_pref_ee: 0.02", "start_pref_ee"),
+                            ("decay_steps: 100", "decay_step: 100", "decay_step"),
+                            ("virtual_scale:", "virtual_scal:", r"spin keys \['virtual_scal'\]"),
+                            ("fitting_net:", "fiting_net:", "fiting_net"),
+                            ("type_map: [Ni, O]", "type_map: [Ni, O", "not valid YAML at line")]:
+        (tmp_path / "bad.yaml").write_text(text.replace(old, new))
+        with pytest.raises(ValueError, match=match):
+            TrainConfig.from_yaml(tmp_path / "bad.yaml")
 
 
 def test_cli_train_info_test_freeze(tmp_path, capsys):
@@ -102,6 +112,9 @@ def test_cli_train_info_test_freeze(tmp_path, capsys):
                         "n_validation": 4, "output_dir": str(tmp_path / "run")}}
     (tmp_path / "in.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "in.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "in.yaml")]) == 2  # an earlier run is never silently replaced
+    assert "holds an earlier run" in capsys.readouterr().err
     model = tmp_path / "run" / "model.pt"
     assert main(["info", str(model)]) == 0
     info = capsys.readouterr().out
@@ -113,4 +126,27 @@ def test_cli_train_info_test_freeze(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "60 frames" in out and "torques" in out and (tmp_path / "p.png").is_file()
     assert main(["freeze", str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "f.pt")]) == 0
+    assert main(["info", str(tmp_path / "run" / "checkpoint.pt")]) == 2
+    assert "ase-deepspin freeze" in capsys.readouterr().err
+    for name in ("x.pth", "x.yaml"):  # never an ase-deepspin file under a DeePMD-kit name
+        assert main(["convert", str(model), str(tmp_path / name)]) == 2 and not (tmp_path / name).exists()
     assert main(["info", str(tmp_path / "nope.pt")]) == 2
+
+
+def test_missing_label_files_are_named(tmp_path, capsys):
+    import shutil
+
+    from ase_deepspin.cli import main
+
+    system = tmp_path / "data"
+    shutil.copytree(NIO_DATA / "data_1", system)
+    (system / "set.000" / "force_mag.npy").unlink()
+    with pytest.raises(ValueError, match=r"missing torques \(force_mag.npy\)"):
+        train(tiny_config(tmp_path, systems=[str(system)]), progress=False, log=lambda *a: None)
+    assert main(["test", "nio", str(system), "--no-plot"]) == 0  # what is labelled is tested
+    out = capsys.readouterr().out
+    assert "forces" in out and "torques    not labelled in every frame (force_mag.npy)" in out
+    for name in ("energy.npy", "force.npy"):
+        (system / "set.000" / name).unlink()
+    assert main(["test", "nio", str(system), "--no-plot"]) == 2
+    assert "no frame carries labels" in capsys.readouterr().err

@@ -51,15 +51,31 @@ def save_model(model: DeepSpinModel, path: str | os.PathLike, storage_dtype: tor
 
 
 def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> DeepSpinModel:
-    """Read a model file written by :func:`save_model`; parameters cast to ``dtype`` on ``device``."""
+    """Read a model file written by :func:`save_model`; parameters cast to ``dtype`` on ``device``.
+
+    DeePMD-kit spin models (.dp, .yaml, frozen .pth, .pt checkpoints) are read through
+    :func:`~ase_deepspin.model.deepmd.read_deepmd`, exactly as ``ase-deepspin convert`` reads them.
+    """
+    from .deepmd import is_deepmd_file, read_deepmd
+
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
+    if is_deepmd_file(path):
+        return read_deepmd(path).to(device=device, dtype=dtype)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
+    except pickle.UnpicklingError as err:
+        if zipfile.is_zipfile(path):  # a torch file whose pickle holds objects beyond tensors and containers
+            raise ModelFileError(f"{path} holds Python objects that no ase-deepspin model file contains; it is "
+                                 "refused (unpickling them could run arbitrary code)") from None
+        raise ModelFileError(f"{path} is not a readable ase-deepspin model file (not a torch zip archive)") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
         raise ModelFileError(f"{path} is not a readable ase-deepspin model file ({err.__class__.__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    if isinstance(blob, dict) and {"model", "optimizer", "step", "config"} <= set(blob):
+        raise ModelFileError(f"{path} is a training checkpoint, not a model file: write one with "
+                             f"`ase-deepspin freeze {path} model.pt`")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path} is not an ase-deepspin model file (no '{FORMAT_NAME}' header)")
     version = blob.get("version")

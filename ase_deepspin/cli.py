@@ -79,6 +79,26 @@ def _print_baseline(model):
         print(f"  {name}-{name} K(r) meV/μB:{'':21s}{' '.join(f'{1e3 * float(v):.2f}' for v in k)}")
 
 
+def _print_provenance(record: dict) -> None:
+    if not record:
+        print("provenance      none recorded (a file written before ase-deepspin kept provenance)")
+        return
+    print(f"written by      ase-deepspin {record.get('package_version', '?')} at {record.get('written_utc', '?')}"
+          " (checksum verified)")
+    training = record.get("training")
+    if training:
+        rmse = training.get("held_out_rmse")
+        print(f"trained         {training.get('steps')} steps on {', '.join(map(str, training.get('systems', [])))}"
+              + (f" ({training['training_frames']} frames, {training['validation_frames']} held out)"
+                 if "training_frames" in training else ""))
+        if rmse:
+            print(f"held-out RMSE   energy {rmse['energy_meV_per_atom']:.3f} meV/atom, forces "
+                  f"{rmse['forces_meV_per_A']:.2f} meV/Å, torques {rmse['torques_meV_per_muB']:.2f} meV/μB")
+    for key in ("converted_from", "compression"):
+        if key in record:
+            print(f"{key.replace('_', ' '):<15s} {record[key]}")
+
+
 def _info(args):
     from .calculator import resolve_model_path
     from .model import load_model
@@ -103,6 +123,7 @@ def _info(args):
               + ", ".join(f"{cfg.type_map[a]}-{cfg.type_map[b]} {cfg.short_range['r_inner'][a][b]:.3f}-"
                           f"{cfg.short_range['r_outer'][a][b]:.3f} Å" for a, b in pairs))
     print(f"parameters      {n_params}")
+    _print_provenance(model.provenance)
     if model.baseline is not None:
         _print_baseline(model)
     if model.tables is not None:

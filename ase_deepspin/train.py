@@ -425,7 +425,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     bar.close()
     checkpoint()
     model_path = out_dir / cfg.model_file
-    save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype))
+    held_out = validation_rmse(model, valid_data) if len(valid_data) else None
+    training = {"config": cfg.to_dict(), "systems": cfg.systems, "training_frames": len(train_frames),
+                "validation_frames": len(valid_frames), "steps": step,
+                "held_out_rmse": None if held_out is None else {
+                    "energy_meV_per_atom": 1e3 * held_out["e"], "forces_meV_per_A": 1e3 * held_out["f"],
+                    "torques_meV_per_muB": 1e3 * held_out["m"]}}
+    save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype), provenance={"training": training})
     if curve:
         from .analysis.plots import plot_learning_curve
 
@@ -439,5 +445,7 @@ def freeze(checkpoint: str | Path, out: str | Path, storage_dtype: torch.dtype =
     cfg = json.loads(ckpt["config"])
     model = DeepSpinModel(ModelConfig(**cfg["model"]))
     model.load_state_dict(ckpt["model"])
-    save_model(model, out, storage_dtype=storage_dtype)
+    save_model(model, out, storage_dtype=storage_dtype,
+               provenance={"training": {"config": cfg, "systems": cfg["systems"], "steps": int(ckpt["step"]),
+                                        "frozen_from": str(checkpoint)}})
     return Path(out)

@@ -96,6 +96,18 @@ def test_pickled_object_is_refused(tmp_path):
     assert "weights_only=False" not in str(err.value)  # never the advice to unpickle it
 
 
+def test_corrupted_model_file_is_refused(model, tmp_path, nio):
+    path = tmp_path / "m.pt"
+    save_model(model, path)
+    assert DeepSpinCalculator(str(path)).get_potential_energy(nio) == DeepSpinCalculator(model).get_potential_energy(nio)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2  # inside the tensors' bytes, which torch reads without any check
+    data[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="corrupted"):
+        DeepSpinCalculator(str(path))
+
+
 def test_training_checkpoint_points_to_freeze(model, tmp_path):
     path = tmp_path / "checkpoint.pt"
     torch.save({"model": model.state_dict(), "optimizer": {}, "step": 3, "lcurve": "[]", "config": "{}"}, path)

@@ -49,4 +49,5 @@ def compress_model(model: DeepSpinModel, tolerance: float = 1e-8, min_distance: 
     state = {k: v for k, v in source.state_dict().items() if not k.startswith("tables.")}
     state.update({f"tables.{p}.{k}": v for p, t in enumerate(tables) for k, v in t.state_dict().items()})
     compressed.load_state_dict(state)
+    compressed.provenance = {**model.provenance, "compression": {"tolerance": tolerance, "min_distance": min_distance}}
     return compressed.to(device=model.device, dtype=model.dtype)

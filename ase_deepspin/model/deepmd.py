@@ -554,9 +554,9 @@ def read_deepmd(path: str | os.PathLike) -> DeepSpinModel:
     path = Path(path)
     if not path.is_file():
         raise DeepMDFormatError(f"DeePMD-kit model file not found: {path}")
-    if path.suffix in (".pt", ".pth"):
-        return model_from_dp_dict(_read_torch(path))
-    return model_from_dp_dict(load_dp_file(path))
+    model = model_from_dp_dict(_read_torch(path) if path.suffix in (".pt", ".pth") else load_dp_file(path))
+    model.provenance = {"converted_from": f"DeePMD-kit {path.name}"}
+    return model
 
 
 def write_deepmd(model: DeepSpinModel, path: str | os.PathLike) -> None:

@@ -133,6 +133,7 @@ class DeepSpinModel(nn.Module):
     def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.config = config
+        self.provenance = {}  # what the model was made from, kept by model files (see model.io)
         n = config.n_types
         gen = torch.Generator().manual_seed(config.seed)
         self.embedding = nn.ModuleList(

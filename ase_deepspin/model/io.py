@@ -2,11 +2,14 @@
 
 Files are read with ``torch.load(..., weights_only=True)``, so loading never unpickles arbitrary
 objects. Layout: ``{"format": "ase-deepspin-model", "version": int, "config": json str,
-"state_dict": {name: tensor}}``.
+"provenance": json str, "checksum": sha256 hex, "state_dict": {name: tensor}}`` (files written
+before provenance and checksum existed have neither and load unverified).
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
 import pickle
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..version import __version__
 from .deepspin import FORMAT_VERSION, READABLE_VERSIONS, DeepSpinModel, ModelConfig
 
 FORMAT_NAME = "ase-deepspin-model"
@@ -42,12 +46,33 @@ def resolve_model_path(name: str | os.PathLike) -> Path:
                             f"(shipped: {', '.join(pretrained_models()) or 'none'})")
 
 
-def save_model(model: DeepSpinModel, path: str | os.PathLike, storage_dtype: torch.dtype | None = None) -> None:
-    """Write ``model`` to ``path``; ``storage_dtype`` (e.g. ``torch.float32``) shrinks the file."""
+def checksum(config: str, provenance: str, state: dict) -> str:
+    """SHA-256 (hex) of a model file's config and provenance JSON and of every tensor (name, dtype, shape, bytes)."""
+    digest = hashlib.sha256(config.encode())
+    digest.update(provenance.encode())
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_model(model: DeepSpinModel, path: str | os.PathLike, storage_dtype: torch.dtype | None = None,
+               provenance: dict | None = None) -> None:
+    """Write ``model`` to ``path``; ``storage_dtype`` (e.g. ``torch.float32``) shrinks the file.
+
+    The file records its provenance: ``model.provenance`` (what the model was made from: a training
+    run's config, data, steps and held-out RMSE; a compression or conversion), updated by
+    ``provenance``, plus the package version and time of writing; and a SHA-256 checksum of
+    config, provenance and tensors that :func:`load_model` verifies.
+    """
     state = {k: (v.to(storage_dtype) if storage_dtype is not None and v.is_floating_point() else v).detach().cpu()
              for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_json(),
-                "state_dict": state}, Path(path))
+    record = {**getattr(model, "provenance", {}), **(provenance or {}), "package_version": __version__,
+              "written_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    config, record = model.config.to_json(), json.dumps(record)
+    torch.save({"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config, "provenance": record,
+                "checksum": checksum(config, record, state), "state_dict": state}, Path(path))
 
 
 def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> DeepSpinModel:
@@ -82,6 +107,11 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
     if version not in READABLE_VERSIONS:
         raise ModelFileError(f"{path} has model format version {version}; this ase-deepspin reads versions "
                              f"{', '.join(map(str, READABLE_VERSIONS))}")
+    stored = blob.get("checksum")
+    if stored is not None and (not isinstance(blob.get("state_dict"), dict) or stored != checksum(
+            blob.get("config", ""), blob.get("provenance", ""), blob["state_dict"])):
+        raise ModelFileError(f"{path} is corrupted: its config or tensors do not match the checksum written with "
+                             "them (a damaged copy or download; fetch the file again)")
     try:
         raw = json.loads(blob["config"])
         if version < 4:  # written before time reversal existed: their networks are not symmetrised
@@ -91,4 +121,5 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
         model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelFileError(f"{path} has an inconsistent config or weights: {err}") from err
+    model.provenance = json.loads(blob.get("provenance") or "{}")
     return model.to(device)

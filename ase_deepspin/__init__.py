@@ -2,7 +2,8 @@
 
 from .calculator import DeepSpinCalculator, pretrained_models
 from .model import DeepSpinModel, ModelConfig, ModelFileError, compress_model, load_model, save_model
+from .model.ranges import ExtrapolationWarning
 from .version import __version__
 
-__all__ = ["DeepSpinCalculator", "DeepSpinModel", "ModelConfig", "ModelFileError", "compress_model", "load_model",
-           "pretrained_models", "save_model", "__version__"]
+__all__ = ["DeepSpinCalculator", "DeepSpinModel", "ExtrapolationWarning", "ModelConfig", "ModelFileError",
+           "compress_model", "load_model", "pretrained_models", "save_model", "__version__"]

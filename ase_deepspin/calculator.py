@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from .model import DeepSpinModel, compress_model, load_model
 from .model.io import pretrained_models, resolve_model_path
+from .model.ranges import ExtrapolationWarning, outside_data
 from .neighbors import NeighborSearch
 from .system import atoms_graph, check_structure, model_inputs, read_spins, type_indices
 
@@ -122,6 +124,7 @@ class DeepSpinCalculator(Calculator):
         self.model.eval()
         self.max_edges_per_chunk = max_edges_per_chunk
         self.neighbor_search = NeighborSearch(self.model.config.rcut, skin=neighbor_skin)
+        self.extrapolation_warned = set()  # kinds of ExtrapolationWarning already given
         self.parameters.update(model=source, device=str(self.device), dtype=str(torch_dtype).removeprefix("torch."),
                                compressed=self.model.tables is not None, neighbor_skin=float(neighbor_skin),
                                max_edges_per_chunk=max_edges_per_chunk)
@@ -136,6 +139,7 @@ class DeepSpinCalculator(Calculator):
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
         graph = self._graph(atoms)
+        self._warn_outside_data(graph)
         out = self.model(**graph.inputs(), virial=periodic, max_edges_per_chunk=self.max_edges_per_chunk)
         energy = float(out["energy"].sum())
         self.results = {
@@ -149,6 +153,16 @@ class DeepSpinCalculator(Calculator):
             virial = out["virial"][0].detach().cpu().double().numpy()
             stress = -0.5 * (virial + virial.T) / atoms.get_volume()
             self.results["stress"] = stress.flat[[0, 4, 8, 5, 2, 1]]
+
+    def _warn_outside_data(self, graph) -> None:
+        """One :class:`ExtrapolationWarning` per calculator and kind (a type's moments, a pair's distance)."""
+        ranges = self.model.config.data_ranges
+        if ranges is None:
+            return
+        for kind, message in outside_data(ranges, self.model.config.type_map, graph).items():
+            if kind not in self.extrapolation_warned:
+                self.extrapolation_warned.add(kind)
+                warnings.warn(f"{message}: predictions there are extrapolation", ExtrapolationWarning, stacklevel=4)
 
     def get_magnetic_torques(self, atoms=None) -> np.ndarray:
         """Magnetic torques −∂E/∂S (N, 3) in eV/μB."""

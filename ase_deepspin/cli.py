@@ -122,6 +122,12 @@ def _info(args):
         print("short range     ZBL wall (ase_deepspin.model.zbl), full below r_inner, off beyond r_outer: "
               + ", ".join(f"{cfg.type_map[a]}-{cfg.type_map[b]} {cfg.short_range['r_inner'][a][b]:.3f}-"
                           f"{cfg.short_range['r_outer'][a][b]:.3f} Å" for a, b in pairs))
+    if cfg.data_ranges is not None:
+        ranges = cfg.data_ranges
+        moments = [f"{t} |S| {b[0]:.4g}-{b[1]:.4g} μB" for t, b in zip(cfg.type_map, ranges["moment"]) if b]
+        closest = [f"{cfg.type_map[a]}-{cfg.type_map[b]} {ranges['shortest'][a][b]:.3f} Å"
+                   for a in range(cfg.n_types) for b in range(a, cfg.n_types) if ranges["shortest"][a][b] is not None]
+        print(f"training data   {'; '.join(moments)}; shortest {', '.join(closest)} (calculators warn beyond)")
     print(f"parameters      {n_params}")
     _print_provenance(model.provenance)
     if model.baseline is not None:

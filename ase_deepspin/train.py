@@ -34,6 +34,7 @@ from ase.data import atomic_numbers
 from .data import Frame, read_frames, split_frames
 from .model import DeepSpinModel, ModelConfig, save_model
 from .model.baseline import fit_spin_baseline
+from .model.ranges import data_ranges
 from .model.zbl import shortest_distances
 from .system import model_graph, symbol_types, validate_spins
 
@@ -377,10 +378,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     model = DeepSpinModel(cfg.model)
     train_data = PreparedFrames(train_frames, model)
     valid_data = PreparedFrames(valid_frames, model)
+    cfg.model = dataclasses.replace(cfg.model, data_ranges=data_ranges(train_data.items, cfg.model.n_types,
+                                                                       cfg.model.magnetic))
     if cfg.wall is not None:
         cfg.model = resolve_wall(cfg.model, train_data.items, **cfg.wall)
         log(f"ZBL wall: r_outer {cfg.model.short_range['r_outer']} Å, r_inner {cfg.model.short_range['r_inner']} Å")
-        model = DeepSpinModel(cfg.model)  # same seeded weights: the wall has none
+    model = DeepSpinModel(cfg.model)  # the same seeded weights: ranges and wall have none
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.start_lr)
     step, curve = 0, []
     if resume:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from conftest import small_model
 
 from ase_deepspin import DeepSpinCalculator, ModelConfig, ModelFileError, save_model
 from ase_deepspin.build import nio_afm
@@ -143,3 +144,27 @@ def test_invalid_hyper_parameters(bad):
     params.update(bad)
     with pytest.raises(ValueError):
         ModelConfig(**params)
+
+
+def test_structures_outside_the_training_data_warn_once_per_kind(recwarn):
+    from ase_deepspin import ExtrapolationWarning
+
+    ranges = {"moment": [[1.26, 1.29], None], "shortest": [[2.9, 2.05], [2.05, 2.9]]}
+    model = small_model(data_ranges=ranges)
+    calc = DeepSpinCalculator(model)
+    atoms = nio_afm(repeat=(2, 2, 1))
+    calc.get_potential_energy(atoms)
+    assert not [w for w in recwarn if w.category is ExtrapolationWarning]  # inside: silent
+    small = atoms.copy()
+    small.set_initial_magnetic_moments(1e-3 * atoms.get_initial_magnetic_moments())
+    with pytest.warns(ExtrapolationWarning, match="Ni moments span 0.00127"):
+        calc.get_potential_energy(small)
+    squeezed = atoms.copy()
+    o = squeezed.get_chemical_symbols().index("O")
+    bond = squeezed.get_distance(o, 0, mic=True, vector=True)  # atom 0 is a Ni
+    squeezed.positions[o] += 0.5 * bond / np.linalg.norm(bond)
+    with pytest.warns(ExtrapolationWarning, match="Ni–O pair is"):
+        calc.get_potential_energy(squeezed)
+    recwarn.clear()
+    calc.get_potential_energy(small)  # told once per calculator
+    assert not [w for w in recwarn if w.category is ExtrapolationWarning]

@@ -120,6 +120,9 @@ def test_cli_train_info_test_freeze(tmp_path, capsys):
     info = capsys.readouterr().out
     assert "rcut            4.0" in info and "exactly even in S" in info and "ZBL wall" in info
     assert "trained         4 steps" in info and "held-out RMSE" in info and "checksum verified" in info
+    assert "training data   Ni |S| 1.27" in info  # the DeltaSpin moments, 1.2733-1.2823 μB
+    (low, high), none = load_model(model).config.data_ranges["moment"]
+    assert 1.27 < low < high < 1.29 and none is None
     wall = load_model(model).config.short_range  # below the data's shortest Ni–O distance, 2.08 Å
     assert wall["charges"] == [28.0, 8.0] and 1.5 < wall["r_outer"][0][1] < 2.0
     assert wall["r_outer"][0][1] - wall["r_inner"][0][1] == pytest.approx(0.4)

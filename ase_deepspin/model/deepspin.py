@@ -52,7 +52,8 @@ class ModelConfig:
     ``time_reversal`` makes the network even in the spins, E_net = ½[E(R, S) + E(R, −S)], as
     physics without an external field is (exactly, to round-off; not a DeePMD-kit feature).
     ``short_range`` (``{"type": "zbl", "charges": [T], "r_inner": [[T×T]], "r_outer": [[T×T]]}``,
-    Å) adds the switched ZBL wall of :mod:`ase_deepspin.model.zbl`.
+    Å) adds the switched ZBL wall of :mod:`ase_deepspin.model.zbl`. ``data_ranges`` records what
+    the training frames held (see :mod:`ase_deepspin.model.ranges`); calculators warn beyond it.
     """
 
     type_map: list[str]
@@ -71,6 +72,7 @@ class ModelConfig:
     spin_baseline: dict | None = None  # Heisenberg–Landau baseline: n_basis, onsite_order
     time_reversal: bool = True  # network energy symmetrised under S -> -S
     short_range: dict | None = None  # ZBL wall: nuclear charges, r_inner, r_outer per type pair (Å)
+    data_ranges: dict | None = None  # training data: moment range per type (μB), shortest distance per pair (Å)
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -108,6 +110,11 @@ class ModelConfig:
             raise ValueError(f"time_reversal must be true or false, got {self.time_reversal!r}")
         if self.short_range is not None:
             self.short_range = check_short_range(self.short_range, n, self.rcut)
+        if self.data_ranges is not None and (set(self.data_ranges) != {"moment", "shortest"}
+                                             or len(self.data_ranges["moment"]) != n
+                                             or len(self.data_ranges["shortest"]) != n):
+            raise ValueError(f"data_ranges needs 'moment' (one [lo, hi] or null per type) and 'shortest' "
+                             f"({n}×{n}), got {self.data_ranges}")
 
     @property
     def n_types(self) -> int:

@@ -1,0 +1,74 @@
+"""What a model was trained on: moment lengths per type and the shortest distance per type pair.
+
+A model knows nothing beyond its data. The trainer records the ranges of its training frames in the
+model config (``ModelConfig.data_ranges``); :func:`outside_data` says, for a structure about to be
+evaluated, where it leaves them, so that calculators can warn instead of extrapolating silently.
+Tolerances: moments more than 10 % outside the trained range of their type, pairs more than 5 %
+closer than the shortest of their types in the data.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MOMENT_TOLERANCE = 0.10  # relative
+DISTANCE_TOLERANCE = 0.05  # relative
+
+
+class ExtrapolationWarning(UserWarning):
+    """A structure lies outside what the model was trained on: its predictions there are guesses."""
+
+DISTANCE_TOLERANCE = 0.05  # relative
+
+
+@torch.no_grad()
+def data_ranges(items: list[dict], n_types: int, magnetic: list[bool]) -> dict:
+    """``{"moment": [[lo, hi] μB or None per type], "shortest": [[Å or None] T×T]}`` of prepared frames
+    (model inputs as ``ase_deepspin.train.PreparedFrames`` holds them); None where never seen."""
+    from .zbl import shortest_distances
+
+    lo = torch.full((n_types,), float("inf"), dtype=torch.float64)
+    hi = torch.full((n_types,), -float("inf"), dtype=torch.float64)
+    for f in items:
+        lengths = torch.linalg.vector_norm(f["spins"].double(), dim=-1)
+        lo = torch.minimum(lo, torch.full_like(lo, float("inf")).scatter_reduce(0, f["atom_types"], lengths, "amin"))
+        hi = torch.maximum(hi, torch.full_like(hi, -float("inf")).scatter_reduce(0, f["atom_types"], lengths, "amax"))
+    shortest = shortest_distances(items, n_types)
+    return {"moment": [[float(lo[t]), float(hi[t])] if magnetic[t] and bool(torch.isfinite(lo[t])) else None
+                       for t in range(n_types)],
+            "shortest": [[float(v) if bool(torch.isfinite(v)) else None for v in row] for row in shortest]}
+
+
+@torch.no_grad()
+def outside_data(ranges: dict, type_map: list[str], graph) -> dict[str, str]:
+    """Where ``graph`` (a :class:`ase_deepspin.system.Graph`) leaves ``ranges``: {kind: message}.
+
+    Kinds are ``"moment:<element>"`` and ``"distance:<a>-<b>"``, so that each is reported once.
+    """
+    found = {}
+    types, spins = graph.atom_types, graph.spins.double()
+    lengths = torch.linalg.vector_norm(spins, dim=-1)
+    for t, bounds in enumerate(ranges.get("moment", [])):
+        if bounds is None or not bool((types == t).any()):
+            continue
+        values = lengths[types == t]
+        low, high = float(values.min()), float(values.max())
+        if low < (1 - MOMENT_TOLERANCE) * bounds[0] or high > (1 + MOMENT_TOLERANCE) * bounds[1]:
+            found[f"moment:{type_map[t]}"] = (f"{type_map[t]} moments span {low:.4g}–{high:.4g} μB; the model was "
+                                              f"trained on {bounds[0]:.4g}–{bounds[1]:.4g} μB")
+    real = ~graph.pseudo
+    centers, neighbors = graph.centers[real], graph.neighbors[real]
+    vectors = graph.positions.index_select(0, neighbors) - graph.positions.index_select(0, centers) \
+        + graph.offsets[real]
+    r = torch.linalg.vector_norm(vectors, dim=-1)
+    n = len(type_map)
+    pair = types.index_select(0, centers) * n + types.index_select(0, neighbors)
+    closest = torch.full((n * n,), float("inf"), dtype=r.dtype).scatter_reduce(0, pair, r, "amin").view(n, n)
+    for a in range(n):
+        for b in range(a, n):
+            shortest = ranges.get("shortest", [[None] * n] * n)[a][b]
+            if shortest is not None and float(closest[a, b]) < (1 - DISTANCE_TOLERANCE) * shortest:
+                found[f"distance:{type_map[a]}-{type_map[b]}"] = (
+                    f"a {type_map[a]}–{type_map[b]} pair is {float(closest[a, b]):.3f} Å apart; the closest in the "
+                    f"training data was {shortest:.3f} Å")
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -158,7 +159,10 @@ def _convert(args):
 
 
 def main(argv=None) -> int:
+    from .version import __version__
+
     parser = argparse.ArgumentParser(prog="ase-deepspin", description="DeepSPIN spin-lattice potentials for ASE")
+    parser.add_argument("--version", action="version", version=f"ase-deepspin {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a YAML config")
@@ -208,6 +212,10 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"ase-deepspin {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped early (`info | head`)
+        # Python's recipe: point stdout at devnull so that the flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -154,3 +154,13 @@ def test_missing_label_files_are_named(tmp_path, capsys):
         (system / "set.000" / name).unlink()
     assert main(["test", "nio", str(system), "--no-plot"]) == 2
     assert "no frame carries labels" in capsys.readouterr().err
+
+
+def test_cli_version():
+    import subprocess
+    import sys
+
+    from ase_deepspin import __version__
+
+    out = subprocess.run([sys.executable, "-m", "ase_deepspin.cli", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"ase-deepspin {__version__}"

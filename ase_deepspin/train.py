@@ -353,8 +353,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
           overwrite: bool = False) -> Path:
     """Train (or resume) a model; returns the path of the written model file.
 
-    Writes into ``cfg.output_dir``: ``checkpoint.pt`` (model, optimiser, step, learning curve),
-    ``lcurve.json``, the model file ``cfg.model_file`` and ``lcurve.png``. A fresh run refuses an
+    Writes into ``cfg.output_dir``: ``input.json`` (the full configuration), ``checkpoint.pt``
+    (model, optimiser, step, learning curve), ``lcurve.json`` and ``lcurve.out`` (DeePMD-kit's
+    columns), the model file ``cfg.model_file`` and ``lcurve.png``. The curve ends at the saved step. A fresh run refuses an
     output folder holding an earlier run's model or checkpoint unless ``overwrite``.
     """
     from tqdm import tqdm
@@ -404,7 +405,17 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "lcurve": json.dumps(curve), "config": json.dumps(cfg.to_dict())}, out_dir / "checkpoint.pt")
         (out_dir / "lcurve.json").write_text(json.dumps(curve))
+        (out_dir / "lcurve.out").write_text(lcurve_table(curve))
 
+    def record(stats):
+        rmse = validation_rmse(model, valid_data) if len(valid_data) else {"e": 0.0, "f": 0.0, "m": 0.0}
+        curve.append({"step": step, "lr": stats["lr"], "time_s": time.perf_counter() - started,
+                      "train_e": math.sqrt(stats["e"]), "train_f": math.sqrt(stats["f"]),
+                      "train_m": math.sqrt(stats["m"]), "val_e": rmse["e"], "val_f": rmse["f"], "val_m": rmse["m"]})
+        bar.set_postfix_str(f"E {1e3 * rmse['e']:.3f} meV/at F {1e3 * rmse['f']:.2f} meV/Å "
+                            f"ω {1e3 * rmse['m']:.2f} meV/μB")
+
+    (out_dir / "input.json").write_text(json.dumps(cfg.to_dict(), indent=1))  # the run's full configuration
     started = time.perf_counter()
     bar = tqdm(total=cfg.numb_steps, initial=step, disable=not progress, dynamic_ncols=True)
     stats = None
@@ -413,33 +424,37 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         step += 1
         bar.update(1)
         if step % cfg.disp_freq == 0 or step == cfg.numb_steps:
-            rmse = validation_rmse(model, valid_data) if len(valid_data) else {"e": 0.0, "f": 0.0, "m": 0.0}
-            row = {"step": step, "lr": stats["lr"], "time_s": time.perf_counter() - started,
-                   "train_e": math.sqrt(stats["e"]), "train_f": math.sqrt(stats["f"]),
-                   "train_m": math.sqrt(stats["m"]), "val_e": rmse["e"], "val_f": rmse["f"], "val_m": rmse["m"]}
-            curve.append(row)
-            bar.set_postfix_str(f"E {1e3 * rmse['e']:.3f} meV/at F {1e3 * rmse['f']:.2f} meV/Å "
-                                f"ω {1e3 * rmse['m']:.2f} meV/μB")
+            record(stats)
         if step % cfg.save_freq == 0:
             checkpoint()
         if cfg.max_time is not None and time.perf_counter() - started > cfg.max_time:
             log(f"time budget of {cfg.max_time} s reached at step {step}")
             break
+    if stats is not None and (not curve or curve[-1]["step"] != step):
+        record(stats)  # the curve always ends at the step the model is saved at
     bar.close()
     checkpoint()
     model_path = out_dir / cfg.model_file
-    held_out = validation_rmse(model, valid_data) if len(valid_data) else None
+    last = curve[-1] if curve and len(valid_data) else None
     training = {"config": cfg.to_dict(), "systems": cfg.systems, "training_frames": len(train_frames),
                 "validation_frames": len(valid_frames), "steps": step,
-                "held_out_rmse": None if held_out is None else {
-                    "energy_meV_per_atom": 1e3 * held_out["e"], "forces_meV_per_A": 1e3 * held_out["f"],
-                    "torques_meV_per_muB": 1e3 * held_out["m"]}}
+                "held_out_rmse": None if last is None else {
+                    "energy_meV_per_atom": 1e3 * last["val_e"], "forces_meV_per_A": 1e3 * last["val_f"],
+                    "torques_meV_per_muB": 1e3 * last["val_m"]}}
     save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype), provenance={"training": training})
     if curve:
         from .analysis.plots import plot_learning_curve
 
         plot_learning_curve(curve, out_dir / "lcurve.png")
     return model_path
+
+
+def lcurve_table(curve: list[dict]) -> str:
+    """The learning curve in DeePMD-kit's ``lcurve.out`` columns (RMSEs in eV/atom, eV/Å, eV/μB)."""
+    lines = ["#  step    rmse_e_val  rmse_e_trn   rmse_fr_val rmse_fr_trn  rmse_fm_val rmse_fm_trn         lr"]
+    lines += [f"{r['step']:7d}  {r['val_e']:11.3e} {r['train_e']:11.3e}  {r['val_f']:11.3e} {r['train_f']:11.3e}  "
+              f"{r['val_m']:11.3e} {r['train_m']:11.3e}  {r['lr']:10.3e}" for r in curve]
+    return "\n".join(lines) + "\n"
 
 
 def freeze(checkpoint: str | Path, out: str | Path, storage_dtype: torch.dtype = torch.float64) -> Path:

@@ -43,6 +43,9 @@ def test_training_learns_forces_and_torques_of_held_out_frames(tmp_path):
     assert last["val_f"] < 0.85 * f_rms
     assert last["val_m"] < 0.9 * m_rms
     assert (tmp_path / "run" / "lcurve.png").is_file()
+    table = (tmp_path / "run" / "lcurve.out").read_text().splitlines()
+    assert table[0].split()[1:3] == ["step", "rmse_e_val"] and int(table[-1].split()[0]) == cfg.numb_steps
+    assert json.loads((tmp_path / "run" / "input.json").read_text())["numb_steps"] == cfg.numb_steps
     assert load_model(path).config == cfg.model
 
 
@@ -164,3 +167,13 @@ def test_cli_version():
 
     out = subprocess.run([sys.executable, "-m", "ase_deepspin.cli", "--version"], capture_output=True, text=True)
     assert out.stdout.strip() == f"ase-deepspin {__version__}"
+
+
+def test_a_run_stopped_by_its_time_budget_records_its_last_step(tmp_path):
+    path = train(tiny_config(tmp_path, numb_steps=1000, max_time=0.0, disp_freq=100), progress=False,
+                 log=lambda *a: None)
+    curve = json.loads((tmp_path / "run" / "lcurve.json").read_text())
+    assert [row["step"] for row in curve] == [1]
+    training = load_model(path).provenance["training"]
+    assert training["steps"] == 1 and training["held_out_rmse"]["forces_meV_per_A"] == pytest.approx(
+        1e3 * curve[-1]["val_f"])

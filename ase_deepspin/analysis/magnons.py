@@ -316,14 +316,14 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
                       reference: dict | None = None, label: str = "") -> Path:
     """Band plot (PNG): ``energies_meV`` [n, L] along the path coordinate ``distance`` [n] (1/Å), named
     ``label``; optional ``dos`` = (energies_meV, states/meV) panel and ``reference`` = {label: energies [n, L']}."""
-    from .plots import _pyplot
+    from .plots import new_figure
 
-    plt = _pyplot()
     if dos is not None:
-        fig, (ax, ax_dos) = plt.subplots(1, 2, figsize=(8, 4.5), sharey=True, gridspec_kw={"width_ratios": [4, 1]},
-                                         constrained_layout=True)
+        fig = new_figure(figsize=(8, 4.5))
+        ax, ax_dos = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [4, 1]})
     else:
-        fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+        fig = new_figure(figsize=(6.5, 4.5))
+        ax = fig.subplots()
     main = ax.plot(distance, energies_meV, color="C0", lw=1.5)
     main[0].set_label(label)
     for n, (name, values) in enumerate((reference or {}).items()):
@@ -343,17 +343,16 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
         ax_dos.set_xlabel("DOS (1/meV)")
         ax_dos.set_xlim(left=0)
     fig.savefig(path, dpi=130)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_structure_factor(distance, energies_meV, intensity, path: str | Path, ticks=(), bands_meV=None,
                           title: str = "") -> Path:
     """Intensity map (PNG) of S(q, ω) [n_q, n_E] along a path, log colour scale, optional LSWT bands."""
-    from .plots import _pyplot
+    from .plots import new_figure
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    fig = new_figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
     values = np.log10(np.maximum(intensity, intensity.max() * 1e-6)).T
     ax.pcolormesh(distance, energies_meV, values, shading="nearest", cmap="viridis")
     if bands_meV is not None:
@@ -364,5 +363,4 @@ def plot_structure_factor(distance, energies_meV, intensity, path: str | Path, t
     ax.set_ylabel("ħω (meV)")
     ax.set_title(title or "S(q, ω), log scale")
     fig.savefig(path, dpi=130)
-    plt.close(fig)
     return Path(path)

@@ -564,7 +564,7 @@ class NEBResults:
         onto the fit piecewise linearly (tangent lines keep dE/ds ÷ dx/ds); energies are multiplied
         by ``energy_scale`` (e.g. 1000/f.u. with ``ylabel="energy (meV/f.u.)"``).
         """
-        from matplotlib.figure import Figure
+        from .plots import new_figure
 
         fit = self.force_fit()
         s = np.asarray(fit.path)
@@ -579,7 +579,7 @@ class NEBResults:
         lines = [(xi + d * (xs - si), energy_scale * es) for (xs, es), xi, si, d in zip(fit.lines, x_images, s, dx_ds)]
         scaled = ForceFit(x_images, energy_scale * fit.energies, np.interp(fit.fit_path, s, x_images),
                           energy_scale * fit.fit_energies, lines)
-        figure = Figure(figsize=(5, 3.6), layout="constrained")  # no pyplot: no global backend switch
+        figure = new_figure(figsize=(5, 3.6))
         ax = scaled.plot(ax=figure.add_subplot())
         ax.set_xlabel(label)
         ax.set_ylabel(ylabel)

@@ -314,7 +314,7 @@ def plot_phonons(phonons: Phonopy | dict, filename: str | Path, path: BandPath |
 
     Runs the band structure (and mesh and DOS) on each Phonopy object.
     """
-    from .plots import _pyplot
+    from .plots import new_figure
 
     if unit not in ("meV", "THz"):
         raise ValueError(f"unit must be 'meV' or 'THz', got {unit!r}")
@@ -325,10 +325,9 @@ def plot_phonons(phonons: Phonopy | dict, filename: str | Path, path: BandPath |
     scale = THZ_TO_MEV if unit == "meV" else 1.0
     other, factor = ("THz", 1.0 / THZ_TO_MEV) if unit == "meV" else ("meV", THZ_TO_MEV)
 
-    plt = _pyplot()
     widths = [4, 1] if mesh is not None else [1]
-    fig, axes = plt.subplots(1, len(widths), sharey=True, figsize=(8 if mesh is not None else 6.5, 4.5),
-                             gridspec_kw={"width_ratios": widths}, constrained_layout=True, squeeze=False)
+    fig = new_figure(figsize=(8 if mesh is not None else 6.5, 4.5))
+    axes = fig.subplots(1, len(widths), sharey=True, gridspec_kw={"width_ratios": widths}, squeeze=False)
     bands_ax = axes[0, 0]
     colors = ["k"] if len(spectra) == 1 else [f"C{i}" for i in (3, 0, 2, 1, 4, 5)]
     distances = None
@@ -363,5 +362,4 @@ def plot_phonons(phonons: Phonopy | dict, filename: str | Path, path: BandPath |
     last.secondary_yaxis("right", functions=(lambda y: y * factor, lambda y: y / factor)).set_ylabel(
         f"frequency ({other})")
     fig.savefig(filename, dpi=130)
-    plt.close(fig)
     return Path(filename)

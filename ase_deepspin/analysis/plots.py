@@ -1,4 +1,4 @@
-"""Matplotlib figures (written as PNG, no screen needed)."""
+"""Matplotlib figures written as PNG: no screen needed, and the caller's pyplot backend is left alone."""
 
 from __future__ import annotations
 
@@ -7,35 +7,35 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**kwargs):
+    """A matplotlib ``Figure`` made outside pyplot (constrained layout): it renders to files through
+    Agg without switching the caller's backend and holds no global state, so nothing needs closing."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(layout="constrained", **kwargs)
 
 
 def plot_learning_curve(curve: list[dict], path: str | Path) -> Path:
     """Validation and training RMSEs against step (log scales): E meV/atom, F meV/Å, ω meV/μB."""
-    plt = _pyplot()
     steps = np.array([r["step"] for r in curve])
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
+    fig = new_figure(figsize=(12, 3.6))
+    axes = fig.subplots(1, 3)
+    marker = "o" if len(curve) < 30 else None  # a short run's few points stay visible
     for ax, key, label in zip(axes, "efm", ["energy (meV/atom)", "force (meV/Å)", "torque (meV/μB)"]):
-        ax.loglog(steps, [1e3 * r[f"train_{key}"] for r in curve], lw=0.8, alpha=0.6, label="train batch")
-        ax.loglog(steps, [1e3 * r[f"val_{key}"] for r in curve], lw=1.5, label="validation")
+        ax.loglog(steps, [1e3 * r[f"train_{key}"] for r in curve], lw=0.8, alpha=0.6, marker=marker, ms=3,
+                  label="train batch")
+        ax.loglog(steps, [1e3 * r[f"val_{key}"] for r in curve], lw=1.5, marker=marker, ms=3, label="validation")
         ax.set_xlabel("step")
         ax.set_ylabel(f"RMSE {label}")
     axes[0].legend()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_parity(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
     """Parity plots: ``pairs`` maps a label (with units) to (reference, predicted) arrays."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 4), constrained_layout=True, squeeze=False)
+    fig = new_figure(figsize=(4 * len(pairs), 4))
+    axes = fig.subplots(1, len(pairs), squeeze=False)
     for ax, (label, (ref, pred)) in zip(axes[0], pairs.items()):
         ref, pred = np.ravel(ref), np.ravel(pred)
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
@@ -46,5 +46,4 @@ def plot_parity(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Pat
         ax.set_xlabel("reference")
         ax.set_ylabel("model")
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)

@@ -11,8 +11,8 @@ from .system import check_structure
 from .data import read_frames, split_frames
 
 
-LABELS = ("energy", "forces", "torques")
-LABEL_FILES = {"energy": "energy.npy", "forces": "force.npy", "torques": "force_mag.npy"}
+LABEL_FILES = {"energy": "energy.npy", "forces": "force.npy", "torques": "force_mag.npy"}  # DeePMD-kit names
+LABELS = tuple(LABEL_FILES)
 
 
 def labelled_quantities(frames) -> list[str]:

@@ -34,8 +34,7 @@ from ase.data import atomic_numbers
 from .data import Frame, read_frames, split_frames
 from .model import DeepSpinModel, ModelConfig, save_model
 from .model.baseline import fit_spin_baseline
-from .model.ranges import data_ranges
-from .model.zbl import shortest_distances
+from .model.ranges import data_ranges, shortest_distances
 from .system import model_graph, symbol_types, validate_spins
 
 
@@ -252,15 +251,15 @@ def initial_energy_bias(model: DeepSpinModel, data: PreparedFrames, frames: list
     model.energy_bias.copy_(torch.as_tensor(energy_bias(residual, model.config.type_map)))
 
 
-def resolve_wall(model: ModelConfig, items: list[dict], margin: float = 0.1, width: float = 0.5) -> ModelConfig:
-    """``model`` with a ZBL wall below the shortest distance of each type pair in ``items`` (prepared frames).
+def resolve_wall(model: ModelConfig, shortest: torch.Tensor, margin: float = 0.1, width: float = 0.5) -> ModelConfig:
+    """``model`` with a ZBL wall below ``shortest`` [T, T] (Å), the shortest distance of each type pair in
+    the training frames (:func:`~ase_deepspin.model.ranges.shortest_distances`).
 
     r_outer = min(shortest − margin, rcut) and r_inner = r_outer − width (Å), so the wall is exactly
-    zero on every frame of ``items``; a pair never within rcut gets r_outer = rcut.
+    zero on every training frame; a pair never within rcut gets r_outer = rcut.
     """
     if not (margin >= 0 and width > 0):
         raise ValueError(f"short_range needs margin >= 0 and width > 0 (Å), got margin={margin}, width={width}")
-    shortest = shortest_distances(items, model.n_types)
     outer = torch.clamp(shortest - margin, max=model.rcut)
     inner = outer - width
     if bool((inner <= 0).any()):
@@ -379,10 +378,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     model = DeepSpinModel(cfg.model)
     train_data = PreparedFrames(train_frames, model)
     valid_data = PreparedFrames(valid_frames, model)
-    cfg.model = dataclasses.replace(cfg.model, data_ranges=data_ranges(train_data.items, cfg.model.n_types,
-                                                                       cfg.model.magnetic))
+    shortest = shortest_distances(train_data.items, cfg.model.n_types)
+    cfg.model = dataclasses.replace(cfg.model, data_ranges=data_ranges(train_data.items, cfg.model.magnetic, shortest))
     if cfg.wall is not None:
-        cfg.model = resolve_wall(cfg.model, train_data.items, **cfg.wall)
+        cfg.model = resolve_wall(cfg.model, shortest, **cfg.wall)
         log(f"ZBL wall: r_outer {cfg.model.short_range['r_outer']} Å, r_inner {cfg.model.short_range['r_inner']} Å")
     model = DeepSpinModel(cfg.model)  # the same seeded weights: ranges and wall have none
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.start_lr)

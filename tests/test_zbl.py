@@ -9,6 +9,7 @@ from ase_deepspin import DeepSpinCalculator, compress_model
 from ase_deepspin.build import nio_afm
 from ase_deepspin.data import read_frames, split_frames
 from ase_deepspin.model import DeepSpinModel
+from ase_deepspin.model.ranges import shortest_distances
 from ase_deepspin.model.zbl import ZBLWall
 from ase_deepspin.train import PreparedFrames, evaluate, nuclear_charges, resolve_wall
 from conftest import NIO_DATA, needs_nio_data, small_model
@@ -85,7 +86,7 @@ def test_training_frames_energies_are_unchanged_by_the_wall():
     frames = read_frames(NIO_DATA)
     model = small_model(rcut=5.6, rcut_smth=5.4, sel=[60, 60])
     items = PreparedFrames(frames, model).items
-    walled = DeepSpinModel(resolve_wall(model.config, items, margin=0.05, width=0.5))
+    walled = DeepSpinModel(resolve_wall(model.config, shortest_distances(items, 2), margin=0.05, width=0.5))
     walled.load_state_dict(model.state_dict())
     inner, outer = (np.array(walled.config.short_range[k]) for k in ("r_inner", "r_outer"))
     assert np.all(inner < outer)

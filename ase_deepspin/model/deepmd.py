@@ -544,9 +544,14 @@ def is_deepmd_file(path: str | os.PathLike) -> bool:
             blob = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError):
             return False  # not a readable torch file: the native reader will say why
-        return isinstance(blob, dict) and isinstance(blob.get("model", blob), dict) and \
-            "_extra_state" in blob.get("model", blob)
+        return is_deepmd_checkpoint(blob)
     return False
+
+
+def is_deepmd_checkpoint(blob) -> bool:
+    """Whether a loaded ``.pt`` object is a DeePMD-kit PyTorch training checkpoint."""
+    return isinstance(blob, dict) and isinstance(blob.get("model", blob), dict) and \
+        "_extra_state" in blob.get("model", blob)
 
 
 def read_deepmd(path: str | os.PathLike) -> DeepSpinModel:

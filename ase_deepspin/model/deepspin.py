@@ -213,6 +213,10 @@ class DeepSpinModel(nn.Module):
         eta = self.virtual_scale.index_select(0, atom_types.index_select(0, neighbors)) * pseudo.to(self.dtype)
         return lattice, eta.unsqueeze(-1) * spins.to(self.dtype).index_select(0, neighbors)
 
+    def spin_halves(self, lattice, shift) -> list:
+        """Edge vectors the network sees: at S, and with time reversal also at −S (see :meth:`edge_parts`)."""
+        return [lattice + shift, lattice - shift] if self.config.time_reversal else [lattice + shift]
+
     def slot_counts(self, center_local, blocks, n_centres, inside=None):
         """Filled neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow.
 
@@ -295,7 +299,7 @@ class DeepSpinModel(nn.Module):
         for f in frames:
             lattice, shift = self.edge_parts(f["positions"], f["spins"], f["atom_types"], f["centers"],
                                              f["neighbors"], f["offsets"], f["pseudo"])
-            halves = [lattice + shift, lattice - shift] if cfg.time_reversal else [lattice + shift]
+            halves = self.spin_halves(lattice, shift)
             ct = f["atom_types"][f["centers"]]
             sums[:, 0] += torch.bincount(f["atom_types"], minlength=n).double()
             weight = 1.0 / len(halves)  # a symmetric model sees both halves equally often
@@ -340,7 +344,7 @@ class DeepSpinModel(nn.Module):
                                          strain, edge_frames)
         # with time reversal the pseudo blocks are evaluated at R_j + eta S_j and at R_j - eta S_j, each
         # on its edges within rcut; real blocks are shared by both halves
-        halves = [lattice + shift, lattice - shift] if cfg.time_reversal else [lattice + shift]
+        halves = self.spin_halves(lattice, shift)
         inside = None
         if cfg.time_reversal:
             inside = [~pseudo | (torch.linalg.vector_norm(v.detach(), dim=-1) < cfg.rcut) for v in halves]

@@ -81,12 +81,12 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
     DeePMD-kit spin models (.dp, .yaml, frozen .pth, .pt checkpoints) are read through
     :func:`~ase_deepspin.model.deepmd.read_deepmd`, exactly as ``ase-deepspin convert`` reads them.
     """
-    from .deepmd import is_deepmd_file, read_deepmd
+    from .deepmd import is_deepmd_checkpoint, is_deepmd_file, read_deepmd
 
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
-    if is_deepmd_file(path):
+    if path.suffix != ".pt" and is_deepmd_file(path):  # by name; a .pt file is recognised once loaded
         return read_deepmd(path).to(device=device, dtype=dtype)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -98,6 +98,8 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
     except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
         raise ModelFileError(f"{path} is not a readable ase-deepspin model file ({err.__class__.__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    if is_deepmd_checkpoint(blob):
+        return read_deepmd(path).to(device=device, dtype=dtype)
     if isinstance(blob, dict) and {"model", "optimizer", "step", "config"} <= set(blob):
         raise ModelFileError(f"{path} is a training checkpoint, not a model file: write one with "
                              f"`ase-deepspin freeze {path} model.pt`")

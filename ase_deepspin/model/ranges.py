@@ -21,19 +21,39 @@ class ExtrapolationWarning(UserWarning):
 DISTANCE_TOLERANCE = 0.05  # relative
 
 
-@torch.no_grad()
-def data_ranges(items: list[dict], n_types: int, magnetic: list[bool]) -> dict:
-    """``{"moment": [[lo, hi] μB or None per type], "shortest": [[Å or None] T×T]}`` of prepared frames
-    (model inputs as ``ase_deepspin.train.PreparedFrames`` holds them); None where never seen."""
-    from .zbl import shortest_distances
+def closest_pairs(positions, atom_types, centers, neighbors, offsets, pseudo, n_types: int) -> torch.Tensor:
+    """Shortest real-atom distance (Å) per type pair [T, T] of one graph's edges (inf where a pair has none)."""
+    real = ~pseudo
+    centers, neighbors = centers[real], neighbors[real]
+    vectors = positions.index_select(0, neighbors) - positions.index_select(0, centers) + offsets[real]
+    r = torch.linalg.vector_norm(vectors.double(), dim=-1)
+    pair = atom_types.index_select(0, centers) * n_types + atom_types.index_select(0, neighbors)
+    closest = torch.full((n_types * n_types,), float("inf"), dtype=torch.float64).scatter_reduce(0, pair, r, "amin")
+    closest = closest.view(n_types, n_types)
+    return torch.minimum(closest, closest.T)
 
+
+@torch.no_grad()
+def shortest_distances(items: list[dict], n_types: int) -> torch.Tensor:
+    """:func:`closest_pairs` over prepared frames (model inputs as ``ase_deepspin.train.PreparedFrames`` holds them)."""
+    shortest = torch.full((n_types, n_types), float("inf"), dtype=torch.float64)
+    for f in items:
+        shortest = torch.minimum(shortest, closest_pairs(f["positions"], f["atom_types"], f["centers"],
+                                                         f["neighbors"], f["offsets"], f["pseudo"], n_types))
+    return shortest
+
+
+@torch.no_grad()
+def data_ranges(items: list[dict], magnetic: list[bool], shortest: torch.Tensor) -> dict:
+    """``{"moment": [[lo, hi] μB or None per type], "shortest": [[Å or None] T×T]}`` of prepared frames,
+    ``shortest`` being their :func:`shortest_distances`; None where never seen."""
+    n_types = len(magnetic)
     lo = torch.full((n_types,), float("inf"), dtype=torch.float64)
     hi = torch.full((n_types,), -float("inf"), dtype=torch.float64)
     for f in items:
         lengths = torch.linalg.vector_norm(f["spins"].double(), dim=-1)
         lo = torch.minimum(lo, torch.full_like(lo, float("inf")).scatter_reduce(0, f["atom_types"], lengths, "amin"))
         hi = torch.maximum(hi, torch.full_like(hi, -float("inf")).scatter_reduce(0, f["atom_types"], lengths, "amax"))
-    shortest = shortest_distances(items, n_types)
     return {"moment": [[float(lo[t]), float(hi[t])] if magnetic[t] and bool(torch.isfinite(lo[t])) else None
                        for t in range(n_types)],
             "shortest": [[float(v) if bool(torch.isfinite(v)) else None for v in row] for row in shortest]}
@@ -56,14 +76,8 @@ def outside_data(ranges: dict, type_map: list[str], graph) -> dict[str, str]:
         if low < (1 - MOMENT_TOLERANCE) * bounds[0] or high > (1 + MOMENT_TOLERANCE) * bounds[1]:
             found[f"moment:{type_map[t]}"] = (f"{type_map[t]} moments span {low:.4g}–{high:.4g} μB; the model was "
                                               f"trained on {bounds[0]:.4g}–{bounds[1]:.4g} μB")
-    real = ~graph.pseudo
-    centers, neighbors = graph.centers[real], graph.neighbors[real]
-    vectors = graph.positions.index_select(0, neighbors) - graph.positions.index_select(0, centers) \
-        + graph.offsets[real]
-    r = torch.linalg.vector_norm(vectors, dim=-1)
     n = len(type_map)
-    pair = types.index_select(0, centers) * n + types.index_select(0, neighbors)
-    closest = torch.full((n * n,), float("inf"), dtype=r.dtype).scatter_reduce(0, pair, r, "amin").view(n, n)
+    closest = closest_pairs(graph.positions, types, graph.centers, graph.neighbors, graph.offsets, graph.pseudo, n)
     for a in range(n):
         for b in range(a, n):
             shortest = ranges.get("shortest", [[None] * n] * n)[a][b]

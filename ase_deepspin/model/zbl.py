@@ -12,7 +12,7 @@ u = (r − r_inner)/(r_outer − r_inner), in between: E, F and their first deri
 Why a pair term added to the network rather than DeePMD-kit's per-atom mixing of the two energies:
 the training data decide nothing about the network at distances they never visit, so the wall is
 placed there only. With ``r_outer`` below the shortest distance of each pair in the training data
-(:func:`shortest_distances` and ``ase_deepspin.train``), w is exactly 0 on every training frame and
+(:func:`ase_deepspin.model.ranges.shortest_distances`, ``ase_deepspin.train``), w is exactly 0 on every training frame and
 fitted energies are unchanged; at shorter distances the wall's tens of eV dominate whatever the
 network extrapolates to. Spins do not enter (the term is even in S).
 """
@@ -100,20 +100,3 @@ class ZBLWall(nn.Module):
             return energies
         pair = self.pair_energy(r[close], ti[close], tj[close])
         return energies.index_add(0, centers[close] - first, 0.5 * pair)
-
-
-@torch.no_grad()
-def shortest_distances(items: list[dict], n_types: int) -> torch.Tensor:
-    """Shortest real-atom distance (Å) per type pair [T, T] over prepared frames (inf where a pair never
-    comes within the cutoff). ``items`` are model inputs as ``ase_deepspin.train.PreparedFrames`` holds them."""
-    shortest = torch.full((n_types, n_types), float("inf"), dtype=torch.float64)
-    for f in items:
-        real = ~f["pseudo"]
-        c, n = f["centers"][real], f["neighbors"][real]
-        vectors = f["positions"].index_select(0, n) - f["positions"].index_select(0, c) + f["offsets"][real]
-        r = torch.linalg.vector_norm(vectors.double(), dim=-1)
-        pair = f["atom_types"][c] * n_types + f["atom_types"][n]
-        per_pair = torch.full((n_types * n_types,), float("inf"), dtype=torch.float64)
-        per_pair = per_pair.scatter_reduce(0, pair, r, reduce="amin")
-        shortest = torch.minimum(shortest, per_pair.view(n_types, n_types))
-    return torch.minimum(shortest, shortest.T)

@@ -7,7 +7,7 @@ from ase import Atoms
 
 from ase_deepspin import DeepSpinCalculator, compress_model
 from ase_deepspin.build import nio_afm
-from ase_deepspin.data import read_frames, split_frames
+from ase_deepspin.data import read_frames
 from ase_deepspin.model import DeepSpinModel
 from ase_deepspin.model.ranges import shortest_distances
 from ase_deepspin.model.zbl import ZBLWall

@@ -90,7 +90,7 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
         return read_deepmd(path).to(device=device, dtype=dtype)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError:
         if zipfile.is_zipfile(path):  # a torch file whose pickle holds objects beyond tensors and containers
             raise ModelFileError(f"{path} holds Python objects that no ase-deepspin model file contains; it is "
                                  "refused (unpickling them could run arbitrary code)") from None

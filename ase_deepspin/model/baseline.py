@@ -24,6 +24,8 @@ DeePMD-kit has no such term, so models with a baseline cannot be exported to it.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -50,7 +52,7 @@ class SpinBaseline(nn.Module):
         self.register_buffer("centres", torch.arange(1, n_basis + 1, dtype=dtype) * (rcut / n_basis), persistent=False)
 
     def couplings(self, r: torch.Tensor, ti: torch.Tensor, tj: torch.Tensor,
-                  exchange: torch.Tensor | None = None) -> torch.Tensor:
+                  exchange: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(J, K) [2, E] in (eV, eV/μB) for distances r [E] (Å) and type pairs."""
         exchange = self.exchange if exchange is None else exchange
         sym = 0.5 * (exchange + exchange.transpose(1, 2))
@@ -59,7 +61,7 @@ class SpinBaseline(nn.Module):
         return smooth_switch(r, self.rcut_smth, self.rcut) * (basis * sym[:, ti, tj]).sum(-1)
 
     def atomic_energies(self, spins, atom_types, centers, neighbors, lattice_vectors, first: int, n_centres: int,
-                        onsite: torch.Tensor | None = None, exchange: torch.Tensor | None = None) -> torch.Tensor:
+                        onsite: Optional[torch.Tensor] = None, exchange: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Baseline energy (eV) of centres ``first .. first + n_centres − 1`` from their real-atom edges.
 
         ``lattice_vectors`` [E, 3] Å are the edges' R_j − R_i (strained if a strain is applied);
@@ -82,7 +84,8 @@ class SpinBaseline(nn.Module):
             length_i = torch.linalg.vector_norm(spins[c], dim=-1)
             length_j = torch.linalg.vector_norm(spins[n], dim=-1)
             cosine = (spins[c] * spins[n]).sum(-1) / (length_i * length_j)
-            j_pair, k_pair = self.couplings(r, ti, tj, exchange)
+            couplings = self.couplings(r, ti, tj, exchange)
+            j_pair, k_pair = couplings[0], couplings[1]
             deviations = length_i - self.moment_ref[ti] + length_j - self.moment_ref[tj]
             energies = energies.index_add(0, c - first, 0.5 * (j_pair + k_pair * deviations) * cosine)
         return energies

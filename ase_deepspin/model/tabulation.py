@@ -182,21 +182,26 @@ class EmbeddingTable(nn.Module):
         the result from plain autograd operations instead, so that derivatives can be differentiated
         again (training on forces, Hessian products).
         """
-        n_cols = self.coefficients.shape[0]
         if not twice_differentiable:
             return _TableMoment.apply(rows, rank, n_rank, self)
+        return self.spline_moment(rows, rank, n_rank)
+
+    def spline_moment(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
+        """:meth:`moment` from plain autograd operations (twice differentiable; TorchScript-compatible)."""
         interval, w = self.locate(rows[:, 0])
-        target = self._targets(interval, rank, n_rank)
+        target = spline_targets(interval, rank, n_rank)
         values = (w.unsqueeze(-1) * rows.unsqueeze(1)).reshape(-1, 4)  # [E * 6, 4]
+        n_cols = self.coefficients.shape[0]
         scattered = rows.new_zeros(n_cols * n_rank, 4).index_add(0, target, values)
         product = self.coefficients.T @ scattered.view(n_cols, n_rank * 4)  # [M, n_rank * 4]
         return product.view(-1, n_rank, 4).permute(1, 2, 0)
 
-    @staticmethod
-    def _targets(interval, rank, n_rank):
-        """Rows of the scattered [n_cols * n_rank, 4] matrix that each edge's six weights go to."""
-        column = interval.unsqueeze(-1) + torch.arange(DEGREE + 1, device=interval.device)  # [E, 6]
-        return (column * n_rank + rank.unsqueeze(-1)).reshape(-1)
+
+def spline_targets(interval: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
+    """Rows of the scattered [n_cols * n_rank, 4] matrix that each edge's six weights go to."""
+    # the DEGREE + 1 = 6 non-zero B-splines, as a literal: TorchScript cannot read module-level ints
+    column = interval.unsqueeze(-1) + torch.arange(6, device=interval.device)  # [E, 6]
+    return (column * n_rank + rank.unsqueeze(-1)).reshape(-1)
 
 
 class _TableMoment(torch.autograd.Function):
@@ -225,7 +230,7 @@ class _TableMoment(torch.autograd.Function):
             for q in range(DEGREE - 2, -1, -1):
                 dw = torch.addcmul(slope_coeffs[q].index_select(0, interval), dw, tau)
             dw = dw.div_(width.unsqueeze(-1))  # d/dx
-            target = EmbeddingTable._targets(interval, rank, n_rank)
+            target = spline_targets(interval, rank, n_rank)
             n_cols = table.coefficients.shape[0]
             values = (w.unsqueeze(-1) * rows.unsqueeze(1)).reshape(-1, 4)
             scattered = rows.new_zeros(n_cols * n_rank, 4).index_add_(0, target, values)

@@ -22,18 +22,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-COULOMB = 14.399645  # e²/(4π ε0), eV·Å
-SCREENING_LENGTH = 0.46850  # Å
-SCREENING_POWER = 0.23
-SCREENING = ((0.18175, 3.19980), (0.50986, 0.94229), (0.28022, 0.40290), (0.02817, 0.20162))
-
 
 def zbl_energy(r: torch.Tensor, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
-    """Unswitched ZBL pair energy φ(r) (eV) at distances r (Å) of nuclei with charges z_i, z_j."""
-    a = SCREENING_LENGTH / (z_i**SCREENING_POWER + z_j**SCREENING_POWER)
-    x = r / a
-    screen = sum(c * torch.exp(-d * x) for c, d in SCREENING)
-    return COULOMB * z_i * z_j / r * screen
+    """Unswitched ZBL pair energy φ(r) (eV) at distances r (Å) of nuclei with charges z_i, z_j.
+
+    The constants (module docstring) are written out: TorchScript, which runs this in LAMMPS
+    (:mod:`~ase_deepspin.model.torchscript`), cannot read module-level floats.
+    """
+    coulomb = 14.399645  # e²/(4π ε0), eV·Å
+    x = r * (z_i**0.23 + z_j**0.23) / 0.46850  # r / a, a the universal screening length (Å)
+    screen = 0.18175 * torch.exp(-3.19980 * x) + 0.50986 * torch.exp(-0.94229 * x) \
+        + 0.28022 * torch.exp(-0.40290 * x) + 0.02817 * torch.exp(-0.20162 * x)
+    return coulomb * z_i * z_j / r * screen
 
 
 def wall_switch(r: torch.Tensor, r_inner: torch.Tensor, r_outer: torch.Tensor) -> torch.Tensor:

@@ -103,12 +103,17 @@ def _print_provenance(record: dict) -> None:
 def _info(args):
     from .calculator import resolve_model_path
     from .model import load_model
+    from .model.torchscript import read_export_record
 
     path = resolve_model_path(args.model)
     model = load_model(path)
     cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())
     print(f"file            {path}")
+    export = read_export_record(path) if path.suffix == ".pth" else None
+    if export is not None:
+        print(f"kind            TorchScript module for DeePMD-kit's LAMMPS pair_style deepspin, {export['dtype']}, "
+              f"exported by ase-deepspin {export['package_version']}; the model it holds:")
     print(f"type_map        {cfg.type_map}   (pseudo-types {', '.join(model.block_names()[cfg.n_types:])})")
     print(f"virtual_scale   {cfg.virtual_scale} Å/μB")
     print(f"rcut            {cfg.rcut} Å (smooth from {cfg.rcut_smth} Å), env_protection {cfg.env_protection} Å")
@@ -138,16 +143,29 @@ def _info(args):
 
 
 def _convert(args):
+    import torch
+
     from .calculator import resolve_model_path
     from .model import load_model, save_model
     from .model.deepmd import is_deepmd_file, read_deepmd, write_deepmd
+    from .model.torchscript import write_lammps_model
 
     out = args.out
-    if not out.endswith((".dp", ".hlo", ".pt")):
-        raise ValueError(f"convert writes an ase-deepspin model (.pt) or a DeePMD-kit .dp file, not {out!r}"
-                         + (": a TorchScript export for LAMMPS (.pth) is not available yet; .dp files of models "
-                            "DeePMD-kit can express run there" if out.endswith(".pth") else ""))
-    if out.endswith((".dp", ".hlo")):
+    if not out.endswith((".dp", ".hlo", ".pt", ".pth")):
+        raise ValueError(f"convert writes an ase-deepspin model (.pt), a TorchScript module for LAMMPS (.pth) or a "
+                         f"DeePMD-kit .dp file, not {out!r}")
+    if out.endswith(".pth"):
+        model = load_model(resolve_model_path(args.model))
+        dtype = None if args.dtype is None else getattr(torch, args.dtype)
+        write_lammps_model(model, out, dtype=dtype)
+        eta_s = _largest_pseudo_offset(model)
+        print(f"TorchScript module for LAMMPS written to {out} ({args.dtype or str(model.dtype)[6:]}): "
+              f"`pair_style deepspin {out}` (DeePMD-kit's plugin), `pair_coeff * * {' '.join(model.config.type_map)}`"
+              + (f", and a neighbour skin of at least {eta_s:.2f} Å (η|S| at the largest training moment) "
+                 "plus the usual margin" if eta_s else ""))
+    elif args.dtype is not None:
+        raise ValueError("--dtype applies to TorchScript exports (.pth) only")
+    elif out.endswith((".dp", ".hlo")):
         write_deepmd(load_model(resolve_model_path(args.model)), out)
         print(f"DeePMD-kit model written to {out} (for LAMMPS: dp convert-backend {out} model.pth)")
     elif is_deepmd_file(args.model):
@@ -155,7 +173,13 @@ def _convert(args):
         print(f"ase-deepspin model written to {out}")
     else:
         raise ValueError(f"convert reads a DeePMD-kit model (.dp, .yaml, .pth, .pt checkpoint) into an ase-deepspin "
-                         f".pt file, or writes an ase-deepspin model to .dp; got {args.model} -> {out}")
+                         f".pt file, or writes an ase-deepspin model to .pth (LAMMPS) or .dp; got {args.model} -> {out}")
+
+
+def _largest_pseudo_offset(model) -> float:
+    """η|S| (Å) at the largest moment the training data held (0 if no ranges are recorded)."""
+    ranges = (model.config.data_ranges or {}).get("moment") or []
+    return max([eta * r[1] for eta, r in zip(model.config.virtual_scale, ranges) if r], default=0.0)
 
 
 def main(argv=None) -> int:
@@ -201,9 +225,12 @@ def main(argv=None) -> int:
     p.add_argument("model")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("convert", help="DeePMD-kit spin se_e2_a model <-> ase-deepspin model file")
+    p = sub.add_parser("convert", help="DeePMD-kit spin se_e2_a model <-> ase-deepspin model; TorchScript for LAMMPS")
     p.add_argument("model", help="DeePMD-kit .dp/.yaml/.pth/.pt checkpoint, or an ase-deepspin model (or shipped name)")
-    p.add_argument("out", help="ase-deepspin .pt file, or DeePMD-kit .dp file")
+    p.add_argument("out", help="ase-deepspin .pt file, TorchScript module for LAMMPS pair_style deepspin (.pth), "
+                   "or DeePMD-kit .dp file")
+    p.add_argument("--dtype", choices=["float64", "float32"], default=None,
+                   help="precision of a .pth export (default: the model's, float64)")
     p.set_defaults(func=_convert)
 
     args = parser.parse_args(argv)

@@ -23,6 +23,7 @@ from ase.data import atomic_masses, atomic_numbers
 from .system import check_structure
 
 HBAR_EV_PS = 6.5821191e-4  # the value DeePMD-kit's pair_style deepspin uses (LAMMPS metal units)
+BAR_PER_EV_A3 = 1.6021765e6  # LAMMPS metal units: bar per eV/Å³ (its nktv2p, an older CODATA value)
 
 
 def fm_from_torques(torques: np.ndarray, moments: np.ndarray) -> np.ndarray:
@@ -84,10 +85,12 @@ def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[
         f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}",
         f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes",
         "compute p all property/atom fmx fmy fmz sp spx spy spz",
-        "thermo_style custom step pe", "thermo_modify format float %.17g",
+        "thermo_style custom step pe press pxx pyy pzz pyz pxz pxy", "thermo_modify format float %.17g",
         f"dump d all custom 1 {dump_file} id type fx fy fz {columns}",
         "dump_modify d format float %.17g sort id",
-        "run 0", 'print "DEEPSPIN_ENERGY $(pe:%.17g)"', "undump d",
+        "run 0", 'print "DEEPSPIN_ENERGY $(pe:%.17g)"',
+        'print "DEEPSPIN_PRESSURE ' + " ".join(f"$(p{c}:%.17g)" for c in ("xx", "yy", "zz", "yz", "xz", "xy")) + '"',
+        "undump d",
     ]
     if minimize_steps > 0:
         lines += [
@@ -108,6 +111,36 @@ def read_deepspin_dump(path: str | os.PathLike, prism: Prism) -> dict:
     fm = prism.vector_to_ase(table[:, 5:8])
     return {"forces": prism.vector_to_ase(table[:, 2:5]), "moments": moments,
             "torques": torques_from_fm(fm, moments)}
+
+
+def lammps_route(root: str | os.PathLike | None = None) -> dict | None:
+    """Where LAMMPS with DeePMD-kit's ``pair_style deepspin`` is (``examples/setup_lammps_deepspin.sh``), or None.
+
+    Read from ``ASE_DEEPSPIN_LMP`` and ``ASE_DEEPSPIN_LMP_LIBRARY_PATH``, else from ``root`` (default: a
+    ``.lammps-deepspin`` folder in the working directory or in the source tree of this package). Returns
+    ``{"lmp": executable, "plugin": libdeepmd_lmpplugin.so, "env": environment to run it in}``.
+    """
+    from pathlib import Path
+
+    lmp, library_path = os.environ.get("ASE_DEEPSPIN_LMP"), os.environ.get("ASE_DEEPSPIN_LMP_LIBRARY_PATH")
+    if not (lmp and library_path):
+        candidates = [Path(root)] if root else [Path.cwd() / ".lammps-deepspin",
+                                                Path(__file__).resolve().parents[1] / ".lammps-deepspin"]
+        found = next((c for c in candidates if (c / "lmp" / "bin" / "lmp").is_file()), None)
+        if found is None:
+            return None
+        lmp, library_path = str(found / "lmp" / "bin" / "lmp"), f"{found / 'lib'}:{found / 'lmp' / 'lib'}"
+    plugin = next((Path(p) / "libdeepmd_lmpplugin.so" for p in library_path.split(":")
+                   if (Path(p) / "libdeepmd_lmpplugin.so").is_file()), None)
+    if plugin is None:
+        raise FileNotFoundError(f"no libdeepmd_lmpplugin.so in {library_path}; run examples/setup_lammps_deepspin.sh")
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    env.update(LD_LIBRARY_PATH=library_path, OMP_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
+               DP_INTER_OP_PARALLELISM_THREADS="1",
+               # large tensors from mmap, returned on free: glibc's growing threshold otherwise lets a
+               # rank's heap grow by GBs over many calls on a large system
+               MALLOC_MMAP_THRESHOLD_="1048576")
+    return {"lmp": lmp, "plugin": str(plugin), "env": env}
 
 
 def run_lammps(input_text: str, workdir: str | os.PathLike, lmp: str, nprocs: int = 1,
@@ -131,9 +164,22 @@ def run_lammps(input_text: str, workdir: str | os.PathLike, lmp: str, nprocs: in
     return output
 
 
-def printed_value(output: str, key: str) -> float:
-    """The number LAMMPS printed after ``key`` (see :func:`deepspin_input`)."""
+def printed_values(output: str, key: str) -> list[float]:
+    """The numbers LAMMPS printed after ``key`` (see :func:`deepspin_input`)."""
     for line in output.splitlines():
         if line.startswith(key + " "):
-            return float(line.split()[1])
+            return [float(v) for v in line.split()[1:]]
     raise RuntimeError(f"LAMMPS output has no '{key}' line")
+
+
+def printed_value(output: str, key: str) -> float:
+    """The first number LAMMPS printed after ``key``."""
+    return printed_values(output, key)[0]
+
+
+def stress_from_pressure(pressure_bar, prism: Prism) -> np.ndarray:
+    """ASE stress (3, 3) eV/Å³ from LAMMPS's pressure tensor (xx, yy, zz, yz, xz, xy) in bar (metal units;
+    without kinetic part), rotated back into the ASE frame of ``prism``."""
+    xx, yy, zz, yz, xz, xy = pressure_bar
+    tensor = -np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]]) / BAR_PER_EV_A3
+    return prism.tensor2_to_ase(tensor)

@@ -101,14 +101,13 @@ def test_forward_lower_matches_calculator_on_nio_frames(variant):
 
 def test_triclinic_cell_small_chunks_and_virial(nio):
     """A triclinic 16-atom cell (many images of each atom), centres in chunks of a few rows: E, F, ω as the
-    calculator, and the virial Σ x ⊗ F, symmetrised as ASE's stress is, equals −V σ of the calculator."""
+    calculator, and the virial (Σ x ⊗ F, symmetrised) equals −V σ of the calculator's stress."""
     model = full_model()
     module = scripted_model(model, max_edges_per_chunk=500)
     result = compare(module, model, nio, model.config.rcut + 1.5, seed=3)
     for key in ("energy", "forces", "torques"):
         assert result[key] < 1e-10, (key, result[key])
     virial = result["out"]["virial"].view(3, 3).numpy()
-    virial = 0.5 * (virial + virial.T)  # spins held fixed under strain: W has an antisymmetric part
     expected = -result["volume"] * result["stress"]
     assert np.abs(virial - expected).max() < 1e-9 * np.abs(expected).max()
 
@@ -185,3 +184,33 @@ def test_written_file_loads_and_records_its_origin(tmp_path, nio):
     assert loaded.get_dim_fparam() == 0 and loaded.get_dim_aparam() == 0 and not loaded.is_aparam_nall()
     out = loaded.forward_lower(*lammps_inputs(nio, model.config.rcut + 1.5)[:4])
     assert torch.isfinite(out["extended_force"]).all()
+
+
+def test_exported_file_gives_back_its_model(tmp_path, nio):
+    """load_model (and so DeepSpinCalculator) reads an exported .pth back: same energy, forces, torques."""
+    from ase_deepspin.model import load_model
+
+    model = compress_model(full_model(), min_distance=1.0)
+    path = write_lammps_model(model, tmp_path / "model.pth")
+    nio.calc = DeepSpinCalculator(model)
+    expected = nio.get_potential_energy(), nio.get_forces(), nio.calc.get_magnetic_torques(nio)
+    nio.calc = DeepSpinCalculator(load_model(path))
+    got = nio.get_potential_energy(), nio.get_forces(), nio.calc.get_magnetic_torques(nio)
+    assert got[0] == pytest.approx(expected[0], rel=1e-14, abs=0)
+    assert np.allclose(got[1], expected[1], rtol=0, atol=1e-12)
+    assert np.allclose(got[2], expected[2], rtol=0, atol=1e-12)
+
+
+def test_cli_convert_and_info(tmp_path, capsys):
+    from ase_deepspin.cli import main
+    from ase_deepspin.model import save_model
+
+    save_model(full_model(), tmp_path / "m.pt")
+    assert main(["convert", str(tmp_path / "m.pt"), str(tmp_path / "m.pth"), "--dtype", "float32"]) == 0
+    assert "pair_style deepspin" in capsys.readouterr().out
+    assert read_export_record(tmp_path / "m.pth")["dtype"] == "float32"
+    assert main(["info", str(tmp_path / "m.pth")]) == 0
+    out = capsys.readouterr().out
+    assert "TorchScript module for DeePMD-kit's LAMMPS pair_style deepspin, float32" in out and "time reversal" in out
+    assert main(["convert", str(tmp_path / "m.pt"), str(tmp_path / "m.dp"), "--dtype", "float32"]) == 2
+    assert "--dtype" in capsys.readouterr().err

@@ -79,13 +79,18 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
     """Read a model file written by :func:`save_model`; parameters cast to ``dtype`` on ``device``.
 
     DeePMD-kit spin models (.dp, .yaml, frozen .pth, .pt checkpoints) are read through
-    :func:`~ase_deepspin.model.deepmd.read_deepmd`, exactly as ``ase-deepspin convert`` reads them.
+    :func:`~ase_deepspin.model.deepmd.read_deepmd`, exactly as ``ase-deepspin convert`` reads them;
+    this package's own TorchScript exports for LAMMPS (.pth) give back the model they hold.
     """
     from .deepmd import is_deepmd_checkpoint, is_deepmd_file, read_deepmd
+
+    from .torchscript import read_export_record, read_lammps_model
 
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
+    if path.suffix == ".pth" and read_export_record(path) is not None:  # our own TorchScript export
+        return read_lammps_model(path).to(device=device, dtype=dtype)
     if path.suffix != ".pt" and is_deepmd_file(path):  # by name; a .pt file is recognised once loaded
         return read_deepmd(path).to(device=device, dtype=dtype)
     try:

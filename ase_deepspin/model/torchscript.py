@@ -11,7 +11,7 @@ loads a ``torch.jit`` module and only calls methods on it: at load ``has_message
 with the ``nloc`` local atoms first, ghosts after them, and ``nlist`` LAMMPS's full list of real
 neighbours within rcut + skin (any order, padded with −1). It returns ``energy`` [1, 1] eV (float64),
 ``extended_force`` [1, nall, 3] eV/Å = −∂E/∂x, ``extended_force_mag`` [1, nall, 3] eV/μB = −∂E/∂S,
-``virial`` [1, 9] eV = Σ_a x_a ⊗ F_a (LAMMPS's sign) and, with ``do_atom_virial``, ``atom_energy``
+``virial`` [1, 9] eV = Σ_a x_a ⊗ F_a (LAMMPS's sign, symmetrised) and, with ``do_atom_virial``, ``atom_energy``
 [1, nall, 1] and ``extended_virial`` [1, nall, 9]; LAMMPS adds the ghosts' forces to their owners.
 
 :class:`LammpsModel` evaluates exactly the energy of :class:`~ase_deepspin.model.DeepSpinModel` on
@@ -338,7 +338,10 @@ class LammpsModel(nn.Module):
             if grad_spin is not None:
                 force_mag = force_mag - grad_spin
             atom_energy[first:stop] = energies.detach().to(torch.float64)
-        atom_virial = (coord.detach().unsqueeze(-1) * force.unsqueeze(-2)).reshape(nall, 9)
+        # x ⊗ F per extended atom, symmetrised as the calculator's stress is (spins held fixed under strain
+        # give W an antisymmetric part, and LAMMPS would take its lower triangle as the off-diagonal)
+        outer = coord.detach().unsqueeze(-1) * force.unsqueeze(-2)
+        atom_virial = (0.5 * (outer + outer.transpose(1, 2))).reshape(nall, 9)
         out: Dict[str, torch.Tensor] = {
             "energy": atom_energy.sum().view(1, 1),
             "extended_force": force.unsqueeze(0),
@@ -398,3 +401,26 @@ def read_export_record(path) -> dict | None:
             return None if name is None else json.loads(archive.read(name))
     except (zipfile.BadZipFile, OSError, ValueError):
         return None
+
+
+def read_lammps_model(path):
+    """The :class:`~ase_deepspin.model.DeepSpinModel` (float64) inside a file of :func:`write_lammps_model`."""
+    from .deepspin import DeepSpinModel, ModelConfig
+
+    record = read_export_record(path)
+    if record is None:
+        raise ValueError(f"{path} is not a TorchScript export of ase-deepspin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("blocks."):
+            _, p, part, rest = key.split(".", 3)
+            key = f"{'embedding' if part == 'net' else 'tables'}.{p}.{rest}"
+        renamed[key] = value.double() if value.is_floating_point() else value
+    model = DeepSpinModel(ModelConfig(**record["config"]))
+    # the scripted module also holds what it derived (slot rows, config-made buffers): keep the model's own
+    model.load_state_dict({key: renamed[key] for key in model.state_dict()})
+    model.provenance = record.get("provenance", {})
+    return model

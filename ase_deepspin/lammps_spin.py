@@ -69,21 +69,36 @@ def write_spin_data(path: str | os.PathLike, atoms: Atoms, type_map: list[str]) 
     return prism
 
 
+def _deepspin_setup(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,
+                    sectoring_cutoff: float | None = None) -> list[str]:
+    """Input lines up to the neighbour settings: spin data file, plugin, ``pair_style deepspin``.
+
+    ``sectoring_cutoff`` (Å) overlays a ``spin/exchange`` pair of zero strength with that cutoff: ``fix
+    nve/spin`` under MPI divides each domain into sectors sized by the cutoffs of SPIN pair styles and stops
+    ("No suitable cutoff found for sectoring operation") when there is none.
+    """
+    lines = ["units metal", "atom_style spin", "boundary p p p", "atom_modify map array",
+             f"read_data {data_file}", f"plugin load {plugin}"]
+    if sectoring_cutoff is None:
+        lines += [f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}"]
+    else:
+        lines += [f"pair_style hybrid/overlay deepspin {model_file} spin/exchange {sectoring_cutoff!r}",
+                  f"pair_coeff * * deepspin {' '.join(type_map)}",
+                  f"pair_coeff * * spin/exchange exchange {sectoring_cutoff!r} 0.0 0.0 1.0"]
+    return lines + [f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes"]
+
+
 def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,
                    minimize_steps: int = 0, dump_file: str = "deepspin.dump") -> str:
-    """LAMMPS input: DeePMD-kit's ``pair_style deepspin`` on a spin data file, energy/forces/fm dump,
-    then optionally ``min_style spin/lbfgs`` for ``minimize_steps`` iterations and a second dump
-    (``<dump_file>.min``) with the relaxed spins.
+    """LAMMPS input: DeePMD-kit's ``pair_style deepspin`` on a spin data file, energy/forces/fm dump and
+    pressure tensor, then optionally ``min_style spin/lbfgs`` for ``minimize_steps`` iterations and a
+    second dump (``<dump_file>.min``) with the relaxed spins.
 
-    ``skin`` (Å) must be at least the largest pseudo-atom offset η|S|: DeePMD-kit's pair style only
-    considers the pseudo-atom of an atom that is in LAMMPS's neighbour list (rcut + skin).
+    ``skin`` (Å) must be at least the largest pseudo-atom offset η|S| (plus a margin for motion): the
+    pair style only sees the pseudo-atom of an atom that is in LAMMPS's neighbour list (rcut + skin).
     """
     columns = " ".join(f"c_p[{k}]" for k in range(1, 8))
-    lines = [
-        "units metal", "atom_style spin", "boundary p p p", "atom_modify map array",
-        f"read_data {data_file}", f"plugin load {plugin}",
-        f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}",
-        f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes",
+    lines = _deepspin_setup(data_file, model_file, plugin, type_map, skin) + [
         "compute p all property/atom fmx fmy fmz sp spx spy spz",
         "thermo_style custom step pe press pxx pyy pzz pyz pxz pxy", "thermo_modify format float %.17g",
         f"dump d all custom 1 {dump_file} id type fx fy fz {columns}",
@@ -99,6 +114,40 @@ def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[
             'print "DEEPSPIN_MIN_ENERGY $(pe:%.17g)"',
             f"write_dump all custom {dump_file}.min id type fx fy fz {columns} modify format float %.17g sort id",
         ]
+    return "\n".join(lines) + "\n"
+
+
+def spin_lattice_input(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float, steps: int,
+                       rcut: float, dt_fs: float = 0.1, temperature_K: float = 0.0, alpha: float = 0.0,
+                       field_T=(0.0, 0.0, 0.0), lattice_temperature_K: float = 0.0, seed: int = 12345,
+                       thermo: int = 10, dump_file: str | None = None) -> str:
+    """LAMMPS input for spin-lattice dynamics with ``pair_style deepspin``: ``fix precession/spin`` (Zeeman
+    field ``field_T``, Tesla), ``fix langevin/spin`` (spin bath at ``temperature_K`` with transverse damping
+    ``alpha``; omitted when alpha = 0) and ``fix nve/spin lattice moving``; lattice velocities drawn at
+    ``lattice_temperature_K``; a zero ``spin/exchange`` of cutoff ``rcut`` (Å) for the sectoring of
+    ``nve/spin`` under MPI. Thermo columns: step, time (ps), lattice temperature (K), potential,
+    kinetic and total energy (eV). With ``dump_file`` the final state is dumped as :func:`deepspin_input` does.
+
+    Caution (measured with LAMMPS 2025.7.22): ``fix nve/spin`` rebuilds each spin's field from SPIN pair
+    styles and spin fixes only and drops the magnetic forces of ``pair_style deepspin``, so the model moves
+    the lattice but not the spins (examples/lammps_spin_lattice.py shows it).
+    """
+    field = np.asarray(field_T, dtype=float)
+    size = float(np.linalg.norm(field))
+    direction = field / size if size > 0 else np.array([0.0, 0.0, 1.0])
+    lines = _deepspin_setup(data_file, model_file, plugin, type_map, skin, sectoring_cutoff=rcut)
+    if lattice_temperature_K > 0:
+        lines.append(f"velocity all create {lattice_temperature_K!r} {seed} dist gaussian")
+    lines.append(f"fix precession all precession/spin zeeman {size!r} {' '.join(repr(float(v)) for v in direction)}")
+    if alpha > 0:
+        lines.append(f"fix bath all langevin/spin {temperature_K!r} {alpha!r} {seed + 1}")
+    lines += ["fix integrate all nve/spin lattice moving", f"timestep {dt_fs / 1000.0!r}",
+              "thermo_style custom step time temp pe ke etotal",
+              "thermo_modify format float %.10g", f"thermo {thermo}", f"run {steps}"]
+    if dump_file is not None:
+        columns = " ".join(f"c_p[{k}]" for k in range(1, 8))
+        lines += ["compute p all property/atom fmx fmy fmz sp spx spy spz",
+                  f"write_dump all custom {dump_file} id type fx fy fz {columns} modify format float %.17g sort id"]
     return "\n".join(lines) + "\n"
 
 

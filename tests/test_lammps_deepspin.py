@@ -81,3 +81,16 @@ def test_triclinic_cell_with_every_model_term(tmp_path, nio):
     result = lammps_vs_calculator(nio, full_model(), tmp_path, nprocs=2)
     for key in ("energy", "forces", "torques", "stress"):
         assert result[key] < 1e-10, (key, result[key])
+
+
+@needs_nio_data
+def test_too_small_skin_stops_lammps_with_the_rule(tmp_path):
+    """LAMMPS's default-like skin (0.3 Å) is below η|S| = 1.27 Å of the shipped model: the run stops with
+    the module's message naming the skin it needs, instead of silently missing pseudo-atoms."""
+    atoms = nio_frames(1)[0]
+    model = load_model("ase_deepspin/pretrained/nio.pt")
+    write_spin_data(tmp_path / "system.data", atoms, model.config.type_map)
+    write_lammps_model(model, tmp_path / "model.pth")
+    text = deepspin_input("system.data", "model.pth", ROUTE["plugin"], model.config.type_map, skin=0.3)
+    with pytest.raises(RuntimeError, match="neighbor SKIN bin"):
+        run_lammps(text, tmp_path, ROUTE["lmp"], nprocs=1, env=ROUTE["env"])

@@ -42,6 +42,60 @@ __all__ = ["DeepSpinCalculator", "check_structure", "model_inputs", "pretrained_
 _CALCULATOR_KEYWORDS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
 
 
+DEVIATION_PROPERTIES = ("forces_deviation", "torques_deviation", "energy_deviation", "model_deviation")
+
+
+def _check_committee(models) -> None:
+    """Members must see the same neighbours and pseudo-atoms: one neighbour list serves them all."""
+    first = models[0].config
+    for k, model in enumerate(models[1:], start=1):
+        cfg = model.config
+        for name in ("type_map", "rcut", "virtual_scale", "time_reversal"):
+            if getattr(cfg, name) != getattr(first, name):
+                raise ValueError(f"committee member {k} has {name} {getattr(cfg, name)!r} but member 0 has "
+                                 f"{getattr(first, name)!r}; members must share type_map, rcut, virtual_scale and "
+                                 "time_reversal (as members of one `train --ensemble` run do)")
+
+
+def _spread(values: np.ndarray) -> np.ndarray:
+    """RMS distance from the members' mean, sqrt(mean_k |x_k − <x>|²), over the first axis (members) and the
+    last (components). Written through pairwise differences, Σ_{k<l} |x_k − x_l|² / K², which is the same
+    number and exactly zero for identical members."""
+    n = len(values)
+    total = sum(((values[k] - values[l]) ** 2).sum(-1) for k in range(n) for l in range(k + 1, n))
+    return np.sqrt(total / n**2)
+
+
+def committee_deviations(members: list[dict], magnetic: np.ndarray, volume: float | None = None) -> dict:
+    """DeePMD-kit's model deviation of a committee from its members' results (one dict per member with
+    energy eV, forces (N, 3) eV/Å, magnetic_torques (N, 3) eV/μB and, for periodic cells, stress (6,) eV/Å³
+    with the cell's ``volume`` Å³); ``magnetic`` (N,) bool.
+
+    Returns ``forces_deviation`` (N,) eV/Å, ``torques_deviation`` (N,) eV/μB (zero on non-magnetic atoms),
+    ``energy_deviation`` eV/atom (the members' standard deviation of E/N) and ``model_deviation``: max, min
+    and mean over atoms of the force deviation (``max_devi_f`` ...), over magnetic atoms of the torque
+    deviation (``max_devi_fm`` ...), ``devi_e``, and for periodic cells over the nine components of the
+    virial per atom (``max_devi_v`` ..., eV), as ``dp model-devi`` and ``pair_style deepspin`` report them.
+    """
+    n_atoms = len(members[0]["forces"])
+    forces = _spread(np.array([m["forces"] for m in members]))
+    torques = _spread(np.array([m["magnetic_torques"] for m in members]))
+    torques[~magnetic] = 0.0
+    energy = float(_spread(np.array([[m["energy"] / n_atoms] for m in members])))
+    summary = {"max_devi_f": forces.max(), "min_devi_f": forces.min(), "avg_devi_f": forces.mean()}
+    on_magnetic = torques[magnetic] if magnetic.any() else np.zeros(1)
+    summary.update(max_devi_fm=on_magnetic.max(), min_devi_fm=on_magnetic.min(), avg_devi_fm=on_magnetic.mean(),
+                   devi_e=energy)
+    if volume is not None and "stress" in members[0]:
+        # virial per atom W/N = −σV/N, each of its nine components' spread over members
+        voigt = np.array([m["stress"] for m in members])
+        full = voigt[:, [0, 5, 4, 5, 1, 3, 4, 3, 2]] * (-volume / n_atoms)
+        virial = _spread(full[:, :, None])
+        summary.update(max_devi_v=virial.max(), min_devi_v=virial.min(), avg_devi_v=virial.mean())
+    return {"forces_deviation": forces, "torques_deviation": torques, "energy_deviation": energy,
+            "model_deviation": {k: float(v) for k, v in summary.items()}}
+
+
 def _torch_dtype(dtype) -> torch.dtype:
     table = {"float64": torch.float64, "float32": torch.float32, torch.float64: torch.float64,
              torch.float32: torch.float32}
@@ -71,6 +125,12 @@ class DeepSpinCalculator(Calculator):
         (``"nio"``; ``"nio.pt"`` also resolves to it when no such file exists here). A model
         object is used as it is when its dtype and device already match; otherwise the
         calculator works on a converted copy and the caller's object is left unchanged.
+        A list of them is a committee (same type_map, rcut, virtual_scale, time_reversal): every
+        property is the members' mean, computed on one neighbour list, and DeePMD-kit's model
+        deviation comes with it: ``forces_deviation`` (N,) eV/Å and ``torques_deviation`` (N,) eV/μB,
+        each atom's RMS distance of the members from their mean (zero on non-magnetic atoms);
+        ``energy_deviation`` eV/atom; ``model_deviation``, a dict of their max/min/mean
+        (``max_devi_f``, ``max_devi_fm``, ``devi_e``, ``max_devi_v`` ...; see :func:`committee_deviations`).
     device : torch device, default ``"cpu"``.
     dtype : ``"float64"`` (default) or ``"float32"`` (faster; on the NiO grain boundary, against
         float64: energy 6e-9 relative, forces 6e-5 relative (0.3 meV/Å at most), torques 6e-6).
@@ -107,6 +167,26 @@ class DeepSpinCalculator(Calculator):
         super().__init__(**kwargs)
         self.device = _check_device(device)
         torch_dtype = _torch_dtype(dtype)
+        committee = isinstance(model, (list, tuple))
+        if committee and len(model) < 2:
+            raise ValueError(f"a committee needs at least two models, got {len(model)}")
+        loaded = [self._load(m, torch_dtype, compress) for m in (model if committee else [model])]
+        self.models = [m for m, _ in loaded]
+        if committee:
+            _check_committee(self.models)
+            self.implemented_properties = self.implemented_properties + list(DEVIATION_PROPERTIES)
+        self.model = self.models[0]  # the neighbour list, checks and data ranges: shared by every member
+        self.max_edges_per_chunk = max_edges_per_chunk
+        self.neighbor_search = NeighborSearch(self.model.config.rcut, skin=neighbor_skin)
+        self.extrapolation_warned = set()  # kinds of ExtrapolationWarning already given
+        sources = [source for _, source in loaded]
+        self.parameters.update(model=sources if committee else sources[0], device=str(self.device),
+                               dtype=str(torch_dtype).removeprefix("torch."),
+                               compressed=self.model.tables is not None, neighbor_skin=float(neighbor_skin),
+                               max_edges_per_chunk=max_edges_per_chunk)
+
+    def _load(self, model, torch_dtype, compress):
+        """(model in the calculator's dtype and device, a description of where it came from)."""
         if isinstance(model, DeepSpinModel):
             source = f"<DeepSpinModel {'+'.join(model.config.type_map)}>"
         elif isinstance(model, (str, os.PathLike)):
@@ -115,19 +195,14 @@ class DeepSpinCalculator(Calculator):
             # tables are built in float64 and then cast, exactly as a compressed file is loaded
             model = load_model(path, dtype=torch.float64 if compress else torch_dtype)
         else:
-            raise TypeError(f"model must be a path, a shipped model name or a DeepSpinModel, got {type(model).__name__}")
+            raise TypeError(f"model must be a path, a shipped model name, a DeepSpinModel or a list of them (a "
+                            f"committee), got {type(model).__name__}")
         if isinstance(compress, dict) or (compress and model.tables is None):
             model = compress_model(model, **(compress if isinstance(compress, dict) else {}))
         if model.dtype != torch_dtype or model.device != self.device:
             model = copy.deepcopy(model).to(device=self.device, dtype=torch_dtype)
-        self.model = model
-        self.model.eval()
-        self.max_edges_per_chunk = max_edges_per_chunk
-        self.neighbor_search = NeighborSearch(self.model.config.rcut, skin=neighbor_skin)
-        self.extrapolation_warned = set()  # kinds of ExtrapolationWarning already given
-        self.parameters.update(model=source, device=str(self.device), dtype=str(torch_dtype).removeprefix("torch."),
-                               compressed=self.model.tables is not None, neighbor_skin=float(neighbor_skin),
-                               max_edges_per_chunk=max_edges_per_chunk)
+        model.eval()
+        return model, source
 
     def _graph(self, atoms):
         return atoms_graph(self.model, atoms, self.device, search=self.neighbor_search)
@@ -140,19 +215,24 @@ class DeepSpinCalculator(Calculator):
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
         graph = self._graph(atoms)
         self._warn_outside_data(graph)
-        out = self.model(**graph.inputs(), virial=periodic, max_edges_per_chunk=self.max_edges_per_chunk)
-        energy = float(out["energy"].sum())
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "energies": out["atomic_energies"].detach().cpu().double().numpy(),
-            "forces": out["forces"].detach().cpu().double().numpy(),
-            "magnetic_torques": out["torques"].detach().cpu().double().numpy(),
-        }
-        if periodic:
-            virial = out["virial"][0].detach().cpu().double().numpy()
-            stress = -0.5 * (virial + virial.T) / atoms.get_volume()
-            self.results["stress"] = stress.flat[[0, 4, 8, 5, 2, 1]]
+        members = []
+        for model in self.models:  # one neighbour list for every member of a committee
+            out = model(**graph.inputs(), virial=periodic, max_edges_per_chunk=self.max_edges_per_chunk)
+            member = {"energy": float(out["energy"].sum()),
+                      "energies": out["atomic_energies"].detach().cpu().double().numpy(),
+                      "forces": out["forces"].detach().cpu().double().numpy(),
+                      "magnetic_torques": out["torques"].detach().cpu().double().numpy()}
+            if periodic:
+                virial = out["virial"][0].detach().cpu().double().numpy()
+                member["stress"] = (-0.5 * (virial + virial.T) / atoms.get_volume()).flat[[0, 4, 8, 5, 2, 1]]
+            members.append(member)
+        self.results = {key: members[0][key] if len(members) == 1 else np.mean([m[key] for m in members], axis=0)
+                        for key in members[0]}
+        self.results["energy"] = float(self.results["energy"])
+        self.results["free_energy"] = self.results["energy"]
+        if len(members) > 1:
+            magnetic = (graph.spins != 0).any(-1).cpu().numpy()
+            self.results.update(committee_deviations(members, magnetic, atoms.get_volume() if periodic else None))
 
     def _warn_outside_data(self, graph) -> None:
         """One :class:`ExtrapolationWarning` per calculator and kind (a type's moments, a pair's distance)."""
@@ -180,13 +260,15 @@ class DeepSpinCalculator(Calculator):
         if vectors.ndim != 3 or vectors.shape[1:] != (len(atoms), 3):
             raise ValueError(f"vectors must have shape [K, {len(atoms)}, 3], got {vectors.shape}")
         graph = self._graph(atoms)
-        spins = graph.spins.clone().requires_grad_(True)
-        inputs = graph.inputs() | {"spins": spins}
-        torques = self.model(**inputs, forces=False, create_graph=True)["torques"]
         products = np.zeros_like(vectors)
-        for k, v in enumerate(vectors):
-            (hv,) = torch.autograd.grad(torques, spins, grad_outputs=-torch.as_tensor(v, dtype=torques.dtype,
-                                                                                      device=torques.device),
-                                        retain_graph=k + 1 < len(vectors))
-            products[k] = hv.detach().cpu().double().numpy()
-        return products, torques.detach().cpu().double().numpy()
+        torques_sum = np.zeros((len(atoms), 3))
+        for model in self.models:  # a committee's energy is its members' mean, and so are these
+            spins = graph.spins.clone().requires_grad_(True)
+            inputs = graph.inputs() | {"spins": spins}
+            torques = model(**inputs, forces=False, create_graph=True)["torques"]
+            for k, v in enumerate(vectors):
+                (hv,) = torch.autograd.grad(torques, spins, grad_outputs=-torch.as_tensor(
+                    v, dtype=torques.dtype, device=torques.device), retain_graph=k + 1 < len(vectors))
+                products[k] += hv.detach().cpu().double().numpy()
+            torques_sum += torques.detach().cpu().double().numpy()
+        return products / len(self.models), torques_sum / len(self.models)

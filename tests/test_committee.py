@@ -1,0 +1,73 @@
+"""Committees of models (DeepSpinCalculator([...])): mean properties and DeePMD-kit's model deviation."""
+
+import numpy as np
+import pytest
+from conftest import small_model
+
+from ase_deepspin import DeepSpinCalculator
+
+
+def members(n=3):
+    return [small_model(seed=seed) for seed in range(3, 3 + n)]
+
+
+def separate_results(models, atoms):
+    out = []
+    for model in models:
+        a = atoms.copy()
+        a.calc = DeepSpinCalculator(model)
+        out.append({"energy": a.get_potential_energy(), "forces": a.get_forces(), "stress": a.get_stress(),
+                    "torques": a.calc.get_magnetic_torques(a)})
+    return out
+
+
+def test_identical_members_deviate_by_exactly_zero(nio):
+    model = small_model()
+    nio.calc = DeepSpinCalculator([model, model, model])
+    for name in ("forces_deviation", "torques_deviation"):
+        assert not nio.calc.get_property(name, nio).any()
+    assert nio.calc.get_property("energy_deviation", nio) == 0.0
+    assert all(v == 0.0 for v in nio.calc.get_property("model_deviation", nio).values())
+    single = DeepSpinCalculator(model)
+    assert nio.get_potential_energy() == pytest.approx(single.get_potential_energy(nio), rel=1e-15)
+
+
+def test_deviations_equal_those_of_separate_calls(nio):
+    """Each quantity as DeePMD-kit's model_devi computes it (numpy std over members) from separate calculators."""
+    models = members()
+    nio.calc = DeepSpinCalculator(models)
+    ref = separate_results(models, nio)
+    forces = np.array([r["forces"] for r in ref])
+    torques = np.array([r["torques"] for r in ref])
+    magnetic = np.linalg.norm(nio.get_initial_magnetic_moments(), axis=1) > 0
+    devi_f = np.linalg.norm(np.std(forces, axis=0), axis=-1)
+    devi_fm = np.linalg.norm(np.std(torques, axis=0), axis=-1)
+    assert np.allclose(nio.get_forces(), forces.mean(0), rtol=0, atol=1e-12)
+    assert np.allclose(nio.calc.get_magnetic_torques(nio), torques.mean(0), rtol=0, atol=1e-12)
+    assert nio.get_potential_energy() == pytest.approx(np.mean([r["energy"] for r in ref]), rel=1e-14)
+    assert np.allclose(nio.calc.get_property("forces_deviation", nio), devi_f, rtol=0, atol=1e-12)
+    assert np.allclose(nio.calc.get_property("torques_deviation", nio), np.where(magnetic, devi_fm, 0), rtol=0,
+                       atol=1e-12)
+    assert devi_f.min() > 1e-4 and devi_fm[magnetic].min() > 1e-4  # members do differ
+    devi = nio.calc.get_property("model_deviation", nio)
+    assert devi["max_devi_f"] == pytest.approx(devi_f.max(), abs=1e-12)
+    assert devi["avg_devi_fm"] == pytest.approx(devi_fm[magnetic].mean(), abs=1e-12)
+    assert devi["devi_e"] == pytest.approx(np.std([r["energy"] / len(nio) for r in ref]), abs=1e-12)
+    voigt = np.array([r["stress"] for r in ref])
+    virial = -voigt[:, [0, 5, 4, 5, 1, 3, 4, 3, 2]] * nio.get_volume() / len(nio)
+    assert devi["max_devi_v"] == pytest.approx(np.std(virial, axis=0).max(), abs=1e-12)
+
+
+def test_committee_members_must_share_the_neighbour_list():
+    with pytest.raises(ValueError, match="rcut"):
+        DeepSpinCalculator([small_model(), small_model(rcut=4.0, rcut_smth=3.0)])
+    with pytest.raises(ValueError, match="at least two"):
+        DeepSpinCalculator([small_model()])
+    assert "forces_deviation" not in DeepSpinCalculator(small_model()).implemented_properties
+
+
+def test_compressed_float32_committee(nio):
+    nio.calc = DeepSpinCalculator(members(2), dtype="float32", compress=True)
+    devi = nio.calc.get_property("model_deviation", nio)
+    reference = DeepSpinCalculator(members(2))
+    assert devi["max_devi_f"] == pytest.approx(reference.get_property("model_deviation", nio)["max_devi_f"], rel=1e-3)

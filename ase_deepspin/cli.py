@@ -1,4 +1,4 @@
-"""Command line: ``ase-deepspin train | test | freeze | compress | convert | info``."""
+"""Command line: ``ase-deepspin train | model-devi | test | freeze | compress | convert | info``."""
 
 from __future__ import annotations
 
@@ -8,15 +8,52 @@ import sys
 
 
 def _train(args):
-    from .train import TrainConfig, train
+    from .train import TrainConfig, train, train_ensemble
 
     cfg = TrainConfig.from_yaml(args.config)
     if args.max_time is not None:
         cfg.max_time = args.max_time
     if args.output_dir:
         cfg.output_dir = args.output_dir
+    if args.ensemble is not None:
+        if args.resume:
+            raise ValueError("--resume continues one run; an interrupted --ensemble continues by running it again "
+                             "(finished members are kept)")
+        paths = train_ensemble(cfg, args.ensemble, overwrite=args.force)
+        print(f"committee of {len(paths)} models: {' '.join(map(str, paths))}")
+        return
     path = train(cfg, resume=args.resume, overwrite=args.force)
     print(f"model written to {path}")
+
+
+def _model_devi(args):
+    from .calculator import resolve_model_path
+    from .evaluate import MODEL_DEVI_COLUMNS, model_deviation_table, write_model_devi
+
+    structures = _read_structures(args.data)
+    rows = model_deviation_table([resolve_model_path(m) for m in args.models], structures)
+    write_model_devi(args.out, rows)
+    worst = rows[:, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fr")]
+    worst_fm = rows[:, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fm")]
+    print(f"{len(rows)} structures, {len(args.models)} models: max_devi_f {worst.min():.3g}-{worst.max():.3g} eV/Å, "
+          f"max_devi_fm {worst_fm.min():.3g}-{worst_fm.max():.3g} eV/μB; written to {args.out}")
+
+
+def _read_structures(path):
+    """Frames of a DeePMD-kit system (or folder of them) or extxyz file, else every image of an ASE-readable
+    trajectory (spins from its initial magnetic moments, as SpinLatticeDynamics stores them)."""
+    from pathlib import Path
+
+    from .data import read_frames
+
+    if Path(path).is_dir() or str(path).endswith((".xyz", ".extxyz")):
+        return read_frames(path)
+    import ase.io
+
+    try:
+        return ase.io.read(path, index=":")
+    except Exception as err:  # ASE raises many kinds for unreadable files
+        raise ValueError(f"cannot read structures from {path}: {err}") from err
 
 
 def _test(args):
@@ -195,7 +232,15 @@ def main(argv=None) -> int:
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     p.add_argument("--output-dir", default=None)
     p.add_argument("--force", action="store_true", help="replace an earlier run's model and checkpoint")
+    p.add_argument("--ensemble", type=int, default=None, metavar="K",
+                   help="train K members with different seeds (same data) into OUTPUT_DIR/member_k")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("model-devi", help="model deviation of a committee on structures (DeePMD-kit's columns)")
+    p.add_argument("models", nargs="+", help="two or more model files (a committee)")
+    p.add_argument("data", help="trajectory (.traj, extxyz), DeePMD-kit npy system or folder of them")
+    p.add_argument("-o", "--out", default="model_devi.out")
+    p.set_defaults(func=_model_devi)
 
     p = sub.add_parser("test", help="RMSE/MAE of a model on labelled data, with parity plots")
     p.add_argument("model", help="model file or shipped model name")

@@ -79,3 +79,31 @@ def accuracy_report(model, data: list[str], n_validation: int | None = None, spl
         plot_parity({titles[k]: pairs[k] for k in quantities}, plot)
         lines.append(f"parity plots: {plot}")
     return "\n".join(lines)
+
+
+MODEL_DEVI_COLUMNS = ("max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_fr", "min_devi_fr", "avg_devi_fr",
+                      "max_devi_fm", "min_devi_fm", "avg_devi_fm", "devi_e")
+
+
+def model_deviation_table(models, structures) -> np.ndarray:
+    """Rows (index, then :data:`MODEL_DEVI_COLUMNS`) of a committee's model deviation on each structure.
+
+    ``structures`` are ASE atoms with spins (initial magnetic moments, μB) or :class:`~ase_deepspin.data.Frame`.
+    Columns as DeePMD-kit's ``pair_style deepspin`` writes them for spin models (virial per atom eV, forces
+    eV/Å, magnetic forces −∂E/∂S eV/μB over magnetic atoms), plus ``devi_e`` (eV/atom) last; the virial
+    columns are 0 for structures that are not periodic in all three directions.
+    """
+    calc = DeepSpinCalculator(list(models))
+    rows = []
+    for k, atoms in enumerate(structures):
+        atoms = atoms.to_atoms() if hasattr(atoms, "to_atoms") else atoms.copy()
+        calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
+        devi = calc.results["model_deviation"]
+        rows.append([k] + [devi.get(name.replace("_fr", "_f"), 0.0) for name in MODEL_DEVI_COLUMNS])
+    return np.array(rows, dtype=float)
+
+
+def write_model_devi(path, rows: np.ndarray) -> None:
+    """Write :func:`model_deviation_table` rows in DeePMD-kit's ``model_devi.out`` layout."""
+    header = f"{'step':>11s}" + "".join(f"{name:>19s}" for name in MODEL_DEVI_COLUMNS)
+    np.savetxt(path, rows, fmt=["%12d"] + ["%19.6e"] * len(MODEL_DEVI_COLUMNS), delimiter="", header=header)

@@ -448,6 +448,30 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     return model_path
 
 
+def train_ensemble(cfg: TrainConfig, members: int, progress: bool = True, log=print,
+                   overwrite: bool = False) -> list[Path]:
+    """Train ``members`` models on the same data and split for a committee; returns their model files.
+
+    Member k trains in ``<output_dir>/member_k`` with weight seed ``model.seed + k`` and batch-order seed
+    ``seed + k``; everything else is ``cfg``. A folder holding a finished member's model is kept (so an
+    interrupted ensemble continues where it stopped) unless ``overwrite``.
+    """
+    if members < 2:
+        raise ValueError(f"an ensemble needs at least 2 members, got {members}")
+    paths = []
+    for k in range(members):
+        member = dataclasses.replace(cfg, seed=cfg.seed + k, output_dir=str(Path(cfg.output_dir) / f"member_{k}"),
+                                     model=dataclasses.replace(cfg.model, seed=cfg.model.seed + k))
+        done = Path(member.output_dir) / member.model_file
+        if done.is_file() and not overwrite:
+            log(f"member {k}: {done} exists, kept")
+            paths.append(done)
+            continue
+        log(f"member {k} of {members}: seeds {member.model.seed} (weights), {member.seed} (batches)")
+        paths.append(train(member, progress=progress, log=log, overwrite=overwrite))
+    return paths
+
+
 def lcurve_table(curve: list[dict]) -> str:
     """The learning curve in DeePMD-kit's ``lcurve.out`` columns (RMSEs in eV/atom, eV/Å, eV/μB)."""
     lines = ["#  step    rmse_e_val  rmse_e_trn   rmse_fr_val rmse_fr_trn  rmse_fm_val rmse_fm_trn         lr"]

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import small_model
+from conftest import NIO_DATA, needs_nio_data, small_model
 
 from ase_deepspin import DeepSpinCalculator
 
@@ -71,3 +71,37 @@ def test_compressed_float32_committee(nio):
     devi = nio.calc.get_property("model_deviation", nio)
     reference = DeepSpinCalculator(members(2))
     assert devi["max_devi_f"] == pytest.approx(reference.get_property("model_deviation", nio)["max_devi_f"], rel=1e-3)
+
+
+@needs_nio_data
+def test_cli_ensemble_and_model_devi(tmp_path, capsys):
+    """`train --ensemble 2` makes two different members; `model-devi` writes DeePMD-kit's spin columns whose
+    numbers are the committee calculator's."""
+    import yaml
+
+    from ase_deepspin.cli import main
+    from ase_deepspin.data import read_frames
+    from ase_deepspin.evaluate import MODEL_DEVI_COLUMNS
+
+    cfg = {"model": {"type_map": ["Ni", "O"],
+                     "descriptor": {"sel": [20, 20], "rcut_smth": 3.0, "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 4},
+                     "fitting_net": {"neuron": [8, 8]}, "spin": {"use_spin": [True, False], "virtual_scale": [0.314]}},
+           "training": {"training_data": {"systems": [str(NIO_DATA / "data_1")], "batch_size": 2}, "numb_steps": 3,
+                        "n_validation": 4, "output_dir": str(tmp_path / "run")}}
+    (tmp_path / "in.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "in.yaml"), "--ensemble", "2"]) == 0
+    paths = [tmp_path / "run" / f"member_{k}" / "model.pt" for k in range(2)]
+    assert all(p.is_file() for p in paths) and "committee of 2 models" in capsys.readouterr().out
+    out = tmp_path / "model_devi.out"
+    assert main(["model-devi", *map(str, paths), str(NIO_DATA / "data_1"), "-o", str(out)]) == 0
+    header = out.read_text().splitlines()[0].split()
+    assert header == ["#", "step", *MODEL_DEVI_COLUMNS]
+    table = np.loadtxt(out)
+    frames = read_frames(NIO_DATA / "data_1")
+    assert table.shape == (len(frames), 1 + len(MODEL_DEVI_COLUMNS))
+    atoms = frames[5].to_atoms()
+    atoms.calc = DeepSpinCalculator([str(p) for p in paths])
+    devi = atoms.calc.get_property("model_deviation", atoms)
+    assert table[5, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fm")] == pytest.approx(devi["max_devi_fm"], rel=1e-6)
+    assert table[:, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fr")].min() > 0  # different seeds, different members
+    assert main(["model-devi", str(paths[0]), str(NIO_DATA / "data_1")]) == 2  # one model is no committee

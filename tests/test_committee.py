@@ -105,3 +105,39 @@ def test_cli_ensemble_and_model_devi(tmp_path, capsys):
     assert table[5, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fm")] == pytest.approx(devi["max_devi_fm"], rel=1e-6)
     assert table[:, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fr")].min() > 0  # different seeds, different members
     assert main(["model-devi", str(paths[0]), str(NIO_DATA / "data_1")]) == 2  # one model is no committee
+
+
+def test_deviation_log_follows_dynamics_without_extra_calls(nio, tmp_path):
+    """Attached to SpinLatticeDynamics, the log reads the committee's results of each step: the calculator
+    is called as often as without it (one call more at most, see below), and the logged maxima are those of the steps."""
+    from ase_deepspin.active import DeviationLog
+    from ase_deepspin.dynamics import SpinLatticeDynamics
+
+    calls = {"n": 0}
+    calc = DeepSpinCalculator(members(2))
+    original = calc.calculate
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    calc.calculate = counting
+    nio.calc = calc
+    dyn = SpinLatticeDynamics(nio, dt_fs=0.5)
+    calls["n"] = 0
+    dyn.run(2)
+    without = calls["n"]
+    log = DeviationLog(nio, tmp_path / "devi.log")
+    dyn.attach(log, interval=1)
+    calls["n"] = 0
+    dyn.run(4)
+    # ASE calls observers once more at the start of run(), on the state after SpinLatticeDynamics' last
+    # evaluation of the previous step: at most that one call is extra, none per logged step
+    assert calls["n"] <= 2 * without + 1
+    log.close()
+    lines = (tmp_path / "devi.log").read_text().splitlines()
+    assert lines[0].split()[:3] == ["call", "max_devi_f", "avg_devi_f"] and len(lines) == 1 + len(log.history)
+    assert log.maxima()["max_devi_fm"] > 0
+    with pytest.raises(ValueError, match="committee"):
+        nio.calc = DeepSpinCalculator(small_model())
+        DeviationLog(nio)

@@ -125,7 +125,8 @@ def spin_lattice_input(data_file: str, model_file: str, plugin: str, type_map: l
     field ``field_T``, Tesla), ``fix langevin/spin`` (spin bath at ``temperature_K`` with transverse damping
     ``alpha``; omitted when alpha = 0) and ``fix nve/spin lattice moving``; lattice velocities drawn at
     ``lattice_temperature_K``; a zero ``spin/exchange`` of cutoff ``rcut`` (Å) for the sectoring of
-    ``nve/spin`` under MPI. Thermo columns: step, time (ps), lattice temperature (K), potential,
+    ``nve/spin`` under MPI (which also needs every rank's sub-domain at least 2 rcut wide in each direction,
+    for its 8 sectors). Thermo columns: step, time (ps), lattice temperature (K), potential,
     kinetic and total energy (eV). With ``dump_file`` the final state is dumped as :func:`deepspin_input` does.
 
     Caution (measured with LAMMPS 2025.7.22): ``fix nve/spin`` rebuilds each spin's field from SPIN pair
@@ -142,12 +143,12 @@ def spin_lattice_input(data_file: str, model_file: str, plugin: str, type_map: l
     if alpha > 0:
         lines.append(f"fix bath all langevin/spin {temperature_K!r} {alpha!r} {seed + 1}")
     lines += ["fix integrate all nve/spin lattice moving", f"timestep {dt_fs / 1000.0!r}",
+              "compute p all property/atom fmx fmy fmz sp spx spy spz",
               "thermo_style custom step time temp pe ke etotal",
               "thermo_modify format float %.10g", f"thermo {thermo}", f"run {steps}"]
     if dump_file is not None:
         columns = " ".join(f"c_p[{k}]" for k in range(1, 8))
-        lines += ["compute p all property/atom fmx fmy fmz sp spx spy spz",
-                  f"write_dump all custom {dump_file} id type fx fy fz {columns} modify format float %.17g sort id"]
+        lines.append(f"write_dump all custom {dump_file} id type fx fy fz {columns} modify format float %.17g sort id")
     return "\n".join(lines) + "\n"
 
 
@@ -162,12 +163,13 @@ def read_deepspin_dump(path: str | os.PathLike, prism: Prism) -> dict:
             "torques": torques_from_fm(fm, moments)}
 
 
-def lammps_route(root: str | os.PathLike | None = None) -> dict | None:
+def lammps_route(root: str | os.PathLike | None = None, required: bool = False) -> dict | None:
     """Where LAMMPS with DeePMD-kit's ``pair_style deepspin`` is (``examples/setup_lammps_deepspin.sh``), or None.
 
     Read from ``ASE_DEEPSPIN_LMP`` and ``ASE_DEEPSPIN_LMP_LIBRARY_PATH``, else from ``root`` (default: a
     ``.lammps-deepspin`` folder in the working directory or in the source tree of this package). Returns
-    ``{"lmp": executable, "plugin": libdeepmd_lmpplugin.so, "env": environment to run it in}``.
+    ``{"lmp": executable, "plugin": libdeepmd_lmpplugin.so, "env": environment to run it in}``; with
+    ``required`` a missing route raises FileNotFoundError saying how to build it.
     """
     from pathlib import Path
 
@@ -176,6 +178,9 @@ def lammps_route(root: str | os.PathLike | None = None) -> dict | None:
         candidates = [Path(root)] if root else [Path.cwd() / ".lammps-deepspin",
                                                 Path(__file__).resolve().parents[1] / ".lammps-deepspin"]
         found = next((c for c in candidates if (c / "lmp" / "bin" / "lmp").is_file()), None)
+        if found is None and required:
+            raise FileNotFoundError("LAMMPS with pair_style deepspin not found (.lammps-deepspin/ or "
+                                    "ASE_DEEPSPIN_LMP): build it with `bash examples/setup_lammps_deepspin.sh`")
         if found is None:
             return None
         lmp, library_path = str(found / "lmp" / "bin" / "lmp"), f"{found / 'lib'}:{found / 'lmp' / 'lib'}"

@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,9 +107,7 @@ def main():
     from ase_deepspin.lammps_spin import lammps_route
     from ase_deepspin.model import load_model
 
-    route = lammps_route()
-    if route is None:
-        raise SystemExit("LAMMPS + pair_style deepspin not found: run bash examples/setup_lammps_deepspin.sh")
+    route = lammps_route(required=True)
     atoms = _example("lammps_spin_lattice").canted_nio(args.repeat)
     model = compress_model(load_model(ROOT / "ase_deepspin" / "pretrained" / "nio.pt"))
     rates = {"lammps_np1": [], "lammps_np2": [], "ours_1thread": [], "ours_2threads": []}

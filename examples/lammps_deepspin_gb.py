@@ -131,9 +131,7 @@ def main():
     parser.add_argument("--overlap", type=float, default=0.05, help="Å; atoms this close to another are deleted")
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
-    route = lammps_route()
-    if route is None:
-        raise SystemExit("LAMMPS + pair_style deepspin not found: run bash examples/setup_lammps_deepspin.sh")
+    route = lammps_route(required=True)
     model = load_model(resolve_model_path(args.model))
     if args.compress:
         model = compress_model(model)

@@ -11,7 +11,9 @@
 2. A thermal run: lattice velocities at 300 K, spin bath at 300 K with α = 0.01, 1 T along z: the thermo
    table of LAMMPS.
 
-Needs the LAMMPS route of ``bash examples/setup_lammps_deepspin.sh``.
+Under MPI, LAMMPS's nve/spin needs each rank's sub-domain at least 2 rcut wide in every direction (the
+default 2,048 atoms, 33 × 33 × 17 Å, is the smallest such NiO cell for ``--np 2``). Needs the LAMMPS route
+of ``bash examples/setup_lammps_deepspin.sh``.
 """
 
 from __future__ import annotations
@@ -56,9 +58,7 @@ def main():
     parser.add_argument("--repeat", type=int, nargs=3, default=[4, 4, 2])
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
-    route = lammps_route()
-    if route is None:
-        raise SystemExit("LAMMPS + pair_style deepspin not found: run bash examples/setup_lammps_deepspin.sh")
+    route = lammps_route(required=True)
     model = load_model(resolve_model_path(args.model))
     if not args.uncompressed:
         model = compress_model(model)

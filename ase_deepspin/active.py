@@ -1,4 +1,4 @@
-"""Where a model is guessing: committee observers for dynamics and minimisers.
+"""Where a model is guessing: committee observers for dynamics and minimisers, and the active-learning loop.
 
 A committee calculator (``DeepSpinCalculator([a, b, ...])``) computes DeePMD-kit's model deviation with
 every evaluation (see :func:`ase_deepspin.calculator.committee_deviations`). :class:`DeviationLog`
@@ -9,10 +9,17 @@ and used it costs a line of text.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import yaml
+
+from .data import Frame
 
 COLUMNS = ("max_devi_f", "avg_devi_f", "max_devi_fm", "avg_devi_fm", "devi_e")
 
@@ -50,3 +57,216 @@ class DeviationLog:
     def maxima(self) -> dict:
         """Largest value of each column over the logged calls."""
         return {c: float(np.max([r[c] for r in self.history])) for c in COLUMNS}
+
+
+# ------------------------------------------------------------------------------------------ the loop
+@dataclass
+class ExploreConfig:
+    """One active-learning run (DeePMD-kit/DP-GEN's loop for spin models; YAML keys are these names).
+
+    ``training``: a training YAML (``ase-deepspin train`` format; its systems are replaced by ``systems``
+    plus every labelled iteration); ``members``: committee size. Iteration i explores at
+    ``temperatures_K[i]`` (the last one repeats) from ``starts`` frames of the data, each spin turned by up
+    to ``canting_rad[i]`` and each cell strained by up to ``strain``, for ``steps`` steps of ``dt_fs`` with
+    Gilbert damping ``alpha`` (spin bath) and lattice friction ``friction_per_fs`` (lattice bath), sampling
+    every ``sample_every`` steps. A sample is accurate when max_devi_f < trust_f[0] and max_devi_fm <
+    trust_fm[0], failed when either reaches its trust[1], a candidate otherwise; at most ``max_labels``
+    candidates per iteration are labelled (chosen at random with ``seed``). Units: eV/Å, eV/μB, K, fs.
+    """
+
+    training: str
+    systems: list[str]
+    members: int = 3
+    iterations: int = 3
+    temperatures_K: list[float] = field(default_factory=lambda: [100.0, 300.0, 600.0])
+    canting_rad: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5])
+    strain: float = 0.01
+    starts: int = 4
+    steps: int = 100
+    sample_every: int = 10
+    dt_fs: float = 1.0
+    alpha: float = 0.1
+    friction_per_fs: float = 0.01
+    trust_f: tuple = (0.05, 0.3)
+    trust_fm: tuple = (0.02, 0.2)
+    max_labels: int = 20
+    seed: int = 0
+
+    @classmethod
+    def from_yaml(cls, path) -> "ExploreConfig":
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown explore keys {sorted(unknown)}")
+        base = Path(path).resolve().parent  # relative paths are relative to the YAML
+        raw["training"] = str(base / raw["training"])
+        raw["systems"] = [str(base / s) for s in raw["systems"]]
+        return cls(**raw)
+
+
+def _label(atoms, oracle) -> Frame:
+    """A labelled frame: the oracle's energy (eV), forces (eV/Å) and magnetic torques (eV/μB)."""
+    atoms = atoms.copy()
+    atoms.calc = oracle
+    torques = oracle.get_property("magnetic_torques", atoms)
+    return Frame(symbols=np.array(atoms.get_chemical_symbols()), positions=atoms.positions.copy(),
+                 cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(), spins=atoms.get_initial_magnetic_moments(),
+                 energy=float(atoms.get_potential_energy()), forces=atoms.get_forces().copy(),
+                 torques=np.array(torques))
+
+
+def _perturbed(frame: Frame, canting: float, strain: float, rng):
+    """The frame's structure with every spin turned by a random angle up to ``canting`` (rad) about a random
+    axis and the cell (and atoms) strained by a random symmetric strain of entries up to ``strain``."""
+    from .spins import geodesic_exp, tangent
+
+    atoms = frame.to_atoms()
+    atoms.calc = None
+    spins = atoms.get_initial_magnetic_moments()
+    magnetic = np.linalg.norm(spins, axis=1) > 0
+    length = np.linalg.norm(spins[magnetic], axis=1, keepdims=True)
+    unit = spins[magnetic] / length
+    direction = tangent(rng.normal(size=unit.shape), unit)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    angles = rng.uniform(0.0, canting, size=(len(unit), 1))
+    spins[magnetic] = geodesic_exp(unit, direction * angles) * length
+    atoms.set_initial_magnetic_moments(spins)
+    eps = rng.uniform(-strain, strain, size=(3, 3))
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+    return atoms
+
+
+def classify(devi: dict, cfg: ExploreConfig) -> str:
+    """'accurate', 'candidate' or 'failed' by the trust levels of forces and torques."""
+    f, fm = devi["max_devi_f"], devi["max_devi_fm"]
+    if f >= cfg.trust_f[1] or fm >= cfg.trust_fm[1]:
+        return "failed"
+    if f < cfg.trust_f[0] and fm < cfg.trust_fm[0]:
+        return "accurate"
+    return "candidate"
+
+
+def explore_once(models, frames: list[Frame], cfg: ExploreConfig, iteration: int, rng):
+    """Spin-lattice dynamics with the committee from perturbed data frames; returns samples as
+    (atoms, model deviation dict, class)."""
+    from .calculator import DeepSpinCalculator
+    from .dynamics import SpinLatticeDynamics
+
+    temperature = cfg.temperatures_K[min(iteration, len(cfg.temperatures_K) - 1)]
+    canting = cfg.canting_rad[min(iteration, len(cfg.canting_rad) - 1)]
+    calc = DeepSpinCalculator(list(models))
+    samples = []
+    for k in rng.choice(len(frames), size=min(cfg.starts, len(frames)), replace=False):
+        atoms = _perturbed(frames[int(k)], canting, cfg.strain, rng)
+        atoms.calc = calc
+        dynamics = SpinLatticeDynamics(atoms, dt_fs=cfg.dt_fs, alpha=cfg.alpha, temperature_K=temperature,
+                                       lattice_friction_per_fs=cfg.friction_per_fs,
+                                       rng=np.random.default_rng(rng.integers(2**32)))
+        for _ in range(cfg.steps // cfg.sample_every):
+            dynamics.run(cfg.sample_every)
+            devi = dict(calc.get_property("model_deviation", atoms))
+            snapshot = atoms.copy()
+            snapshot.calc = None
+            samples.append((snapshot, devi, classify(devi, cfg)))
+    return samples
+
+
+def committee_rmse(models, frames: list[Frame]) -> dict:
+    """The committee's (mean's) RMSE of forces (eV/Å) and torques on magnetic atoms (eV/μB) on labelled frames."""
+    from .calculator import DeepSpinCalculator
+
+    calc = DeepSpinCalculator(list(models))
+    df, dm = [], []
+    for f in frames:
+        atoms = f.to_atoms()
+        atoms.calc = calc
+        df.append(atoms.get_forces() - f.forces)
+        magnetic = np.linalg.norm(f.spins, axis=1) > 0
+        dm.append((calc.get_magnetic_torques(atoms) - f.torques)[magnetic])
+    rms = lambda parts: float(np.sqrt(np.mean(np.concatenate(parts) ** 2)))  # noqa: E731
+    return {"forces": rms(df), "torques": rms(dm)}
+
+
+def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[dict]:
+    """The loop of the DeepSPIN paper (Fig. 1a): train a committee, explore, label candidates, retrain.
+
+    Everything lives in ``workdir``: ``iter_000/members/member_k`` (the committee of each iteration),
+    ``iter_i/labels`` (the new frames as a DeePMD-kit npy system), ``iter_i/summary.json``,
+    ``summary.json`` and ``active_learning.png`` (accurate / candidate / failed fractions and the
+    committee's RMSE on the new labels, per iteration). Rerunning continues an interrupted loop: finished
+    iterations and finished committee members are kept. Returns the per-iteration summaries.
+    """
+    from .data import read_frames, write_deepmd_npy
+    from .train import TrainConfig, train_ensemble
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = TrainConfig.from_yaml(cfg.training)
+    data_frames = [f for s in cfg.systems for f in read_frames(s)]
+    labelled = []  # systems written by earlier iterations
+    summaries = []
+    for i in range(cfg.iterations):
+        folder = workdir / f"iter_{i:03d}"
+        iteration_rng = np.random.default_rng([cfg.seed, i])  # the same choices when an iteration is rerun
+        train_cfg = dataclasses.replace(base, systems=[*cfg.systems, *labelled],
+                                        output_dir=str(folder / "members"))
+        models = train_ensemble(train_cfg, cfg.members, progress=False, log=lambda *a: None)
+        done = folder / "summary.json"
+        if done.is_file():
+            summary = json.loads(done.read_text())
+        else:
+            samples = explore_once(models, data_frames, cfg, i, iteration_rng)
+            candidates = [s for s in samples if s[2] == "candidate"]
+            chosen = [candidates[int(k)] for k in iteration_rng.permutation(len(candidates))[: cfg.max_labels]]
+            frames = [_label(atoms, oracle) for atoms, _, _ in chosen]
+            counts = {c: sum(s[2] == c for s in samples) for c in ("accurate", "candidate", "failed")}
+            summary = {"iteration": i, "temperature_K": cfg.temperatures_K[min(i, len(cfg.temperatures_K) - 1)],
+                       "samples": len(samples), **{f"{c}_fraction": n / max(len(samples), 1) for c, n in counts.items()},
+                       "labelled": len(frames), "rmse_on_new_labels": committee_rmse(models, frames) if frames else None}
+            if frames:
+                write_deepmd_npy(folder / "labels", frames, base.model.type_map)
+            done.write_text(json.dumps(summary, indent=1))
+        if summary["labelled"]:
+            labelled.append(str(folder / "labels"))
+        summaries.append(summary)
+        log(f"iteration {i}: {summary['samples']} samples at {summary['temperature_K']:g} K, accurate "
+            f"{summary['accurate_fraction']:.2f} candidate {summary['candidate_fraction']:.2f} failed "
+            f"{summary['failed_fraction']:.2f}; {summary['labelled']} labelled"
+            + ("" if not summary["rmse_on_new_labels"] else
+               f", committee RMSE on them F {summary['rmse_on_new_labels']['forces']:.3g} eV/Å, "
+               f"ω {summary['rmse_on_new_labels']['torques']:.3g} eV/μB"))
+    (workdir / "summary.json").write_text(json.dumps(summaries, indent=1))
+    plot_active_learning(summaries, workdir / "active_learning.png")
+    return summaries
+
+
+def final_committee(cfg: ExploreConfig, workdir) -> list[Path]:
+    """Train (or find) the committee on all data the loop labelled: ``<workdir>/final/member_k``."""
+    from .train import TrainConfig, train_ensemble
+
+    workdir = Path(workdir)
+    labelled = sorted(str(p) for p in workdir.glob("iter_*/labels"))
+    train_cfg = dataclasses.replace(TrainConfig.from_yaml(cfg.training), systems=[*cfg.systems, *labelled],
+                                    output_dir=str(workdir / "final"))
+    return train_ensemble(train_cfg, cfg.members, progress=False, log=lambda *a: None)
+
+
+def plot_active_learning(summaries: list[dict], path) -> None:
+    """Fractions of accurate / candidate / failed samples and the RMSE on new labels, per iteration."""
+    from .analysis.plots import new_figure
+
+    fig = new_figure(figsize=(8, 3.2))
+    left, right = fig.subplots(1, 2)
+    it = [s["iteration"] for s in summaries]
+    for name, marker in (("accurate", "o"), ("candidate", "s"), ("failed", "x")):
+        left.plot(it, [s[f"{name}_fraction"] for s in summaries], marker=marker, label=name)
+    left.set(xlabel="iteration", ylabel="fraction of samples", ylim=(-0.05, 1.05))
+    left.legend()
+    rows = [s for s in summaries if s["rmse_on_new_labels"]]
+    right.plot([s["iteration"] for s in rows], [s["rmse_on_new_labels"]["forces"] for s in rows], "o-",
+               label="forces (eV/Å)")
+    right.plot([s["iteration"] for s in rows], [s["rmse_on_new_labels"]["torques"] for s in rows], "s-",
+               label="torques (eV/μB)")
+    right.set(xlabel="iteration", ylabel="committee RMSE on new labels", yscale="log")
+    right.legend()
+    fig.savefig(path, dpi=120)

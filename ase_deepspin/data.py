@@ -216,6 +216,38 @@ def read_extxyz(path: str | os.PathLike) -> list[Frame]:
     return frames
 
 
+def write_deepmd_npy(system: str | os.PathLike, frames: list[Frame], type_map: list[str]) -> Path:
+    """Write labelled frames of one composition (same symbols in the same order) as a DeePMD-kit npy system
+    with spins (``type.raw``, ``type_map.raw``, ``set.000/{box,coord,spin,energy,force,force_mag}.npy``),
+    as :func:`read_deepmd_npy` reads them. Periodic cells only. Returns the system folder."""
+    system = Path(system)
+    if not frames:
+        raise ValueError("no frames to write")
+    symbols = list(frames[0].symbols)
+    for f in frames:
+        if list(f.symbols) != symbols:
+            raise ValueError(f"frames of one npy system need the same atoms in the same order; {f.source} differs")
+        if f.energy is None or f.forces is None or f.torques is None:
+            raise ValueError(f"{f.source or 'a frame'} lacks energy, forces or torques: only labelled frames are written")
+        if not np.all(f.pbc):
+            raise ValueError(f"{f.source or 'a frame'} is not periodic in all directions; npy systems are")
+    unknown = sorted(set(symbols) - set(type_map))
+    if unknown:
+        raise ValueError(f"elements {unknown} are not in type_map {type_map}")
+    data = system / "set.000"
+    data.mkdir(parents=True, exist_ok=True)
+    (system / "type.raw").write_text("\n".join(str(type_map.index(x)) for x in symbols) + "\n")
+    (system / "type_map.raw").write_text("\n".join(type_map) + "\n")
+    stack = lambda get: np.array([np.asarray(get(f), dtype=float).reshape(-1) for f in frames])  # noqa: E731
+    np.save(data / "box.npy", stack(lambda f: f.cell))
+    np.save(data / "coord.npy", stack(lambda f: f.positions))
+    np.save(data / "spin.npy", stack(lambda f: f.spins))
+    np.save(data / "energy.npy", np.array([float(f.energy) for f in frames]))
+    np.save(data / "force.npy", stack(lambda f: f.forces))
+    np.save(data / "force_mag.npy", stack(lambda f: f.torques))
+    return system
+
+
 def write_extxyz(path: str | os.PathLike, frames: list[Frame]) -> None:
     """Write frames as extended XYZ: spins as ``initial_magmoms``, torques as ``magnetic_torques``."""
     from ase.io import write

@@ -67,11 +67,14 @@ class ExploreConfig:
     ``training``: a training YAML (``ase-deepspin train`` format; its systems are replaced by ``systems``
     plus every labelled iteration); ``members``: committee size. Iteration i explores at
     ``temperatures_K[i]`` (the last one repeats) from ``starts`` frames of the data, each spin turned by up
-    to ``canting_rad[i]`` and each cell strained by up to ``strain``, for ``steps`` steps of ``dt_fs`` with
+    to ``canting_rad[i]``, each cell strained by up to ``strain`` and lattice velocities drawn at that
+    temperature, for ``steps`` steps of ``dt_fs`` with
     Gilbert damping ``alpha`` (spin bath) and lattice friction ``friction_per_fs`` (lattice bath), sampling
     every ``sample_every`` steps. A sample is accurate when max_devi_f < trust_f[0] and max_devi_fm <
     trust_fm[0], failed when either reaches its trust[1], a candidate otherwise; at most ``max_labels``
-    candidates per iteration are labelled (chosen at random with ``seed``). Units: eV/Å, eV/μB, K, fs.
+    candidates per iteration are labelled (chosen at random with ``seed``) by the oracle, any ASE
+    calculator with ``magnetic_torques`` (a DFT wrapper; ``oracle: "module:function"`` names a function
+    that returns one). Units: eV/Å, eV/μB, K, fs.
     """
 
     training: str
@@ -91,6 +94,7 @@ class ExploreConfig:
     trust_fm: tuple = (0.02, 0.2)
     max_labels: int = 20
     seed: int = 0
+    oracle: str | None = None  # "module:function" returning the labelling ASE calculator (for the CLI)
 
     @classmethod
     def from_yaml(cls, path) -> "ExploreConfig":
@@ -98,10 +102,26 @@ class ExploreConfig:
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown explore keys {sorted(unknown)}")
+        missing = {"training", "systems"} - set(raw)
+        if missing:
+            raise ValueError(f"{path}: explore needs {sorted(missing)} (a training YAML and the starting data)")
         base = Path(path).resolve().parent  # relative paths are relative to the YAML
         raw["training"] = str(base / raw["training"])
         raw["systems"] = [str(base / s) for s in raw["systems"]]
         return cls(**raw)
+
+
+def load_oracle(spec: str):
+    """The calculator returned by the function ``"module:function"`` names (called without arguments)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not name:
+        raise ValueError(f"oracle must be 'module:function', got {spec!r}")
+    calc = getattr(importlib.import_module(module), name)()
+    if "magnetic_torques" not in getattr(calc, "implemented_properties", ()):
+        raise ValueError(f"the oracle {spec} gives no magnetic_torques; active learning needs them as labels")
+    return calc
 
 
 def _label(atoms, oracle) -> Frame:
@@ -149,6 +169,8 @@ def classify(devi: dict, cfg: ExploreConfig) -> str:
 def explore_once(models, frames: list[Frame], cfg: ExploreConfig, iteration: int, rng):
     """Spin-lattice dynamics with the committee from perturbed data frames; returns samples as
     (atoms, model deviation dict, class)."""
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
     from .calculator import DeepSpinCalculator
     from .dynamics import SpinLatticeDynamics
 
@@ -159,6 +181,8 @@ def explore_once(models, frames: list[Frame], cfg: ExploreConfig, iteration: int
     for k in rng.choice(len(frames), size=min(cfg.starts, len(frames)), replace=False):
         atoms = _perturbed(frames[int(k)], canting, cfg.strain, rng)
         atoms.calc = calc
+        # the lattice starts at the temperature it explores (a bath alone needs 1/friction to heat it)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
         dynamics = SpinLatticeDynamics(atoms, dt_fs=cfg.dt_fs, alpha=cfg.alpha, temperature_K=temperature,
                                        lattice_friction_per_fs=cfg.friction_per_fs,
                                        rng=np.random.default_rng(rng.integers(2**32)))

@@ -1,4 +1,4 @@
-"""Command line: ``ase-deepspin train | model-devi | test | freeze | compress | convert | info``."""
+"""Command line: ``ase-deepspin train | model-devi | explore | test | freeze | compress | convert | info``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,17 @@ def _model_devi(args):
     worst_fm = rows[:, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fm")]
     print(f"{len(rows)} structures, {len(args.models)} models: max_devi_f {worst.min():.3g}-{worst.max():.3g} eV/Å, "
           f"max_devi_fm {worst_fm.min():.3g}-{worst_fm.max():.3g} eV/μB; written to {args.out}")
+
+
+def _explore(args):
+    from .active import ExploreConfig, final_committee, load_oracle, run_active_learning
+
+    cfg = ExploreConfig.from_yaml(args.config)
+    if cfg.oracle is None:
+        raise ValueError(f"{args.config} names no oracle ('oracle: module:function' returning an ASE calculator)")
+    run_active_learning(cfg, load_oracle(cfg.oracle), args.workdir)
+    paths = final_committee(cfg, args.workdir)
+    print(f"committee trained on every label: {' '.join(map(str, paths))}; summary in {args.workdir}/summary.json")
 
 
 def _read_structures(path):
@@ -241,6 +252,11 @@ def main(argv=None) -> int:
     p.add_argument("data", help="trajectory (.traj, extxyz), DeePMD-kit npy system or folder of them")
     p.add_argument("-o", "--out", default="model_devi.out")
     p.set_defaults(func=_model_devi)
+
+    p = sub.add_parser("explore", help="active learning: explore with a committee, label candidates, retrain")
+    p.add_argument("config", help="YAML of ase_deepspin.active.ExploreConfig")
+    p.add_argument("--workdir", default="active", help="folder of the loop (rerun to continue)")
+    p.set_defaults(func=_explore)
 
     p = sub.add_parser("test", help="RMSE/MAE of a model on labelled data, with parity plots")
     p.add_argument("model", help="model file or shipped model name")

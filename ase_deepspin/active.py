@@ -169,7 +169,7 @@ def classify(devi: dict, cfg: ExploreConfig) -> str:
 def explore_once(models, frames: list[Frame], cfg: ExploreConfig, iteration: int, rng):
     """Spin-lattice dynamics with the committee from perturbed data frames; returns samples as
     (atoms, model deviation dict, class)."""
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
 
     from .calculator import DeepSpinCalculator
     from .dynamics import SpinLatticeDynamics
@@ -182,7 +182,7 @@ def explore_once(models, frames: list[Frame], cfg: ExploreConfig, iteration: int
         atoms = _perturbed(frames[int(k)], canting, cfg.strain, rng)
         atoms.calc = calc
         # the lattice starts at the temperature it explores (a bath alone needs 1/friction to heat it)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
         dynamics = SpinLatticeDynamics(atoms, dt_fs=cfg.dt_fs, alpha=cfg.alpha, temperature_K=temperature,
                                        lattice_friction_per_fs=cfg.friction_per_fs,
                                        rng=np.random.default_rng(rng.integers(2**32)))

@@ -52,11 +52,11 @@ def near_ground_state(n, seed=0):
 
 def hot_frames(temperature, n, seed=1):
     """Oracle-driven spin-lattice dynamics at ``temperature``: n labelled snapshots."""
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
 
     atoms = fe_cell()
     atoms.calc = oracle()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
     dyn = SpinLatticeDynamics(atoms, dt_fs=1.0, alpha=0.1, temperature_K=temperature, lattice_friction_per_fs=0.01,
                               rng=np.random.default_rng(seed))
     frames = []

@@ -215,7 +215,8 @@ def _convert(args):
         raise ValueError("--dtype applies to TorchScript exports (.pth) only")
     elif out.endswith((".dp", ".hlo")):
         write_deepmd(load_model(resolve_model_path(args.model)), out)
-        print(f"DeePMD-kit model written to {out} (for LAMMPS: dp convert-backend {out} model.pth)")
+        print(f"DeePMD-kit model written to {out} (for LAMMPS, `ase-deepspin convert MODEL model.pth` writes the "
+              "module pair_style deepspin runs, with no DeePMD-kit Python needed)")
     elif is_deepmd_file(args.model):
         save_model(read_deepmd(args.model), out)
         print(f"ase-deepspin model written to {out}")

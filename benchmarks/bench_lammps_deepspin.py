@@ -8,7 +8,7 @@ System: type-II antiferromagnetic NiO, 64-atom cubes repeated (default 2,048 ato
 0.2 rad, lattice at rest; the shipped model compressed (float64). LAMMPS: ``fix precession/spin`` +
 ``nve/spin lattice moving``, 0.1 fs, rate from its "Loop time" (start-up excluded); one model call per
 step. SpinLatticeDynamics: the same time step, rate from ``run`` after one warm-up step; it evaluates the
-model 5 times per step (two per spin half-step, one for the lattice). Caution: LAMMPS's nve/spin does not
+model twice per step. Caution: LAMMPS's nve/spin does not
 apply the model's magnetic forces to the spins (examples/lammps_spin_lattice.py), so its steps are cheaper
 than a correct spin-lattice step and the comparison is one of cost per step, not of equal physics.
 "Model call" times DeepSpinCalculator (fused CPU kernels) and the exported TorchScript module's
@@ -119,7 +119,7 @@ def main():
             rates["ours_2threads"].append(ours_rate(atoms, model, 2, args.steps))
     calls = model_calls(atoms, model, args.repeats)
     result = {"atoms": len(atoms), "steps": args.steps, "dt_fs": 0.1,
-              "model_calls_per_step": {"lammps": 1, "SpinLatticeDynamics": 5},
+              "model_calls_per_step": {"lammps": 1, "SpinLatticeDynamics": 2},
               "atom_steps_per_s": rates, "model_call": calls}
     print(f"NiO {len(atoms)} atoms, shipped model compressed (float64), {args.steps} steps x {args.repeats} repeats")
     for key, values in rates.items():

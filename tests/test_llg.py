@@ -427,3 +427,21 @@ def test_a_spin_lattice_step_costs_two_evaluations(friction):
     calls["n"] = 0
     md.run(10)
     assert calls["n"] == 2 * 10
+
+
+def test_spin_lattice_trajectory_frames_carry_their_energy_and_forces(tmp_path):
+    """Each step ends at an evaluated state, so trajectory frames hold that state's energy and forces."""
+    from ase.io import read
+
+    atoms = spin_lattice_atoms()
+    md = SpinLatticeDynamics(atoms, dt_fs=1.0, trajectory=str(tmp_path / "md.traj"), loginterval=2)
+    md.run(4)
+    md.close()
+    frames = read(tmp_path / "md.traj", ":")
+    assert len(frames) == 3
+    for frame in frames:
+        stored_energy, stored_forces = frame.get_potential_energy(), frame.get_forces()
+        fresh = frame.copy()
+        fresh.calc = spin_lattice_atoms().calc
+        assert stored_energy == pytest.approx(fresh.get_potential_energy(), rel=1e-12)
+        assert np.allclose(stored_forces, fresh.get_forces(), rtol=0, atol=1e-10)

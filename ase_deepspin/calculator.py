@@ -15,6 +15,7 @@ property               units       meaning
 ``forces``             eV/Å        −∂E/∂R
 ``stress``             eV/Å³       (1/V) ∂E/∂ε at fixed spins, ASE Voigt order (periodic cells)
 ``magnetic_torques``   eV/μB       −∂E/∂S, full gradient; zero on non-magnetic atoms
+``magmoms``            μB          the (N, 3) moments the results belong to (``magmom``: their sum)
 =====================  ==========  ==================================================
 """
 
@@ -155,7 +156,8 @@ class DeepSpinCalculator(Calculator):
     >>> atoms.get_potential_energy(), atoms.calc.get_property("magnetic_torques", atoms)
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "magnetic_torques"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "magnetic_torques",
+                              "magmoms", "magmom"]
 
     def __init__(self, model, device="cpu", dtype="float64", max_edges_per_chunk: int = 200_000,
                  compress: bool | dict = False, neighbor_skin: float = 0.5, **kwargs):
@@ -230,6 +232,9 @@ class DeepSpinCalculator(Calculator):
                         for key in members[0]}
         self.results["energy"] = float(self.results["energy"])
         self.results["free_energy"] = self.results["energy"]
+        # the moments the energy was computed for (μB), so that ASE's get_magnetic_moment(s) and files work
+        self.results["magmoms"] = graph.spins.cpu().double().numpy().copy()
+        self.results["magmom"] = self.results["magmoms"].sum(axis=0)
         if len(members) > 1:
             magnetic = (graph.spins != 0).any(-1).cpu().numpy()
             self.results.update(committee_deviations(members, magnetic, atoms.get_volume() if periodic else None))

@@ -122,10 +122,10 @@ class Frame:
 
         atoms = Atoms(symbols=list(self.symbols), positions=self.positions, cell=self.cell, pbc=self.pbc)
         atoms.set_initial_magnetic_moments(self.spins)
-        if self.torques is not None:
-            atoms.new_array("magnetic_torques", np.asarray(self.torques, dtype=float))
-        if self.energy is not None or self.forces is not None:
-            atoms.calc = SinglePointCalculator(atoms, energy=self.energy, forces=self.forces)
+        labels = {k: v for k, v in (("energy", self.energy), ("forces", self.forces),
+                                    ("magnetic_torques", self.torques)) if v is not None}
+        if labels:
+            atoms.calc = SinglePointCalculator(atoms, **labels)
         return atoms
 
 
@@ -186,9 +186,10 @@ def read_deepmd_npy(system: str | os.PathLike) -> list[Frame]:
 
 
 def read_extxyz(path: str | os.PathLike) -> list[Frame]:
-    """Frames of an extended XYZ file written by :func:`write_extxyz` (or any with the same arrays).
+    """Frames of an extended XYZ file written by :func:`write_extxyz` or by ``ase.io.write`` from a spin
+    calculator's results.
 
-    Spins are the ``initial_magmoms`` array (N, 3) μB, torques the ``magnetic_torques`` array.
+    Spins are the ``initial_magmoms`` array (N, 3) μB, torques the ``magnetic_torques`` result (or array).
     """
     from ase.io import read
 
@@ -201,11 +202,10 @@ def read_extxyz(path: str | os.PathLike) -> list[Frame]:
         spins = np.asarray(spins, dtype=float)
         if spins.shape != (len(atoms), 3):
             raise ValueError(f"{where}: spins must be (N, 3), got {spins.shape}")
-        energy = forces = None
-        if atoms.calc is not None:
-            energy = atoms.calc.results.get("energy")
-            forces = atoms.calc.results.get("forces")
-        torques = atoms.arrays.get("magnetic_torques")
+        results = atoms.calc.results if atoms.calc is not None else {}
+        energy, forces = results.get("energy"), results.get("forces")
+        # torques: a calculator result (ase-deepspin registers the name with ASE) or, in older files, an array
+        torques = results.get("magnetic_torques", atoms.arrays.get("magnetic_torques"))
         for name, values in [("positions", atoms.positions), ("spins", spins), ("energy", energy), ("forces", forces),
                              ("magnetic_torques", torques)]:
             _check_finite(name, values, where)
@@ -249,7 +249,8 @@ def write_deepmd_npy(system: str | os.PathLike, frames: list[Frame], type_map: l
 
 
 def write_extxyz(path: str | os.PathLike, frames: list[Frame]) -> None:
-    """Write frames as extended XYZ: spins as ``initial_magmoms``, torques as ``magnetic_torques``."""
+    """Write frames as extended XYZ: spins as ``initial_magmoms``, labels as calculator results (energy,
+    forces, ``magnetic_torques``)."""
     from ase.io import write
 
     write(path, [f.to_atoms() for f in frames], format="extxyz")

@@ -235,3 +235,26 @@ def test_real_nio_frame_finite_differences_of_torques(model):
         s[i, k] -= 2 * FD_STEP
         em = energy_at(atoms, calc, spins=s)
         assert abs(torques[i, k] + (ep - em) / (2 * FD_STEP)) < FD_RTOL * np.abs(torques).max()
+
+
+@pytest.mark.parametrize("suffix", ["traj", "extxyz"])
+def test_ase_files_keep_torques_and_moments(tmp_path, nio, model, suffix):
+    """ase.io.write keeps what the calculator computed, torques and moments included, and the file is
+    labelled data for the package's readers (``ase-deepspin test``)."""
+    from ase.io import read, write
+
+    from ase_deepspin.data import read_frames
+
+    nio.calc = DeepSpinCalculator(model)
+    energy, forces, torques = nio.get_potential_energy(), nio.get_forces(), nio.calc.get_magnetic_torques(nio)
+    assert np.array_equal(nio.get_magnetic_moments(), nio.get_initial_magnetic_moments())
+    assert np.allclose(nio.get_magnetic_moment(), nio.get_initial_magnetic_moments().sum(0))
+    write(tmp_path / f"out.{suffix}", nio)
+    back = read(tmp_path / f"out.{suffix}")
+    digits = 1e-12 if suffix == "traj" else 1e-8  # extxyz columns are written with 8 decimals
+    assert np.allclose(back.calc.results["magnetic_torques"], torques, rtol=0, atol=digits)
+    assert np.allclose(back.get_magnetic_moments(), nio.get_initial_magnetic_moments(), rtol=0, atol=digits)
+    if suffix == "extxyz":
+        (frame,) = read_frames(tmp_path / "out.extxyz")
+        assert frame.energy == pytest.approx(energy) and np.allclose(frame.forces, forces, atol=digits)
+        assert np.allclose(frame.torques, torques, atol=digits)

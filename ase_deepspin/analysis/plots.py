@@ -33,17 +33,28 @@ def plot_learning_curve(curve: list[dict], path: str | Path) -> Path:
 
 
 def plot_parity(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
-    """Parity plots: ``pairs`` maps a label (with units) to (reference, predicted) arrays."""
-    fig = new_figure(figsize=(4 * len(pairs), 4))
+    """Parity plots: ``pairs`` maps a label (with units) to (reference, predicted) arrays.
+
+    Each panel is square with equal axes, at most five ticks per axis (so labels do not overlap), and
+    states N (values compared), RMSE and MAE in the label's units inside the panel.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig = new_figure(figsize=(4.2 * len(pairs), 4.2))
     axes = fig.subplots(1, len(pairs), squeeze=False)
     for ax, (label, (ref, pred)) in zip(axes[0], pairs.items()):
         ref, pred = np.ravel(ref), np.ravel(pred)
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
-        ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
+        pad = 0.03 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1)
         ax.scatter(ref, pred, s=4, alpha=0.5)
-        rmse = np.sqrt(np.mean((pred - ref) ** 2))
-        ax.set_title(f"{label}\nRMSE {rmse:.3g}")
-        ax.set_xlabel("reference")
-        ax.set_ylabel("model")
+        error = pred - ref
+        ax.text(0.04, 0.96, f"N = {len(ref)}\nRMSE {np.sqrt(np.mean(error**2)):.3g}\nMAE {np.mean(np.abs(error)):.3g}",
+                transform=ax.transAxes, va="top", ha="left", fontsize=9,
+                bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
+        ax.set(title=label, xlabel="reference", ylabel="model", xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad),
+               aspect="equal")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(5))
     fig.savefig(path, dpi=120)
     return Path(path)

@@ -331,8 +331,11 @@ def plot_phonons(phonons: Phonopy | dict, filename: str | Path, path: BandPath |
     bands_ax = axes[0, 0]
     colors = ["k"] if len(spectra) == 1 else [f"C{i}" for i in (3, 0, 2, 1, 4, 5)]
     distances = None
+    lowest, highest = 0.0, 0.0
     for (label, phonon), color in zip(spectra.items(), colors):
         bands = run_bands(phonon, path)
+        lowest = min(lowest, min(float(np.min(f)) for f in bands.frequencies) * scale)
+        highest = max(highest, max(float(np.max(f)) for f in bands.frequencies) * scale)
         # one abscissa for all: the first lattice's path length, as slightly different cells differ
         distances = distances if distances is not None else bands.distances
         for x, f in zip(distances, bands.frequencies):
@@ -350,6 +353,10 @@ def plot_phonons(phonons: Phonopy | dict, filename: str | Path, path: BandPath |
         bands_ax.axvline(x, color="0.7", lw=0.6)
     bands_ax.axhline(0.0, color="0.7", lw=0.6)
     bands_ax.set_xlim(ends[0], ends[-1])
+    # from the lowest band (imaginary modes, plotted negative, stay in view) to the highest: the DOS's
+    # smearing tails must not stretch the axis below zero
+    margin = 0.03 * (highest - lowest)
+    bands_ax.set_ylim(lowest - margin, highest + margin)
     bands_ax.set_ylabel(f"frequency ({unit})")
     if title:
         bands_ax.set_title(title)

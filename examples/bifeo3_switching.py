@@ -9,7 +9,8 @@ along the path and the polarization of every image from Born charges, plotted as
 MODEL is a DeepSPIN model file for Bi, Fe, O (none is public, so none ships), or ``analytic``: a
 toy spin-lattice model (Bethe–Slater Fe–Fe exchange from ``SpinHamiltonian`` plus a double well
 along the polar mode, barrier ``--toy-barrier`` eV per formula unit) that runs anywhere and
-whose barrier is known. Any spin calculator works the same way (see ``make_calculator``).
+whose barrier is known. Its minimum-energy path is the straight line between the ends, so the band
+starts bowed (``--bow``) and the NEB has to relax it. Any spin calculator works the same way (see ``make_calculator``).
 
 Endpoints: +P from ``bifeo3_r3c`` is relaxed at fixed spins (fixed cell) with the calculator,
 then −P is its inversion twin through an Fe site (``inverted_variant``), so both ends are minima
@@ -85,6 +86,26 @@ def make_calculator(model: str, plus, minus, toy_barrier_eV: float):
     return lambda: DeepSpinCalculator(network)
 
 
+def dipole_free_bow(plus, minus, born: dict, seed: int = 0) -> np.ndarray:
+    """A random displacement pattern (N, 3), unit largest row (Å), that moves no charge (zero Born dipole), no
+    centre of mass, and is orthogonal to the polar mode R_+ − R_−: bowing a band with it changes neither
+    its polarization nor its projection on the mode, only how far it is from the straight path."""
+    rng = np.random.default_rng(seed)
+    n = len(plus)
+    charges = np.array([float(np.mean(np.diagonal(np.atleast_2d(born[s])))) if np.ndim(born[s]) else float(born[s])
+                        for s in plus.get_chemical_symbols()])
+    rows = [(plus.positions - minus.positions).ravel()]
+    for axis in range(3):
+        unit = np.zeros((n, 3))
+        unit[:, axis] = 1.0
+        rows += [unit.ravel(), (unit * charges[:, None]).ravel()]
+    constraints = np.array(rows)
+    w = rng.normal(size=3 * n)
+    w -= constraints.T @ np.linalg.solve(constraints @ constraints.T, constraints @ w)
+    w = w.reshape(n, 3)
+    return w / np.linalg.norm(w, axis=1).max()
+
+
 def parse_born(text: str | None) -> dict:
     if not text:
         return NOMINAL_CHARGES
@@ -102,6 +123,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--relax-spins", action="store_true", help="relax spins of each image (spin-adiabatic)")
     parser.add_argument("--born", help="Born charges per element, e.g. 'Bi=4.4,Fe=3.5,O=-2.6333' (default nominal)")
     parser.add_argument("--toy-barrier", type=float, default=0.4, help="analytic model's barrier, eV/f.u.")
+    parser.add_argument("--bow", type=float, default=None,
+                        help="Å; bow the starting band by a dipole-free pattern this large at its middle "
+                             "(default 0.1 for the analytic model, whose path is the straight line, else 0)")
     parser.add_argument("--out", default="runs/bifeo3", help="output directory")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -120,9 +144,17 @@ def main(argv=None) -> dict:
     if args.relax_spins:
         calculator = lambda: SpinRelaxedCalculator(new_calculator())
     images = make_images(plus, minus, args.images, calculator=calculator)
+    bow = args.bow if args.bow is not None else (0.1 if args.model == "analytic" else 0.0)
+    if bow:
+        # the analytic model's minimum-energy path is the straight line the band starts on: bowed, it
+        # must relax (polarization and mode projection of every image are unchanged by the pattern)
+        pattern = dipole_free_bow(plus, minus, born)
+        for k, image in enumerate(images[1:-1], start=1):
+            image.positions += bow * np.sin(np.pi * k / (len(images) - 1)) * pattern
     neb = NEB(images, k=0.2, climb=True, method="improvedtangent")
     with FIRE(neb, logfile=str(out / "neb.log"), trajectory=str(out / "neb.traj")) as opt:
         converged = opt.run(fmax=args.fmax, steps=args.steps)
+        neb_steps = opt.nsteps
 
     results = NEBResults.from_images(images)
     reference = plus.copy()
@@ -133,7 +165,8 @@ def main(argv=None) -> dict:
     results.plot(out / "profile.png")
     results.plot(out / "energy_vs_P.png", x=p_axis, xlabel="P along [111] (μC/cm²)", energy_scale=per_fu_meV,
                  ylabel="energy (meV/f.u.)")
-    summary = {"converged": bool(converged), "model": args.model, "formula_units": n_fu,
+    summary = {"converged": bool(converged), "neb_steps": int(neb_steps), "bow_A": bow, "model": args.model,
+               "formula_units": n_fu,
                "barrier_eV_per_fu": results.barrier / n_fu, "fit_barrier_eV_per_fu": results.fit_barrier / n_fu,
                "saddle_image": results.saddle_index, "P_uC_per_cm2": p_axis.tolist(),
                "energy_meV_per_fu": (per_fu_meV * (results.energies - results.energies[0])).tolist(),

@@ -110,7 +110,8 @@ def structure_factor_from_llg(J1_meV: float, J2_meV: float, K_meV: float, out: P
     return plot_structure_factor(distance, energies[keep], intensity[:, keep], out / "nio_sqw.png",
                                  ticks=[(distance[0], "L"), (distance[3], "Γ"), (distance[-1], "X")],
                                  bands_meV=lswt.energies(q),
-                                 title=f"NiO J1–J2 (model) + K = {K_meV} meV: S(q, ω) from LLG, LSWT dashed")
+                                 title=f"NiO J1–J2 (model) + K = {K_meV} meV: S(q, ω) from LLG;\n"
+                                       "dashed: LSWT for the LLG's |S| = 1.27 μB (the band plot uses S = 1)")
 
 
 def main():

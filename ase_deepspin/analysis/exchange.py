@@ -156,6 +156,8 @@ class ExchangeModel:
             R = "({:d},{:d},{:d})".format(*self.R[p])
             lines.append(f"{self.i[p]:4d} {self.j[p]:4d} {R:>12s} {dist[p]:9.4f} {Jiso[p]:11.5f} "
                          f"{np.linalg.norm(D[p]):10.5f} {D[p][0]:10.5f}{D[p][1]:10.5f}{D[p][2]:10.5f}")
+        lines.append("|D|: the antisymmetric part of each fitted tensor. On a bond with an inversion centre at its middle "
+                     "(Moriya) a DMI must vanish: there |D| measures the model's noise, not a physical DMI.")
         lines.append("single-ion A (meV, traceless; E = −ŝ^T A ŝ), eigenvalues per site:")
         for s, a in enumerate(self.A):
             lines.append(f"{s:4d} " + " ".join(f"{v:10.5f}" for v in 1e3 * np.linalg.eigvalsh(a)))

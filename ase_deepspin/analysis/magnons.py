@@ -348,13 +348,15 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
 
 def plot_structure_factor(distance, energies_meV, intensity, path: str | Path, ticks=(), bands_meV=None,
                           title: str = "") -> Path:
-    """Intensity map (PNG) of S(q, ω) [n_q, n_E] along a path, log colour scale, optional LSWT bands."""
+    """Intensity map (PNG) of S(q, ω) [n_q, n_E] along a path, log colour scale relative to its maximum
+    (with a colourbar), optional LSWT bands; the title should say which spin lengths the bands use."""
     from .plots import new_figure
 
     fig = new_figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
-    values = np.log10(np.maximum(intensity, intensity.max() * 1e-6)).T
-    ax.pcolormesh(distance, energies_meV, values, shading="nearest", cmap="viridis")
+    values = np.log10(np.maximum(intensity, intensity.max() * 1e-6) / intensity.max()).T
+    mesh = ax.pcolormesh(distance, energies_meV, values, shading="nearest", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="log₁₀ S(q, ω) / max")
     if bands_meV is not None:
         ax.plot(distance, bands_meV, color="w", lw=0.8, ls="--")
     for x, _ in ticks:

@@ -206,6 +206,16 @@ class DeepSpinCalculator(Calculator):
         model.eval()
         return model, source
 
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        if name == "stress" and "stress" not in self.extrapolation_warned and any(
+                "training" in m.provenance for m in self.models):
+            self.extrapolation_warned.add("stress")
+            warnings.warn("this model was trained by ase-deepspin, whose loss fits energies, forces and torques "
+                          "only: its stress is the exact strain derivative of that energy but was never compared "
+                          "with data (the shipped NiO model's data hold one cell: it expands NiO from a = 4.17 to "
+                          "4.27 Å); check it before relaxing cells", ExtrapolationWarning, stacklevel=3)
+        return super().get_property(name, atoms, allow_calculation)
+
     def _graph(self, atoms):
         return atoms_graph(self.model, atoms, self.device, search=self.neighbor_search)
 

@@ -258,3 +258,23 @@ def test_ase_files_keep_torques_and_moments(tmp_path, nio, model, suffix):
         (frame,) = read_frames(tmp_path / "out.extxyz")
         assert frame.energy == pytest.approx(energy) and np.allclose(frame.forces, forces, atol=digits)
         assert np.allclose(frame.torques, torques, atol=digits)
+
+
+def test_stress_of_a_model_trained_here_comes_with_a_warning_once(nio, model):
+    """The trainer fits no stress: a trained model's calculator says so when stress is asked for (once)."""
+    import warnings
+
+    from ase_deepspin.model.ranges import ExtrapolationWarning
+
+    trained = copy.deepcopy(model)
+    trained.provenance = {"training": {"steps": 1}}
+    nio.calc = DeepSpinCalculator(trained)
+    nio.get_potential_energy()
+    with pytest.warns(ExtrapolationWarning, match="never compared with data"):
+        nio.get_stress()
+    nio.rattle(0.01, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        nio.get_stress()  # once per calculator
+        nio.calc = DeepSpinCalculator(model)  # no training record (a DeePMD-kit file, a test model): silent
+        nio.get_stress()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -43,17 +44,13 @@ def rate(atoms, compressed: bool, threads: int, steps: int) -> tuple[float, floa
     from ase_deepspin import DeepSpinCalculator
     from ase_deepspin.dynamics import SpinLatticeDynamics
 
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import count_calculations
+
     torch.set_num_threads(threads)
     atoms = atoms.copy()
     calc = DeepSpinCalculator("nio", compress=compressed)
-    calls = {"n": 0}
-    original = calc.calculate
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    calc.calculate = counting
+    calls = count_calculations(calc)
     atoms.calc = calc
     dynamics = SpinLatticeDynamics(atoms, dt_fs=0.5, alpha=0.01, temperature_K=300.0, lattice_friction_per_fs=0.01,
                                    rng=np.random.default_rng(0))

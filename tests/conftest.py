@@ -56,6 +56,19 @@ def with_random_baseline(model: DeepSpinModel, seed: int = 5) -> DeepSpinModel:
     return model
 
 
+def count_calculations(calc) -> dict:
+    """Make ``calc`` count its evaluations in the returned dict's ``"n"`` (reset it by assigning 0)."""
+    calls = {"n": 0}
+    original = calc.calculate
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    calc.calculate = counting
+    return calls
+
+
 @pytest.fixture
 def model():
     return small_model()

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import NIO_DATA, needs_nio_data, small_model
+from conftest import NIO_DATA, count_calculations, needs_nio_data, small_model
 
 from ase_deepspin import DeepSpinCalculator
 
@@ -113,15 +113,8 @@ def test_deviation_log_follows_dynamics_without_extra_calls(nio, tmp_path):
     from ase_deepspin.active import DeviationLog
     from ase_deepspin.dynamics import SpinLatticeDynamics
 
-    calls = {"n": 0}
     calc = DeepSpinCalculator(members(2))
-    original = calc.calculate
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    calc.calculate = counting
+    calls = count_calculations(calc)
     nio.calc = calc
     dyn = SpinLatticeDynamics(nio, dt_fs=0.5)
     dyn.run(1)  # its first step reuses the evaluation of the constructor

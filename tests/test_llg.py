@@ -412,15 +412,10 @@ def test_logfile_dash_is_standard_output_and_a_log_it_opened_is_closed(tmp_path,
 def test_a_spin_lattice_step_costs_two_evaluations(friction):
     """The step's first kick and SIB predictor reuse the previous step's last evaluation: in steady state
     the calculator runs twice per step (it ran five times with spin half steps around the lattice step)."""
+    from conftest import count_calculations
+
     atoms = spin_lattice_atoms()
-    calls = {"n": 0}
-    original = atoms.calc.calculate
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    atoms.calc.calculate = counting
+    calls = count_calculations(atoms.calc)
     md = SpinLatticeDynamics(atoms, dt_fs=1.0, alpha=0.1, temperature_K=100.0 if friction else 0.0,
                              lattice_friction_per_fs=friction, rng=np.random.default_rng(0))
     md.run(1)

@@ -235,19 +235,21 @@ class LammpsModel(nn.Module):
             rank[members] = torch.arange(members.shape[0], device=nlist.device)
             counts_of_type.append(int(members.shape[0]))
         # filled slots per centre and block, per half
-        real_slots = torch.bincount((real_c - first) * n_blocks + atype.index_select(0, real_j),
-                                    minlength=n_centres * n_blocks)
+        # each edge's embedding net, centre type × 2T + neighbour block (the order of self.blocks)
+        real_net = atype.index_select(0, real_c) * n_blocks + atype.index_select(0, real_j)
+        real_slots = torch.bincount((real_c - first) * n_blocks + real_net % n_blocks, minlength=n_centres * n_blocks)
         half_c: List[torch.Tensor] = []
-        half_j: List[torch.Tensor] = []
+        half_net: List[torch.Tensor] = []
         half_vectors: List[torch.Tensor] = []
         empty: List[torch.Tensor] = []
         for vectors in halves:
             within = torch.linalg.vector_norm(vectors, dim=-1) < self.rcut
             c, j = pseudo_c[within], pseudo_j[within]
+            block_of = n_types + atype.index_select(0, j)
             half_c.append(c)
-            half_j.append(j)
+            half_net.append(atype.index_select(0, c) * n_blocks + block_of)
             half_vectors.append(vectors[within])
-            filled = (real_slots + torch.bincount((c - first) * n_blocks + n_types + atype.index_select(0, j),
+            filled = (real_slots + torch.bincount((c - first) * n_blocks + block_of,
                                                   minlength=n_centres * n_blocks)).view(n_centres, n_blocks)
             over = filled > self.sel
             if bool(over.any()):
@@ -257,8 +259,6 @@ class LammpsModel(nn.Module):
                                    + str(self.rcut) + " A but sel allows " + str(int(self.sel[where[1]]))
                                    + "; the model cannot describe this environment (atoms too close?)")
             empty.append((self.sel - filled).to(dtype))
-        centre_type_real = atype.index_select(0, real_c)
-        neighbour_type_real = atype.index_select(0, real_j)
         shared: List[torch.Tensor] = []
         pseudo_part: List[torch.Tensor] = []
         for t in range(n_types):
@@ -270,8 +270,9 @@ class LammpsModel(nn.Module):
             n_t = counts_of_type[t]
             if n_t > 0:
                 mean, std = self.env_mean[t], self.env_std[t]
+                net = t * n_blocks + b
                 if b < n_types:
-                    pick = (centre_type_real == t) & (neighbour_type_real == b)
+                    pick = real_net == net
                     if bool(pick.any()):
                         rows = (environment_rows(real_lattice[pick], self.rcut_smth, self.rcut, self.env_protection)
                                 - mean) / std
@@ -280,8 +281,8 @@ class LammpsModel(nn.Module):
                     vectors_of: List[torch.Tensor] = []
                     ranks_of: List[torch.Tensor] = []
                     for h in range(n_halves):
-                        c, j = half_c[h], half_j[h]
-                        pick = (atype.index_select(0, c) == t) & (atype.index_select(0, j) == b - n_types)
+                        c = half_c[h]
+                        pick = half_net[h] == net
                         vectors_of.append(half_vectors[h][pick])
                         ranks_of.append(rank.index_select(0, c[pick] - first) + h * n_t)
                     vectors = torch.cat(vectors_of)
@@ -303,7 +304,7 @@ class LammpsModel(nn.Module):
 
         baseline = self.baseline
         if baseline is not None:
-            both = self.magnetic[centre_type_real] & self.magnetic[neighbour_type_real]
+            both = self.magnetic[atype.index_select(0, real_c)] & self.magnetic[atype.index_select(0, real_j)]
             energies = energies + baseline.atomic_energies(spin.to(dtype), atype, real_c[both], real_j[both],
                                                            real_lattice[both], first, n_centres)
         wall = self.wall

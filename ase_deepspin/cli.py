@@ -112,20 +112,22 @@ def _print_baseline(model):
     import torch
 
     base, cfg = model.baseline, model.config
-    print(f"spin baseline   {cfg.spin_baseline['n_basis']} radial Gaussians, on-site order "
-          f"{cfg.spin_baseline['onsite_order']} (Heisenberg-Landau term, see ase_deepspin.model.baseline)")
+    landau = cfg.spin_baseline["form"] == "landau"
+    print(f"spin baseline   {cfg.spin_baseline['form']} form, {cfg.spin_baseline['n_basis']} radial Gaussians, "
+          f"on-site order {cfg.spin_baseline['onsite_order']} (Heisenberg-Landau term, see ase_deepspin.model.baseline)")
+    units = ("eV/μB^2p", "meV/μB²", "meV/μB⁴") if landau else ("eV/μB^p", "meV", "meV/μB")
     r = torch.arange(2.0, cfg.rcut + 1e-9, 0.5, dtype=base.exchange.dtype)
     for t, magnetic in enumerate(cfg.magnetic):
         if not magnetic:
             continue
         name = cfg.type_map[t]
         onsite = ", ".join(f"{float(a):.4g}" for a in base.onsite[t])
-        print(f"  {name}: |S| reference {float(base.moment_ref[t]):.4f} μB, on-site a_p [{onsite}] eV/μB^p")
+        print(f"  {name}: |S| reference {float(base.moment_ref[t]):.4f} μB, on-site a_p [{onsite}] {units[0]}")
         types = torch.full_like(r, t, dtype=torch.int64)
         j, k = base.couplings(r, types, types)
-        print(f"  {name}-{name} J(r) meV at r = {r[0]:.1f}, {r[1]:.1f} .. {r[-1]:.1f} Å: "
+        print(f"  {name}-{name} J(r) {units[1]} at r = {r[0]:.1f}, {r[1]:.1f} .. {r[-1]:.1f} Å: "
               f"{' '.join(f'{1e3 * float(v):.2f}' for v in j)}")
-        print(f"  {name}-{name} K(r) meV/μB:{'':21s}{' '.join(f'{1e3 * float(v):.2f}' for v in k)}")
+        print(f"  {name}-{name} K(r) {units[2]}:{'':20s}{' '.join(f'{1e3 * float(v):.2f}' for v in k)}")
 
 
 def _print_provenance(record: dict) -> None:

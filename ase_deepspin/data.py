@@ -275,3 +275,45 @@ def split_frames(frames: list[Frame], n_validation: int, seed: int = 0) -> tuple
         raise ValueError(f"cannot hold out {n_validation} of {len(frames)} frames")
     held = set(np.random.default_rng(seed).permutation(len(frames))[:n_validation].tolist())
     return ([f for k, f in enumerate(frames) if k not in held], [f for k, f in enumerate(frames) if k in held])
+
+
+def frame_system(frame: Frame) -> str:
+    """The system a frame was read from: its source without ``#index`` and without a trailing ``set.*`` folder."""
+    where = Path(frame.source.rsplit("#", 1)[0])
+    return str(where.parent if where.name.startswith("set.") else where)
+
+
+def hold_out(frames: list[Frame], selections: list[str]) -> tuple[list[Frame], list[Frame]]:
+    """(kept, held) frames: ``held`` are those of ``selections``, each ``SYSTEM`` or ``SYSTEM#a:b``.
+
+    ``SYSTEM`` is the end of a system's path (e.g. ``FCC_Fe_iter-2``) and holds out every frame of it;
+    ``#a:b`` only its frames a .. b−1, counted in the order they are read (a Python slice, so ``#70:``
+    is frame 70 to the last). Holding out whole systems (or contiguous blocks of one trajectory) tests a
+    model on configurations it has not seen neighbours of, which a random split of correlated frames
+    does not. Every selection must match at least one frame.
+    """
+    by_system: dict[str, list[int]] = {}
+    for k, f in enumerate(frames):
+        by_system.setdefault(frame_system(f), []).append(k)
+    held = set()
+    for selection in selections:
+        name, _, window = selection.partition("#")
+        name = name.rstrip("/")
+        systems = [s for s in by_system if s == name or s.endswith("/" + name)]
+        if not systems:
+            raise ValueError(f"held-out selection {selection!r} names no system of the data "
+                             f"(systems: {', '.join(sorted(Path(s).name for s in by_system))})")
+        for system in systems:
+            members = by_system[system]
+            if window:
+                try:
+                    bounds = [int(v) if v else None for v in window.split(":")]
+                    members = members[slice(*bounds)] if len(bounds) == 2 else None
+                except ValueError:
+                    members = None
+                if members is None:
+                    raise ValueError(f"held-out selection {selection!r}: the part after # must be a range a:b")
+            if not members:
+                raise ValueError(f"held-out selection {selection!r} selects no frame of {system}")
+            held.update(members)
+    return ([f for k, f in enumerate(frames) if k not in held], [f for k, f in enumerate(frames) if k in held])

@@ -31,7 +31,7 @@ import torch
 import yaml
 from ase.data import atomic_numbers
 
-from .data import Frame, read_frames, split_frames
+from .data import Frame, hold_out, read_frames, split_frames
 from .model import DeepSpinModel, ModelConfig, save_model
 from .model.baseline import fit_spin_baseline
 from .model.ranges import data_ranges, shortest_distances
@@ -57,7 +57,9 @@ class TrainConfig:
     ``wall`` (YAML ``model.short_range: {type: zbl, margin, width}``, Å) places the ZBL wall of
     each type pair from ``shortest − margin`` (r_outer) to ``r_outer − width`` (r_inner), the
     shortest distance of the pair in the training frames (:func:`resolve_wall`);
-    ``n_validation`` frames are held out with ``split_seed``; ``exclude_frames`` then removes
+    ``held_out`` names systems or blocks of frames held out for validation (``SYSTEM`` or ``SYSTEM#a:b``,
+    see :func:`ase_deepspin.data.hold_out`); then ``n_validation`` frames more are drawn at random from
+    the rest with ``split_seed``; ``exclude_frames`` then removes
     training frames whose source (``path#index``, see :class:`ase_deepspin.data.Frame`) ends with
     one of the given strings, e.g. frames with inconsistent labels. Times in seconds.
     """
@@ -72,6 +74,7 @@ class TrainConfig:
     decay_steps: int = 5000
     n_validation: int = 20
     split_seed: int = 0
+    held_out: list[str] = field(default_factory=list)
     exclude_frames: list[str] = field(default_factory=list)
     seed: int = 1
     disp_freq: int = 100
@@ -368,7 +371,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         torch.set_num_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = [f for s in cfg.systems for f in read_frames(s)]
+    frames, held_frames = hold_out(frames, cfg.held_out)
     train_frames, valid_frames = split_frames(frames, cfg.n_validation, cfg.split_seed)
+    valid_frames = held_frames + valid_frames
     if cfg.exclude_frames:
         kept = [f for f in train_frames if not any(f.source.endswith(x) for x in cfg.exclude_frames)]
         if len(train_frames) - len(kept) != len(cfg.exclude_frames):

@@ -41,14 +41,17 @@ def small_model(seed: int = 3, dtype=torch.float64, **overrides) -> DeepSpinMode
 def with_random_baseline(model: DeepSpinModel, seed: int = 5) -> DeepSpinModel:
     """Give a model built with ``spin_baseline`` random coefficients of realistic size in place.
 
-    On-site a_p ~ 0.1–1 eV/μB^p, J ~ 0.1 eV, K ~ 0.3 eV/μB, so the baseline shapes forces, torques
-    and stress as much as the network does and contract tests see it.
+    On-site a_p ~ 0.1–1 eV/μB^p (the leading one positive), J ~ 0.1 eV, K ~ 0.3 eV/μB, so the baseline
+    shapes forces, torques and stress as much as the network does and contract tests see it.
     """
     base = model.baseline
     gen = torch.Generator().manual_seed(seed)
     base.moment_ref.copy_(torch.where(base.magnetic, torch.tensor(1.2, dtype=base.moment_ref.dtype), 0.0))
-    base.onsite.copy_(torch.randn(base.onsite.shape, generator=gen, dtype=base.onsite.dtype)
-                      * torch.tensor([0.1, 1.0, 1.0, 1.0][: base.onsite.shape[1]], dtype=base.onsite.dtype))
+    onsite = torch.randn(base.onsite.shape, generator=gen, dtype=base.onsite.dtype) \
+        * torch.tensor([0.1, 1.0, 1.0, 1.0][: base.onsite.shape[1]], dtype=base.onsite.dtype)
+    if onsite.shape[1]:
+        onsite[:, -1] = onsite[:, -1].abs()  # bounded below, as fits are kept
+    base.onsite.copy_(onsite)
     exchange = torch.randn(base.exchange.shape, generator=gen, dtype=base.exchange.dtype)
     exchange[0] *= 0.1
     exchange[1] *= 0.3

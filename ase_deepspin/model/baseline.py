@@ -1,15 +1,29 @@
 """Heisenberg–Landau spin baseline added to the DeepSPIN network energy (optional).
 
+Two forms, over magnetic atoms only, with radial functions of the pair's types
+J(r) = s(r) sum_k c_k φ_k(r), K(r) likewise (the descriptor's smooth switch s; Gaussians φ_k at
+μ_k = k·rcut/n, k = 1..n, of width rcut/n); S in μB, r in Å:
+
+``form: "landau"`` (for moments whose length varies, down to zero):
+
+    E_base = sum_i sum_{p=1..P} a_{t_i,p} |S_i|^{2p}  +  1/2 sum_{i≠j} [J(r_ij) + K(r_ij)(|S_i|² + |S_j|²)] S_i·S_j
+
+a polynomial in the components of S (a in eV/μB^{2p}, J in eV/μB², K in eV/μB⁴): smooth at S = 0,
+where the torque of a vanishing moment vanishes, as a Landau expansion requires.
+
+``form: "deviation"`` (rigid moments; files without a form have this one):
+
     E_base = sum_i sum_{p=1..P} a_{t_i,p} δ_i^p  +  1/2 sum_{i≠j} [J(r_ij) + K(r_ij) (δ_i + δ_j)] ŝ_i·ŝ_j
 
-over magnetic atoms only, with δ_i = |S_i| − m_{t_i} the deviation of the moment's length from its
-reference, ŝ_i = S_i/|S_i|, and radial functions of the pair's types J(r) = s(r) sum_k c_k φ_k(r),
-K(r) likewise (the descriptor's smooth switch s; Gaussians φ_k at μ_k = k·rcut/n, k = 1..n, of width
-rcut/n). Units: S in μB, r in Å, a in eV/μB^p, J in eV, K in eV/μB. The term is smooth at rcut,
-invariant under joint rotations and even in S (time reversal), like the network. To first order in
-δ it contains the Heisenberg form J' S_i·S_j (J = J' m², K = J' m); a free K lets the longitudinal
-torque depend on the neighbours' orientation more strongly than S_i·S_j allows, as DeltaSpin data
-of NiO show (about 3.6 times).
+with δ_i = |S_i| − m_{t_i} the deviation of the moment's length from its reference and ŝ_i = S_i/|S_i|
+(a in eV/μB^p, J in eV, K in eV/μB). To first order in δ it contains the Heisenberg form J' S_i·S_j
+(J = J' m², K = J' m); a free K lets the longitudinal torque depend on the neighbours' orientation more
+strongly than S_i·S_j allows, as DeltaSpin data of NiO show (about 3.6 times). It is singular at S = 0
+(ŝ is undefined there), so it suits moments that stay near m.
+
+Both are smooth at rcut, invariant under joint rotations and even in S (time reversal), like the
+network. The fit keeps the on-site polynomial bounded below (its leading coefficient positive, see
+:func:`fit_spin_baseline`): where the data do not determine it, a free fit can turn it over.
 
 Why: DeltaSpin torques of near-collinear magnets are dominated by exchange (the transverse part) and
 by the stiffness of the moment's length (the longitudinal part), both nearly linear in S. The
@@ -31,19 +45,25 @@ from torch import nn
 
 from .descriptor import smooth_switch
 
+FORMS = ("deviation", "landau")
+
 
 class SpinBaseline(nn.Module):
     """On-site Landau polynomial and radial Heisenberg exchange (see the module docstring).
 
-    Saved buffers: ``moment_ref`` [T] μB, ``onsite`` [T, P] eV/μB^p, ``exchange`` [2, T, T, n] (J in eV,
-    K in eV/μB; symmetrised in the types on use); ``magnetic`` and the Gaussian ``centres`` follow from the config.
+    Saved buffers: ``moment_ref`` [T] μB (the mean training moment; m of the deviation form), ``onsite``
+    [T, P], ``exchange`` [2, T, T, n] (J, K; symmetrised in the types on use; units per form as in the
+    module docstring); ``magnetic`` and the Gaussian ``centres`` follow from the config.
     """
 
     def __init__(self, n_types: int, magnetic: list[bool], rcut: float, rcut_smth: float, n_basis: int,
-                 onsite_order: int, dtype: torch.dtype):
+                 onsite_order: int, dtype: torch.dtype, form: str = "deviation"):
         super().__init__()
         if n_basis < 1 or onsite_order < 0:
             raise ValueError(f"spin_baseline needs n_basis >= 1 and onsite_order >= 0, got {n_basis}, {onsite_order}")
+        if form not in FORMS:
+            raise ValueError(f"spin_baseline form must be one of {FORMS}, got {form!r}")
+        self.landau = form == "landau"
         self.rcut, self.rcut_smth = float(rcut), float(rcut_smth)
         self.register_buffer("moment_ref", torch.zeros(n_types, dtype=dtype))
         self.register_buffer("onsite", torch.zeros(n_types, onsite_order, dtype=dtype))
@@ -73,21 +93,28 @@ class SpinBaseline(nn.Module):
         magnetic_centres = self.magnetic[local_types]
         if onsite.shape[1] and bool(magnetic_centres.any()):
             idx = magnetic_centres.nonzero().squeeze(-1)
-            deviation = torch.linalg.vector_norm(spins[first + idx], dim=-1) - self.moment_ref[local_types[idx]]
-            powers = deviation.unsqueeze(-1) ** torch.arange(1, onsite.shape[1] + 1, device=deviation.device)
+            if self.landau:
+                variable = (spins[first + idx] ** 2).sum(-1)
+            else:
+                variable = torch.linalg.vector_norm(spins[first + idx], dim=-1) - self.moment_ref[local_types[idx]]
+            powers = variable.unsqueeze(-1) ** torch.arange(1, onsite.shape[1] + 1, device=variable.device)
             energies = energies.index_add(0, idx, (powers * onsite[local_types[idx]]).sum(-1))
         ti, tj = atom_types.index_select(0, centers), atom_types.index_select(0, neighbors)
         both = self.magnetic[ti] & self.magnetic[tj]
         if bool(both.any()):
             c, n, ti, tj = centers[both], neighbors[both], ti[both], tj[both]
             r = torch.linalg.vector_norm(lattice_vectors[both], dim=-1)
-            length_i = torch.linalg.vector_norm(spins[c], dim=-1)
-            length_j = torch.linalg.vector_norm(spins[n], dim=-1)
-            cosine = (spins[c] * spins[n]).sum(-1) / (length_i * length_j)
             couplings = self.couplings(r, ti, tj, exchange)
             j_pair, k_pair = couplings[0], couplings[1]
-            deviations = length_i - self.moment_ref[ti] + length_j - self.moment_ref[tj]
-            energies = energies.index_add(0, c - first, 0.5 * (j_pair + k_pair * deviations) * cosine)
+            dot = (spins[c] * spins[n]).sum(-1)
+            if self.landau:
+                pair = (j_pair + k_pair * ((spins[c] ** 2).sum(-1) + (spins[n] ** 2).sum(-1))) * dot
+            else:
+                length_i = torch.linalg.vector_norm(spins[c], dim=-1)
+                length_j = torch.linalg.vector_norm(spins[n], dim=-1)
+                deviations = length_i - self.moment_ref[ti] + length_j - self.moment_ref[tj]
+                pair = (j_pair + k_pair * deviations) * dot / (length_i * length_j)
+            energies = energies.index_add(0, c - first, 0.5 * pair)
         return energies
 
 
@@ -97,7 +124,8 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8) -> dict:
 
     ``items`` are prepared training frames (``ase_deepspin.train.PreparedFrames.items``: model
     inputs plus ``torques_label`` eV/μB and ``magnetic``). ``moment_ref`` becomes the mean moment
-    length of each magnetic type. The torques are linear in the coefficients, so the design matrix is
+    length of each magnetic type. The on-site polynomial of each type is kept bounded below in |S|:
+    if its leading coefficient fits ≤ 0, that order is dropped (set to 0) and the fit repeated. The torques are linear in the coefficients, so the design matrix is
     the Jacobian of the baseline torques, taken by autograd. ``ridge`` (relative to the mean
     diagonal) keeps coefficients of basis functions at distances no pair visits at zero.
     Returns the RMSE (eV/μB) of the labelled torques before and after the fit.
@@ -137,7 +165,22 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8) -> dict:
     design, target = torch.cat(rows), torch.cat(labels)
     normal = design.T @ design
     normal = normal + ridge * normal.diagonal().mean().clamp(min=1e-30) * torch.eye(len(normal), dtype=normal.dtype)
-    coeffs = torch.linalg.solve(normal, design.T @ target)
+    rhs = design.T @ target
+    # bounded below: each magnetic type's highest free on-site order must come out positive; one that does not
+    # is fixed at zero and the fit repeated, so the next order down leads (none left: no on-site term)
+    order = base.onsite.shape[1]
+    free = torch.ones(len(normal), dtype=torch.bool)
+    while True:
+        coeffs = torch.zeros_like(rhs)
+        coeffs[free] = torch.linalg.solve(normal[free][:, free], rhs[free])
+        turned = []
+        for t in range(n_types):
+            columns = [t * order + p for p in range(order) if bool(free[t * order + p])]
+            if bool(base.magnetic[t]) and columns and float(coeffs[columns[-1]]) <= 0.0:
+                turned.append(columns[-1])
+        if not turned:
+            break
+        free[turned] = False
     onsite, exchange = (v.reshape(s) for v, s in zip(torch.split(coeffs, sizes), shapes))
     base.onsite.copy_(onsite)
     base.exchange.copy_(0.5 * (exchange + exchange.transpose(1, 2)))

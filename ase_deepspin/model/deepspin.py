@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import fused
-from .baseline import SpinBaseline
+from .baseline import FORMS as BASELINE_FORMS, SpinBaseline
 from .descriptor import environment_rows, mlp
 from .tabulation import EmbeddingTable
 from .zbl import ZBLWall, check_short_range
@@ -47,8 +47,9 @@ class ModelConfig:
     ``sel`` may be one int (for every doubled type), one int per real type (repeated for the
     pseudo-types) or one int per doubled type. ``resnet_dt`` is the fitting net's (DeePMD-kit
     ``fitting_net.resnet_dt``), ``embedding_resnet_dt`` the embedding nets' (``descriptor.resnet_dt``).
-    ``spin_baseline`` (``{"n_basis": K, "onsite_order": P}``) adds the Heisenberg–Landau term of
-    :mod:`ase_deepspin.model.baseline` to the network energy (not a DeePMD-kit feature).
+    ``spin_baseline`` (``{"n_basis": K, "onsite_order": P, "form": "landau" | "deviation"}``) adds the
+    Heisenberg–Landau term of :mod:`ase_deepspin.model.baseline` to the network energy (not a DeePMD-kit
+    feature; without a form, "deviation", the rigid-moment form of files written before forms existed).
     ``time_reversal`` makes the network even in the spins, E_net = ½[E(R, S) + E(R, −S)], as
     physics without an external field is (exactly, to round-off; not a DeePMD-kit feature).
     ``short_range`` (``{"type": "zbl", "charges": [T], "r_inner": [[T×T]], "r_outer": [[T×T]]}``,
@@ -69,7 +70,7 @@ class ModelConfig:
     env_protection: float = 0.01
     seed: int = 1
     compression: dict | None = None  # tabulated embedding nets: tolerance, min_distance, n_knots per net
-    spin_baseline: dict | None = None  # Heisenberg–Landau baseline: n_basis, onsite_order
+    spin_baseline: dict | None = None  # Heisenberg–Landau baseline: n_basis, onsite_order, form
     time_reversal: bool = True  # network energy symmetrised under S -> -S
     short_range: dict | None = None  # ZBL wall: nuclear charges, r_inner, r_outer per type pair (Å)
     data_ranges: dict | None = None  # training data: moment range per type (μB), shortest distance per pair (Å)
@@ -101,11 +102,14 @@ class ModelConfig:
             if not isinstance(knots, list) or len(knots) != 2 * n * n or any(int(k) < 2 for k in knots):
                 raise ValueError(f"compression.n_knots needs {2 * n * n} counts >= 2, got {knots}")
         if self.spin_baseline is not None:
-            unknown = set(self.spin_baseline) - {"n_basis", "onsite_order"}
+            unknown = set(self.spin_baseline) - {"n_basis", "onsite_order", "form"}
             if unknown:
-                raise ValueError(f"unknown spin_baseline keys {sorted(unknown)} (known: n_basis, onsite_order)")
+                raise ValueError(f"unknown spin_baseline keys {sorted(unknown)} (known: n_basis, onsite_order, form)")
+            form = self.spin_baseline.get("form", "deviation")
+            if form not in BASELINE_FORMS:
+                raise ValueError(f"spin_baseline form must be one of {BASELINE_FORMS}, got {form!r}")
             self.spin_baseline = {"n_basis": int(self.spin_baseline.get("n_basis", 8)),
-                                  "onsite_order": int(self.spin_baseline.get("onsite_order", 4))}
+                                  "onsite_order": int(self.spin_baseline.get("onsite_order", 4)), "form": form}
         if not isinstance(self.time_reversal, bool):
             raise ValueError(f"time_reversal must be true or false, got {self.time_reversal!r}")
         if self.short_range is not None:
@@ -166,7 +170,8 @@ class DeepSpinModel(nn.Module):
         self.baseline = None
         if config.spin_baseline is not None:
             self.baseline = SpinBaseline(n, config.magnetic, config.rcut, config.rcut_smth,
-                                         config.spin_baseline["n_basis"], config.spin_baseline["onsite_order"], dtype)
+                                         config.spin_baseline["n_basis"], config.spin_baseline["onsite_order"], dtype,
+                                         config.spin_baseline["form"])
         self.wall = None
         if config.short_range is not None:
             wall = config.short_range

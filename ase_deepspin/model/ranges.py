@@ -18,8 +18,6 @@ DISTANCE_TOLERANCE = 0.05  # relative
 class ExtrapolationWarning(UserWarning):
     """A structure lies outside what the model was trained on: its predictions there are guesses."""
 
-DISTANCE_TOLERANCE = 0.05  # relative
-
 
 def closest_pairs(positions, atom_types, centers, neighbors, offsets, pseudo, n_types: int) -> torch.Tensor:
     """Shortest real-atom distance (Å) per type pair [T, T] of one graph's edges (inf where a pair has none)."""

@@ -298,21 +298,17 @@ def hold_out(frames: list[Frame], selections: list[str]) -> tuple[list[Frame], l
     held = set()
     for selection in selections:
         name, _, window = selection.partition("#")
+        bounds = window.split(":") if window else ["", ""]
+        if len(bounds) != 2 or not all(v.lstrip("-").isdigit() for v in bounds if v):
+            raise ValueError(f"held-out selection {selection!r}: the part after # must be a range a:b")
+        block = slice(*(int(v) if v else None for v in bounds))
         name = name.rstrip("/")
         systems = [s for s in by_system if s == name or s.endswith("/" + name)]
         if not systems:
             raise ValueError(f"held-out selection {selection!r} names no system of the data "
                              f"(systems: {', '.join(sorted(Path(s).name for s in by_system))})")
         for system in systems:
-            members = by_system[system]
-            if window:
-                try:
-                    bounds = [int(v) if v else None for v in window.split(":")]
-                    members = members[slice(*bounds)] if len(bounds) == 2 else None
-                except ValueError:
-                    members = None
-                if members is None:
-                    raise ValueError(f"held-out selection {selection!r}: the part after # must be a range a:b")
+            members = by_system[system][block]
             if not members:
                 raise ValueError(f"held-out selection {selection!r} selects no frame of {system}")
             held.update(members)

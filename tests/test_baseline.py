@@ -180,7 +180,7 @@ def test_fit_keeps_the_onsite_term_bounded_below(nio):
     assert float(fitted.baseline.onsite[0, 1]) > 0.0
 
 
-def test_held_out_systems_and_blocks(tmp_path):
+def test_held_out_systems_and_blocks():
     from ase_deepspin.data import Frame, hold_out
 
     frames = [Frame(symbols=np.array(["Fe"]), positions=np.zeros((1, 3)), cell=np.eye(3), pbc=np.ones(3, bool),

@@ -48,6 +48,13 @@ from .descriptor import smooth_switch
 FORMS = ("deviation", "landau")
 
 
+def check_form(form: str) -> str:
+    """``form`` if it names a baseline form (:data:`FORMS`), else a ValueError naming the choices."""
+    if form not in FORMS:
+        raise ValueError(f"spin_baseline form must be one of {FORMS}, got {form!r}")
+    return form
+
+
 class SpinBaseline(nn.Module):
     """On-site Landau polynomial and radial Heisenberg exchange (see the module docstring).
 
@@ -61,9 +68,7 @@ class SpinBaseline(nn.Module):
         super().__init__()
         if n_basis < 1 or onsite_order < 0:
             raise ValueError(f"spin_baseline needs n_basis >= 1 and onsite_order >= 0, got {n_basis}, {onsite_order}")
-        if form not in FORMS:
-            raise ValueError(f"spin_baseline form must be one of {FORMS}, got {form!r}")
-        self.landau = form == "landau"
+        self.landau = check_form(form) == "landau"
         self.rcut, self.rcut_smth = float(rcut), float(rcut_smth)
         self.register_buffer("moment_ref", torch.zeros(n_types, dtype=dtype))
         self.register_buffer("onsite", torch.zeros(n_types, onsite_order, dtype=dtype))
@@ -125,8 +130,9 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8) -> dict:
     ``items`` are prepared training frames (``ase_deepspin.train.PreparedFrames.items``: model
     inputs plus ``torques_label`` eV/μB and ``magnetic``). ``moment_ref`` becomes the mean moment
     length of each magnetic type. The on-site polynomial of each type is kept bounded below in |S|:
-    if its leading coefficient fits ≤ 0, that order is dropped (set to 0) and the fit repeated. The torques are linear in the coefficients, so the design matrix is
-    the Jacobian of the baseline torques, taken by autograd. ``ridge`` (relative to the mean
+    if its leading coefficient fits ≤ 0, that order is dropped (set to 0) and the fit repeated. The
+    torques are linear in the coefficients, so the design matrix is the Jacobian of the baseline
+    torques, taken by autograd. ``ridge`` (relative to the mean
     diagonal) keeps coefficients of basis functions at distances no pair visits at zero.
     Returns the RMSE (eV/μB) of the labelled torques before and after the fit.
     """

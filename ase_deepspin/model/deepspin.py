@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import fused
-from .baseline import FORMS as BASELINE_FORMS, SpinBaseline
+from .baseline import SpinBaseline, check_form
 from .descriptor import environment_rows, mlp
 from .tabulation import EmbeddingTable
 from .zbl import ZBLWall, check_short_range
@@ -105,11 +105,9 @@ class ModelConfig:
             unknown = set(self.spin_baseline) - {"n_basis", "onsite_order", "form"}
             if unknown:
                 raise ValueError(f"unknown spin_baseline keys {sorted(unknown)} (known: n_basis, onsite_order, form)")
-            form = self.spin_baseline.get("form", "deviation")
-            if form not in BASELINE_FORMS:
-                raise ValueError(f"spin_baseline form must be one of {BASELINE_FORMS}, got {form!r}")
             self.spin_baseline = {"n_basis": int(self.spin_baseline.get("n_basis", 8)),
-                                  "onsite_order": int(self.spin_baseline.get("onsite_order", 4)), "form": form}
+                                  "onsite_order": int(self.spin_baseline.get("onsite_order", 4)),
+                                  "form": check_form(self.spin_baseline.get("form", "deviation"))}
         if not isinstance(self.time_reversal, bool):
             raise ValueError(f"time_reversal must be true or false, got {self.time_reversal!r}")
         if self.short_range is not None:

@@ -31,7 +31,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from .model import DeepSpinModel, compress_model, load_model
 from .model.io import pretrained_models, resolve_model_path
-from .model.ranges import ExtrapolationWarning, outside_data
+from .model.ranges import LENGTH_SPREAD, ExtrapolationWarning, fixed_length_types, outside_data
 from .neighbors import NeighborSearch
 from .system import atoms_graph, check_structure, model_inputs, read_spins, type_indices
 
@@ -262,6 +262,23 @@ class DeepSpinCalculator(Calculator):
     def get_magnetic_torques(self, atoms=None) -> np.ndarray:
         """Magnetic torques −∂E/∂S (N, 3) in eV/μB."""
         return self.get_property("magnetic_torques", atoms)
+
+    def check_longitudinal(self, atoms) -> None:
+        """Raise ValueError if a magnetic element of ``atoms`` had moments of one length in the model's
+        training data (see :func:`~ase_deepspin.model.ranges.fixed_length_types`): the model's torque
+        along S is then a guess, and dynamics or relaxations that change moment lengths refuse it."""
+        config = self.model.config
+        spins = read_spins(atoms, config.type_map, config.magnetic)
+        present = sorted(set(np.asarray(atoms.get_chemical_symbols())[(spins != 0).any(axis=1)].tolist()))
+        fixed = fixed_length_types(config.data_ranges, config.type_map, present)
+        if not fixed:
+            return
+        bounds = dict(zip(config.type_map, (config.data_ranges or {}).get("moment") or []))
+        seen = "; ".join(f"{el}: {bounds[el][0]:.4g}–{bounds[el][1]:.4g} μB" if bounds.get(el) else f"{el}: no range "
+                         "recorded" for el in fixed)
+        raise ValueError(f"this model's training data do not determine the moment lengths of {fixed} (trained on "
+                         f"{seen}; lengths must spread by ≥ {LENGTH_SPREAD:.0%}): keep |S| fixed "
+                         "(SpinLatticeDynamics, relax='both') or train on data whose moment lengths vary")
 
     def spin_hessian_vector_products(self, atoms, vectors) -> tuple[np.ndarray, np.ndarray]:
         """Products of the spin Hessian with ``vectors``, by double backpropagation (positions fixed).

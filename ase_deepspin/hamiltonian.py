@@ -1,6 +1,6 @@
 """Analytic classical spin-lattice Hamiltonian as an ASE calculator (reference physics).
 
-    E = E_exchange + E_DMI + E_anisotropy + E_Zeeman (+ E_lattice)
+    E = E_exchange + E_DMI + E_anisotropy + E_on-site + E_Zeeman (+ E_lattice)
 
 Conventions (S_i the moment in μB, ŝ_i = S_i/|S_i| its direction, pairs counted once):
 
@@ -13,12 +13,16 @@ Conventions (S_i the moment in μB, ŝ_i = S_i/|S_i| its direction, pairs counte
   D (r̂_ij × n̂), ``"bulk"`` D r̂_ij, or ``"constant"`` D n̂ sign(r̂_ij·â).
 - anisotropy   uniaxial E = −K Σ_i (ŝ_i·n̂)²; cubic E = K_c Σ_i (ŝx²ŝy² + ŝy²ŝz² + ŝz²ŝx²)
   in the crystal axes given by a rotation matrix (rows = cubic axes).
+- on-site      ``Landau``: E = Σ_i Σ_k c_k (|S_i| − m₀)^{2k} (eV, |S| in μB): the only term that sets
+  moment lengths (the terms above depend on directions alone), so longitudinal dynamics and
+  length relaxation need one for every magnetic element (:meth:`SpinHamiltonian.check_longitudinal`).
+  m₀ = 0 is the Landau expansion a₁|S|² + a₂|S|⁴ + …, smooth at S = 0.
 - Zeeman       E = −Σ_i μ_i B·ŝ_i = −μ_B Σ_i B·S_i, B in Tesla, μ_B = 5.788e-5 eV/T.
 - lattice      any ASE calculator (EMT, Morse, EAM...), added to energy, forces and stress.
 
 Derivatives come from one torch autograd pass: forces −∂E/∂R (eV/Å), torques −∂E/∂S (eV/μB,
-full gradient: transverse for exchange, DMI and anisotropy, which depend on ŝ only; Zeeman also
-has none along S beyond −μ_B B's component), stress (1/V) ∂E/∂ε at fixed spins.
+full gradient: transverse for exchange, DMI and anisotropy, which depend on ŝ only; along S for
+the on-site term; Zeeman's is μ_B B), stress (1/V) ∂E/∂ε at fixed spins.
 """
 
 from __future__ import annotations
@@ -137,6 +141,30 @@ class Anisotropy:
         return e
 
 
+@dataclass(frozen=True)
+class Landau:
+    """On-site energy of a moment's length: Σ_k c_k (|S| − center)^{2k}, k = 1, 2, … (c_k in eV/μB^{2k}).
+
+    ``Landau(coefficients=(a, b), center=m)`` is a(|S| − m)² + b(|S| − m)⁴, minimal at |S| = m when
+    a, b > 0; ``center=0`` gives the Landau expansion a|S|² + b|S|⁴, which with a < 0 < b has its
+    minimum at |S|² = −a/(2b). The highest coefficient must be positive (bounded below).
+    """
+
+    coefficients: tuple = (1.0,)
+    center: float = 0.0
+
+    def __post_init__(self):
+        if not len(self.coefficients) or not self.coefficients[-1] > 0:
+            raise ValueError(f"the highest on-site coefficient must be positive (energy bounded below), got "
+                             f"{self.coefficients}")
+        if self.center < 0:
+            raise ValueError(f"the on-site center is a moment length, ≥ 0 μB, got {self.center}")
+
+    def energy(self, lengths: torch.Tensor) -> torch.Tensor:
+        delta2 = (lengths - self.center) ** 2
+        return sum(c * delta2 ** (k + 1) for k, c in enumerate(self.coefficients))
+
+
 def _pair_key(a: str, b: str) -> tuple:
     return tuple(sorted((a, b)))
 
@@ -158,10 +186,11 @@ class SpinHamiltonian(Calculator):
     exchange : {(el_a, el_b): ShellExchange | BetheSlater}
     dmi : {(el_a, el_b): DMI}
     anisotropy : {element: Anisotropy}
+    onsite : {element: Landau}, the energy of each moment's length
     field_T : (3,) external field B in Tesla (Zeeman term on every atom with a spin)
     lattice : ASE calculator added for the lattice energy (e.g. ``ase.calculators.emt.EMT()``)
 
-    Elements named in a pair or anisotropy rule are magnetic and need non-zero spins; other
+    Elements named in a pair, anisotropy or on-site rule are magnetic and need non-zero spins; other
     elements must carry none (with no rules at all, any atom with a moment feels the field).
     LAMMPS SPIN's Zeeman energy is −2 μ_B B |s| (ŝ·n) (a g = 2 factor on |s|): a LAMMPS field
     B with moments |s| equals ``field_T = 2 B`` here for the same |S| = |s|.
@@ -173,8 +202,10 @@ class SpinHamiltonian(Calculator):
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "magnetic_torques"]
 
-    def __init__(self, exchange=None, dmi=None, anisotropy=None, field_T=(0.0, 0.0, 0.0), lattice=None, **kwargs):
+    def __init__(self, exchange=None, dmi=None, anisotropy=None, field_T=(0.0, 0.0, 0.0), lattice=None,
+                 onsite=None, **kwargs):
         super().__init__(**kwargs)
+        self.onsite = dict(onsite or {})
         self.exchange = {_pair_key(*k): v for k, v in (exchange or {}).items()}
         self.dmi = {_pair_key(*k): v for k, v in (dmi or {}).items()}
         self.anisotropy = dict(anisotropy or {})
@@ -184,11 +215,12 @@ class SpinHamiltonian(Calculator):
         self.lattice = lattice
         from ase.data import chemical_symbols
 
-        for key in [*self.exchange, *self.dmi, *[(k,) for k in self.anisotropy]]:
+        for key in [*self.exchange, *self.dmi, *[(k,) for k in [*self.anisotropy, *self.onsite]]]:
             unknown = [el for el in key if el not in chemical_symbols[1:]]
             if unknown:
                 raise ValueError(f"unknown element {unknown[0]!r} in a spin Hamiltonian rule {key}")
-        self.magnetic_elements = {el for key in [*self.exchange, *self.dmi] for el in key} | set(self.anisotropy)
+        self.magnetic_elements = ({el for key in [*self.exchange, *self.dmi] for el in key} | set(self.anisotropy)
+                                  | set(self.onsite))
         cutoffs = [t.cutoff for t in self.exchange.values()] + [t.cutoff for t in self.dmi.values()]
         self.cutoff = max(cutoffs, default=0.0)
 
@@ -238,6 +270,10 @@ class SpinHamiltonian(Calculator):
             idx = torch.as_tensor(np.flatnonzero(symbols == element))
             if len(idx):
                 energies = energies.index_add(0, idx, term.energy(unit[idx]))
+        for element, term in self.onsite.items():
+            idx = torch.as_tensor(np.flatnonzero(symbols == element))
+            if len(idx):
+                energies = energies.index_add(0, idx, term.energy(norm[idx, 0]))
         if self.field_T.any():
             energies = energies - MU_B_EV_PER_T * (S @ torch.as_tensor(self.field_T))
         energy = energies.sum()
@@ -262,7 +298,8 @@ class SpinHamiltonian(Calculator):
         Returns ``field(unit) -> B`` [N, 3] in Tesla, B = −(∂E/∂ŝ)/(|S| μ_B), for unit spins at the
         current positions of ``atoms`` (magnitudes |S| from its moments). Exchange and DMI are
         precomputed as sparse matrices, so a call costs a few sparse products: no neighbour
-        search, no autograd. The lattice term does not act on spins and is left out.
+        search, no autograd. The lattice term does not act on spins and is left out, and so is the
+        on-site term, which acts along S only.
         """
         import scipy.sparse as sp
 
@@ -331,3 +368,13 @@ class SpinHamiltonian(Calculator):
     def get_magnetic_torques(self, atoms=None) -> np.ndarray:
         """Magnetic torques −∂E/∂S (N, 3) in eV/μB."""
         return self.get_property("magnetic_torques", atoms)
+
+    def check_longitudinal(self, atoms) -> None:
+        """Raise ValueError unless every magnetic element of ``atoms`` has an on-site term: without
+        one nothing bounds its moment length (the other terms depend on directions only)."""
+        spins = read_spins(atoms, magnetic=self.magnetic_elements)
+        present = set(np.asarray(atoms.get_chemical_symbols())[magnetic_mask(spins)].tolist())
+        missing = sorted(present - set(self.onsite))
+        if missing:
+            raise ValueError(f"no on-site (Landau) term for {missing}: this Hamiltonian leaves their moment lengths "
+                             "unbounded, so they cannot change length; add onsite={element: Landau(...)}")

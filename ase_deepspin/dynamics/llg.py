@@ -120,7 +120,7 @@ class SpinLatticeDynamics(MolecularDynamics):
             raise ValueError(f"temperature must be >= 0 K, got {temperature_K}")
         if lattice not in ("moving", "frozen") or spins not in ("moving", "frozen"):
             raise ValueError("lattice and spins must each be 'moving' or 'frozen'")
-        if temperature_K > 0 and np.all(np.asarray(alpha) == 0) and lattice_friction_per_fs == 0:
+        if temperature_K > 0 and not self.couples_to_bath(alpha, lattice_friction_per_fs):
             raise ValueError("a temperature needs damping (alpha > 0) or lattice friction to couple to")
         super().__init__(atoms, timestep=dt_fs * units.fs, trajectory=trajectory, logfile=None,
                          loginterval=loginterval)
@@ -145,6 +145,11 @@ class SpinLatticeDynamics(MolecularDynamics):
                                       f"{'T[K]':>9s} {'Mx':>8s} {'My':>8s} {'Mz':>8s}\n")
 
     # ---------------------------------------------------------------- pieces
+    @staticmethod
+    def couples_to_bath(alpha, lattice_friction_per_fs: float) -> bool:
+        """Whether a temperature has something to act through (spin damping or lattice friction)."""
+        return bool(np.any(np.asarray(alpha) > 0) or lattice_friction_per_fs > 0)
+
     def closed_form_field(self, moments: np.ndarray):
         """The calculator's closed-form field B(ŝ) for a frozen lattice, or None (see :meth:`spin_field`).
 
@@ -178,13 +183,16 @@ class SpinLatticeDynamics(MolecularDynamics):
         if closed_form is not None:
             return closed_form(unit) + self.field_fn(t_fs)
         self.atoms.set_initial_magnetic_moments(unit * moments[:, None])
-        torques = self.atoms.calc.get_property("magnetic_torques", self.atoms)
+        return self.torque_field(self.atoms.calc.get_property("magnetic_torques", self.atoms), unit, magnetic, t_fs)
+
+    def torque_field(self, torques: np.ndarray, unit: np.ndarray, magnetic: np.ndarray, t_fs: float) -> np.ndarray:
+        """Effective field (Tesla) ω⊥/μ_B + B_ext of torques ω (eV/μB) at spins ``unit``; zero off ``magnetic``."""
         field = tangent(torques, unit) / MU_B_EV_PER_T + self.field_fn(t_fs)
         return np.where(magnetic[:, None], field, 0.0)
 
-    def spin_step(self, t_fs: float, dt_fs: float, field: np.ndarray | None = None) -> None:
-        """Advance the spins by ``dt_fs`` with the lattice where it is (one SIB step). ``field`` (Tesla,
-        thermal part excluded) replaces the predictor's field at the current spins when it is known."""
+    def spin_step(self, t_fs: float, dt_fs: float, torques: np.ndarray | None = None) -> None:
+        """Advance the spins by ``dt_fs`` with the lattice where it is (one SIB step). ``torques`` (eV/μB),
+        when known at the current spins, give the predictor's field instead of a new evaluation."""
         spins = self.atoms.get_initial_magnetic_moments()
         magnetic = magnetic_mask(spins)
         unit, moments = unit_vectors(spins)
@@ -195,7 +203,9 @@ class SpinLatticeDynamics(MolecularDynamics):
                                               self.temperature_K, dt_fs, self.gamma)
             noise = std[:, None] * self.rng.standard_normal(unit.shape)
         closed_form = self.closed_form_field(moments)
-        new = sib_step(unit, lambda s: self.spin_field(s, moments, magnetic, t_fs + 0.5 * dt_fs, closed_form),
+        t_mid = t_fs + 0.5 * dt_fs
+        field = None if torques is None else self.torque_field(torques, unit, magnetic, t_mid)
+        new = sib_step(unit, lambda s: self.spin_field(s, moments, magnetic, t_mid, closed_form),
                        dt_fs, self.alpha, self.gamma, noise, field=field)
         # rows of non-magnetic atoms stay zero: every SIB stage rotates ŝ = 0 into 0
         self.atoms.set_initial_magnetic_moments(new * moments[:, None])
@@ -211,11 +221,7 @@ class SpinLatticeDynamics(MolecularDynamics):
         """
         atoms, dt = self.atoms, self.dt
         masses = atoms.get_masses()[:, None]
-        predictor = None
-        if self.spins_moving:
-            spins = atoms.get_initial_magnetic_moments()
-            unit, moments = unit_vectors(spins)
-            predictor = self.spin_field(unit, moments, magnetic_mask(spins), t_fs + 0.5 * self.dt_fs)
+        start_torques = atoms.calc.get_property("magnetic_torques", atoms) if self.spins_moving else None
         momenta = atoms.get_momenta() + 0.5 * dt * atoms.get_forces()
         atoms.set_positions(atoms.positions + 0.5 * dt * momenta / masses)
         if self.friction > 0:
@@ -223,7 +229,7 @@ class SpinLatticeDynamics(MolecularDynamics):
             kT = K_B_EV_PER_K * self.temperature_K
             momenta = c1 * momenta + np.sqrt((1 - c1**2) * kT * masses) * self.rng.standard_normal(momenta.shape)
         if self.spins_moving:
-            self.spin_step(t_fs, self.dt_fs, field=predictor)
+            self.spin_step(t_fs, self.dt_fs, torques=start_torques)
         atoms.set_positions(atoms.positions + 0.5 * dt * momenta / masses)
         atoms.set_momenta(momenta + 0.5 * dt * atoms.get_forces())
 

@@ -1,0 +1,186 @@
+"""Longitudinal spin dynamics: Boltzmann statistics in 3-D, closed-form relaxation, conservation, refusals."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from scipy.integrate import quad
+
+from ase_deepspin import DeepSpinCalculator
+from ase_deepspin.dynamics import LongitudinalSpinLatticeDynamics, SpinLatticeDynamics
+from ase_deepspin.dynamics.llg import K_B_EV_PER_K
+from ase_deepspin.dynamics.longitudinal import longitudinal_mobility
+from ase_deepspin.hamiltonian import Landau, ShellExchange, SpinHamiltonian
+from ase_deepspin.spins import MU_B_EV_PER_T
+
+
+class OnSiteLandau(Calculator):
+    """E = Σ a(|S| − m)² + b(|S| − m)⁴ for independent moments, in numpy (fast enough for statistics)."""
+
+    implemented_properties = ["energy", "forces", "magnetic_torques"]
+
+    def __init__(self, a, b, center):
+        super().__init__()
+        self.a, self.b, self.center = a, b, center
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        spins = self.atoms.get_initial_magnetic_moments()
+        length = np.linalg.norm(spins, axis=1)
+        delta = length - self.center
+        slope = 2 * self.a * delta + 4 * self.b * delta**3
+        self.results = {"energy": float(np.sum(self.a * delta**2 + self.b * delta**4)),
+                        "forces": np.zeros((len(spins), 3)),
+                        "magnetic_torques": -slope[:, None] * spins / length[:, None]}
+
+
+def gas(n, spins, calc):
+    """n non-interacting moments (no neighbours: the calculators above ignore positions)."""
+    atoms = Atoms(f"Fe{n}", positions=np.zeros((n, 3)))
+    atoms.set_initial_magnetic_moments(spins)
+    atoms.calc = calc
+    return atoms
+
+
+def boltzmann_moments(a, b, center, field_T, temperature_K):
+    """⟨|S|⟩, Var|S| and ⟨S_z⟩ of P(S) ∝ exp(−[a δ² + b δ⁴ − μ_B B S_z]/kT) d³S, by quadrature.
+
+    The angular integral is closed form: ∫ exp(x cos θ) dΩ = 4π sinh(x)/x, ⟨cos θ⟩ = coth x − 1/x.
+    """
+    kT = K_B_EV_PER_K * temperature_K
+    h = MU_B_EV_PER_T * field_T / kT
+
+    def weight(m):  # m² e^{−U/kT} sinh(hm)/(hm), scaled to stay finite
+        return m**2 * np.exp(-(a * (m - center) ** 2 + b * (m - center) ** 4) / kT - h * m) * np.expm1(2 * h * m) / (2 * h * m)
+
+    def langevin(x):
+        return 1 / np.tanh(x) - 1 / x
+
+    top = center + 10.0
+    z = quad(weight, 0, top, limit=200)[0]
+    m1 = quad(lambda m: m * weight(m), 0, top, limit=200)[0] / z
+    m2 = quad(lambda m: m * m * weight(m), 0, top, limit=200)[0] / z
+    sz = quad(lambda m: m * langevin(h * m) * weight(m), 0, top, limit=200)[0] / z
+    return m1, m2 - m1**2, sz
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alpha, longitudinal_damping, dt_fs", [(0.5, 0.05, 0.2), (1.0, 0.02, 0.5)])
+def test_samples_boltzmann_in_three_dimensions(alpha, longitudinal_damping, dt_fs):
+    """Moments of |S| and ⟨S_z⟩ within 1 % of the exact 3-D Boltzmann law (|S|² Jacobian included)."""
+    a, b, center, field_T, temperature_K = 0.05, 0.05, 1.5, 200.0, 300.0
+    n = 3000
+    rng = np.random.default_rng(7)
+    start = rng.normal(size=(n, 3))
+    start *= center / np.linalg.norm(start, axis=1, keepdims=True)
+    atoms = gas(n, start, OnSiteLandau(a, b, center))
+    dyn = LongitudinalSpinLatticeDynamics(atoms, dt_fs, alpha=alpha, longitudinal_damping=longitudinal_damping,
+                                          temperature_K=temperature_K, field_T=(0.0, 0.0, field_T),
+                                          lattice="frozen", rng=rng)
+    # steps per longitudinal relaxation time 1/(2aλ); Euler–Maruyama's bias of the variance, ~λ k Δt/2, is
+    # then ~0.3 % (k the on-site stiffness, 2a plus the quartic's share at these fluctuations)
+    relax_steps = int(1.0 / (longitudinal_mobility(longitudinal_damping) * 2 * a * dt_fs))
+    dyn.run(3 * relax_steps)  # equilibrate
+    lengths, sz = [], []
+    for _ in range(80):
+        dyn.run(relax_steps // 4)
+        spins = atoms.get_initial_magnetic_moments()
+        lengths.append(np.linalg.norm(spins, axis=1))
+        sz.append(spins[:, 2])
+    lengths, sz = np.concatenate(lengths), np.concatenate(sz)
+    mean, var, mean_sz = boltzmann_moments(a, b, center, field_T, temperature_K)
+    assert lengths.mean() == pytest.approx(mean, rel=0.01)
+    assert lengths.var() == pytest.approx(var, rel=0.01)
+    assert sz.mean() == pytest.approx(mean_sz, rel=0.01)
+
+
+def test_zero_temperature_length_relaxes_as_closed_form():
+    """dm/dt = −2aλ(m − m₀): the lengths decay exponentially to the on-site minimum, directions stay."""
+    a, center, damping, dt_fs = 0.2, 1.2, 0.05, 0.2
+    spins = np.array([[0.0, 0.0, 2.0], [0.3, 0.0, 0.0], [0.0, -0.7, 0.7]])
+    atoms = gas(3, spins, OnSiteLandau(a, 0.0, center))
+    dyn = LongitudinalSpinLatticeDynamics(atoms, dt_fs, longitudinal_damping=damping, lattice="frozen")
+    steps = 400
+    dyn.run(steps)
+    rate = 2 * a * longitudinal_mobility(damping)
+    start = np.linalg.norm(spins, axis=1)
+    expected = center + (start - center) * np.exp(-rate * steps * dt_fs)
+    got = atoms.get_initial_magnetic_moments()
+    # Euler's (1 − rate Δt)^n against e^{−rate t}: O(rate² Δt t) relative to the remaining offset
+    assert np.linalg.norm(got, axis=1) == pytest.approx(expected, rel=0.01)
+    assert got / np.linalg.norm(got, axis=1)[:, None] == pytest.approx(spins / start[:, None], abs=1e-12)
+
+
+def exchange_trimer(onsite=True):
+    """Three Fe moments of different lengths on a triangle with exchange (and a Landau on-site term)."""
+    atoms = Atoms("Fe3", positions=[[0, 0, 0], [2.5, 0, 0], [1.25, 2.165, 0]])
+    atoms.set_initial_magnetic_moments([[1.0, 0.2, 0.3], [0.0, 1.4, -0.5], [-0.6, 0.1, 0.9]])
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(0.02,), radii=(2.5,))},
+                                 onsite={"Fe": Landau(coefficients=(-0.1, 0.05))} if onsite else None,
+                                 field_T=(0.0, 0.0, 30.0))
+    return atoms
+
+
+def energy_error(dt_fs, total_fs=200.0):
+    atoms = exchange_trimer()
+    dyn = LongitudinalSpinLatticeDynamics(atoms, dt_fs, lattice="frozen")
+    e0, lengths = atoms.get_potential_energy(), np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1)
+    worst = 0.0
+    for _ in range(int(total_fs / dt_fs)):
+        dyn.run(1)
+        worst = max(worst, abs(atoms.get_potential_energy() - e0))
+    assert np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1) == pytest.approx(lengths, rel=1e-13)
+    return worst
+
+
+def test_undamped_conserves_energy_to_second_order_and_keeps_lengths():
+    """No damping or noise: |S| changes only by rotation (not at all) and the energy error is O(Δt²)."""
+    coarse, fine = energy_error(1.0), energy_error(0.5)  # 0.36 and 0.18 rad/step at the strongest field
+    assert coarse > 1e-9
+    assert coarse / fine == pytest.approx(4.0, rel=0.25)
+
+
+def test_damped_longitudinal_motion_lowers_the_energy():
+    atoms = exchange_trimer()
+    dyn = LongitudinalSpinLatticeDynamics(atoms, 0.5, alpha=0.1, longitudinal_damping=0.05, lattice="frozen")
+    energies = []
+    dyn.attach(lambda: energies.append(dyn.total_energy()))
+    dyn.run(200)
+    assert np.all(np.diff(energies) < 1e-9)
+    # at the end the lengths sit where the on-site and Zeeman forces along S balance
+    spins = atoms.get_initial_magnetic_moments()
+    unit = spins / np.linalg.norm(spins, axis=1)[:, None]
+    along = np.einsum("ij,ij->i", atoms.calc.get_magnetic_torques(atoms), unit)
+    assert np.abs(along).max() < 0.1 * 0.1  # from ~0.1 eV/μB at the start
+
+
+def test_without_longitudinal_damping_is_sib():
+    """α_∥ = 0: the same trajectory, noise included, as SpinLatticeDynamics. With a moving lattice both take
+    their fields from the calculator's torques (a frozen one would let SpinLatticeDynamics use the
+    Hamiltonian's closed-form field, whose component along S changes SIB's rotations at O(Δt²))."""
+    runs = []
+    for cls, extra in ((SpinLatticeDynamics, {}), (LongitudinalSpinLatticeDynamics, {"longitudinal_damping": 0.0})):
+        atoms = exchange_trimer()
+        cls(atoms, 1.0, alpha=0.2, temperature_K=50.0, rng=np.random.default_rng(3), **extra).run(50)
+        runs.append(atoms.get_initial_magnetic_moments())
+    assert np.abs(runs[0] - exchange_trimer().get_initial_magnetic_moments()).max() > 0.1
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_refuses_calculators_that_do_not_determine_lengths():
+    with pytest.raises(ValueError, match="on-site"):
+        LongitudinalSpinLatticeDynamics(exchange_trimer(onsite=False), 1.0, longitudinal_damping=0.1)
+    nio = Atoms("Ni2O2", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0.5]],
+                cell=np.eye(3) * 4.17, pbc=True)
+    nio.set_initial_magnetic_moments([[0, 0, 1.27], [0, 0, -1.27], [0, 0, 0], [0, 0, 0]])
+    nio.calc = DeepSpinCalculator("nio")
+    with pytest.raises(ValueError, match="do not determine the moment lengths of \\['Ni'\\]"):
+        LongitudinalSpinLatticeDynamics(nio, 1.0, longitudinal_damping=0.1)
+
+
+def test_rejects_bad_parameters():
+    atoms = exchange_trimer()
+    with pytest.raises(ValueError, match="longitudinal damping"):
+        LongitudinalSpinLatticeDynamics(atoms, 1.0, longitudinal_damping=-1.0)
+    # a temperature with only longitudinal damping is a bath
+    LongitudinalSpinLatticeDynamics(atoms, 1.0, longitudinal_damping=0.1, temperature_K=10.0, lattice="frozen")

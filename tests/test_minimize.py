@@ -10,6 +10,7 @@ from vesin import ase_neighbor_list
 from ase.filters import FrechetCellFilter
 from scipy.optimize import brentq
 
+from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.build import nio_afm, simple_cubic_spins
 from ase_deepspin.dynamics.minimize import (
     DampedPrecession,
@@ -455,3 +456,37 @@ def test_logfile_dash_is_standard_output(optimizer, tmp_path, monkeypatch, capsy
     lines = capsys.readouterr().out.splitlines()
     assert "tmax[eV/muB]" in lines[0] and len(lines) == 4
     assert not (tmp_path / "-").exists()
+
+
+def landau_dimer():
+    """Fe dimer: ferromagnetic exchange, Landau on-site −0.1|S|² + 0.05|S|⁴ (eV), 100 T along z."""
+    from ase_deepspin.hamiltonian import Landau, ShellExchange, SpinHamiltonian
+
+    atoms = Atoms("Fe2", positions=[[0, 0, 0], [2.5, 0, 0]])
+    atoms.set_initial_magnetic_moments([[0.3, 0.4, 0.5], [-0.2, 1.5, 0.9]])
+    atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(0.02,), radii=(2.5,))},
+                                 onsite={"Fe": Landau(coefficients=(-0.1, 0.05))}, field_T=(0.0, 0.0, 100.0))
+    return atoms
+
+
+@pytest.mark.parametrize("optimizer", [SpinLBFGS, SpinFIRE])
+def test_relax_all_reaches_closed_form_moment_length(optimizer):
+    """Lengths relax to the root of dE/d|S| = −0.2|S| + 0.2|S|³ − μ_B B = 0, directions along B."""
+    from ase_deepspin.spins import MU_B_EV_PER_T
+
+    atoms = landau_dimer()
+    assert optimizer(atoms, relax="all", logfile=None).run(tmax=1e-6, steps=2000)
+    roots = np.roots([0.2, 0.0, -0.2, -MU_B_EV_PER_T * 100.0])
+    length = max(r.real for r in roots if abs(r.imag) < 1e-12)
+    spins = atoms.get_initial_magnetic_moments()
+    assert np.linalg.norm(spins, axis=1) == pytest.approx([length, length], abs=1e-5)
+    assert spins[:, 2] == pytest.approx([length, length], abs=1e-5)
+
+
+def test_relax_all_refuses_models_with_fixed_lengths():
+    atoms = Atoms("Ni2O2", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0.5]],
+                  cell=np.eye(3) * 4.17, pbc=True)
+    atoms.set_initial_magnetic_moments([[0, 0, 1.27], [0, 0, -1.27], [0, 0, 0], [0, 0, 0]])
+    atoms.calc = DeepSpinCalculator("nio")
+    with pytest.raises(ValueError, match="moment lengths"):
+        SpinLBFGS(atoms, relax="all")

@@ -2,7 +2,8 @@
 
 Degrees of freedom are the atomic positions R (Å; or the generalised positions of an ASE cell
 filter, which appends the cell) and the spin directions ŝ_i on the unit sphere; the moments
-|S_i| never change. Spins move only by rotations about axes perpendicular to them (geodesics of
+|S_i| change only with ``relax="all"``, which adds them as degrees of freedom (scaled by ℓ_m Å/μB,
+gradient −ω·ŝ_i, kept ≥ 1e-6 μB) for calculators that determine moment lengths. Spins move only by rotations about axes perpendicular to them (geodesics of
 the sphere), so |S_i| is kept to round-off without any renormalisation.
 
 Balancing Å and radians
@@ -67,7 +68,8 @@ from ..system import magnetic_mask
 __all__ = ["DampedPrecession", "SpinFIRE", "SpinLatticeOptimizable", "SpinLBFGS", "damped_precession_angles",
            "geodesic_rotate", "lbfgs_direction", "relax_spins"]
 
-RELAX_MODES = ("spins", "positions", "both")
+RELAX_MODES = ("spins", "positions", "both", "all")
+MIN_LENGTH = 1e-6  # μB: a relaxed moment keeps a direction
 
 
 # ------------------------------------------------------------------------------- pure functions
@@ -112,8 +114,10 @@ class SpinLatticeOptimizable(Optimizable):
     target : ASE atoms with (N, 3) spins and a spin calculator, or an ASE filter wrapping them
         (e.g. ``ase.filters.FrechetCellFilter(atoms)``; its generalised positions and forces are
         used, while spins live on ``target.atoms``).
-    relax : "spins", "positions" or "both".
+    relax : "spins", "positions", "both" or "all" (positions, spin directions and moment lengths).
     length_scale : ℓ in Å per radian of spin rotation (see the module docstring).
+    moment_scale : ℓ_m in Å per μB of moment length (``relax="all"``): a length change δ|S| counts as
+        a displacement ℓ_m δ|S|, and its gradient is −(ω·ŝ)/ℓ_m (eV/Å).
     tmax : torque criterion of ``converged`` (eV/μB), used when ASE's own optimizers drive this
         object (e.g. ``ase.optimize.FIRE(SpinLatticeOptimizable(atoms, tmax=1e-3))``).
 
@@ -124,11 +128,13 @@ class SpinLatticeOptimizable(Optimizable):
     call and written back by every move, so the atoms hold the only state.
     """
 
-    def __init__(self, target, relax: str = "both", length_scale: float = 1.0, tmax: float = np.inf):
+    def __init__(self, target, relax: str = "both", length_scale: float = 1.0, tmax: float = np.inf,
+                 moment_scale: float = 1.0):
         if relax not in RELAX_MODES:
             raise ValueError(f"relax must be one of {RELAX_MODES}, got {relax!r}")
-        if not length_scale > 0:
-            raise ValueError(f"length_scale must be positive (Å/rad), got {length_scale}")
+        if not length_scale > 0 or not moment_scale > 0:
+            raise ValueError(f"length_scale (Å/rad) and moment_scale (Å/μB) must be positive, got {length_scale}, "
+                             f"{moment_scale}")
         atoms = target if isinstance(target, Atoms) else getattr(target, "atoms", None)
         if not isinstance(atoms, Atoms):
             raise TypeError("target must be ASE Atoms or an ASE filter wrapping Atoms")
@@ -145,7 +151,12 @@ class SpinLatticeOptimizable(Optimizable):
         self.length_scale = float(length_scale)
         self.move_positions = relax != "spins"
         self.move_spins = relax != "positions"
+        self.move_lengths = relax == "all"
+        if self.move_lengths and getattr(atoms.calc, "check_longitudinal", None) is not None:
+            atoms.calc.check_longitudinal(atoms)
+        self.moment_scale = float(moment_scale)
         self.n_pos = len(target.get_positions()) if self.move_positions else 0
+        self.n_spin = int(magnetic_mask(spins).sum()) if self.move_spins else 0
         self.tmax = float(tmax)
 
     def __ase_optimizable__(self):
@@ -174,9 +185,13 @@ class SpinLatticeOptimizable(Optimizable):
         self.atoms.set_initial_magnetic_moments(spins)
 
     def split(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Position block [n_pos, 3] and spin block [M, 3] of a flat vector (views)."""
+        """Position block [n_pos, 3] and spin-direction block [M, 3] of a flat vector (views)."""
         k = 3 * self.n_pos
-        return flat[:k].reshape(-1, 3), flat[k:].reshape(-1, 3)
+        return flat[:k].reshape(-1, 3), flat[k:k + 3 * self.n_spin].reshape(-1, 3)
+
+    def lengths_block(self, flat: np.ndarray) -> np.ndarray:
+        """Moment-length block [M] (ℓ_m |S|, Å) of a flat vector (a view; empty unless ``relax="all"``)."""
+        return flat[3 * (self.n_pos + self.n_spin):]
 
     def move(self, step: np.ndarray, *vectors: np.ndarray) -> list[np.ndarray]:
         """Displace by the flat ``step`` (positions Å; spins: tangent, ℓ·rad) and return the
@@ -192,6 +207,8 @@ class SpinLatticeOptimizable(Optimizable):
         rotated = geodesic_rotate(unit, dspin / self.length_scale, *(self.split(v)[1] for v in vectors))
         for o, r in zip(out, rotated[1:]):
             self.split(o)[1][:] = r
+        if self.move_lengths:
+            moments = np.maximum(moments + self.lengths_block(step) / self.moment_scale, MIN_LENGTH)
         spins[magnetic] = rotated[0] * moments[:, None]
         self.atoms.set_initial_magnetic_moments(spins)
         return out
@@ -211,14 +228,17 @@ class SpinLatticeOptimizable(Optimizable):
         return float(np.sqrt(np.einsum("ij,ij->i", f, f)).max(initial=0.0))
 
     def max_torque(self) -> float:
-        """max |ω⊥| (eV/μB) over magnetic atoms."""
+        """max |ω⊥| (eV/μB) over magnetic atoms; the full max |ω| when lengths are relaxed too."""
+        if self.move_lengths:
+            magnetic = self.magnetic_spins()[0]
+            w = self.atoms.calc.get_property("magnetic_torques", self.atoms)[magnetic]
+            return float(np.sqrt(np.einsum("ij,ij->i", w, w)).max(initial=0.0))
         w = self.perpendicular_torques()
         return float(np.sqrt(np.einsum("ij,ij->i", w, w)).max(initial=0.0))
 
     # -- Optimizable interface
     def ndofs(self) -> int:
-        n_spin = len(self.magnetic_spins()[0]) if self.move_spins else 0
-        return 3 * (self.n_pos + n_spin)
+        return 3 * (self.n_pos + self.n_spin) + (self.n_spin if self.move_lengths else 0)
 
     def get_x(self) -> np.ndarray:
         blocks = []
@@ -226,6 +246,8 @@ class SpinLatticeOptimizable(Optimizable):
             blocks.append(self.target.get_positions().ravel())
         if self.move_spins:
             blocks.append(self.length_scale * self.magnetic_spins()[1].ravel())
+        if self.move_lengths:
+            blocks.append(self.moment_scale * self.magnetic_spins()[2])
         return np.concatenate(blocks)
 
     def set_x(self, x: np.ndarray) -> None:
@@ -240,8 +262,11 @@ class SpinLatticeOptimizable(Optimizable):
         if self.move_positions:
             blocks.append(-self.target.get_forces().ravel())
         if self.move_spins:
-            moments = self.magnetic_spins()[2]
-            blocks.append((-moments[:, None] / self.length_scale * self.perpendicular_torques()).ravel())
+            magnetic, unit, moments = self.magnetic_spins()
+            torques = self.atoms.calc.get_property("magnetic_torques", self.atoms)[magnetic]
+            blocks.append((-moments[:, None] / self.length_scale * tangent(torques, unit)).ravel())
+            if self.move_lengths:
+                blocks.append(-np.einsum("ij,ij->i", torques, unit) / self.moment_scale)
         return np.concatenate(blocks)
 
     def get_value(self) -> float:
@@ -255,7 +280,10 @@ class SpinLatticeOptimizable(Optimizable):
         fmax_now = np.sqrt(np.einsum("ij,ij->i", forces, forces)).max(initial=0.0)
         if not self.move_spins:
             return bool(fmax_now <= fmax)
-        torque = np.sqrt(np.einsum("ij,ij->i", spin_grad, spin_grad)) * self.length_scale / self.magnetic_spins()[2]
+        torque2 = np.einsum("ij,ij->i", spin_grad, spin_grad) * (self.length_scale / self.magnetic_spins()[2]) ** 2
+        if self.move_lengths:
+            torque2 = torque2 + (self.lengths_block(gradient) * self.moment_scale) ** 2
+        torque = np.sqrt(torque2)
         return bool(fmax_now <= fmax and torque.max(initial=0.0) <= self.tmax)
 
     def gradient_norm(self, gradient: np.ndarray) -> float:
@@ -315,21 +343,26 @@ class SpinLatticeOptimizer(SpinLatticeRun, Optimizer):
     Parameters
     ----------
     atoms : ASE atoms with (N, 3) spins and a spin calculator, or a cell filter wrapping them.
-    relax : "both" (default), "spins" or "positions".
+    relax : "both" (default), "spins", "positions" or "all" (moment lengths too; the calculator must
+        determine them, see ``check_longitudinal``).
     length_scale : ℓ, Å per radian of spin rotation.
+    moment_scale : ℓ_m, Å per μB of moment length (``relax="all"``).
     maxstep : largest displacement of any position DOF in one step, Å.
     max_angle : largest rotation of any spin in one step, rad.
+    max_length_step : largest change of any moment length in one step, μB (``relax="all"``).
     restart, logfile, trajectory, append_trajectory, loginterval : as in ``ase.optimize``
         (``logfile="-"`` is standard output).
     """
 
     def __init__(self, atoms, relax: str = "both", length_scale: float = 1.0, maxstep: float = 0.2,
                  max_angle: float = 0.5, restart=None, logfile="-", trajectory=None, append_trajectory=False,
-                 **kwargs):
-        if not maxstep > 0 or not 0 < max_angle <= np.pi / 2:
-            raise ValueError(f"need maxstep > 0 Å and 0 < max_angle ≤ π/2 rad, got {maxstep}, {max_angle}")
-        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale)
+                 moment_scale: float = 1.0, max_length_step: float = 0.1, **kwargs):
+        if not maxstep > 0 or not 0 < max_angle <= np.pi / 2 or not max_length_step > 0:
+            raise ValueError(f"need maxstep > 0 Å, 0 < max_angle ≤ π/2 rad and max_length_step > 0 μB, got {maxstep}, "
+                             f"{max_angle}, {max_length_step}")
+        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale, moment_scale=moment_scale)
         self.maxstep, self.max_angle = float(maxstep), float(max_angle)
+        self.max_length_step = float(max_length_step)
         self.n_evaluations = 0
         super().__init__(atoms, restart=restart, logfile=logfile, trajectory=trajectory,
                          append_trajectory=append_trajectory, **kwargs)
@@ -347,8 +380,11 @@ class SpinLatticeOptimizer(SpinLatticeRun, Optimizer):
         """Size of ``step`` relative to the caps: the larger of max |Δx|/maxstep and max φ/max_angle."""
         dpos, dspin = self.dofs.split(step)
         fraction = 0.0
+        lengths = self.dofs.lengths_block(step)
+        if len(lengths):
+            fraction = np.abs(lengths).max() / self.dofs.moment_scale / self.max_length_step
         if len(dpos):
-            fraction = np.sqrt(np.einsum("ij,ij->i", dpos, dpos)).max() / self.maxstep
+            fraction = max(fraction, np.sqrt(np.einsum("ij,ij->i", dpos, dpos)).max() / self.maxstep)
         if len(dspin):
             angle = np.sqrt(np.einsum("ij,ij->i", dspin, dspin)).max() / self.dofs.length_scale
             fraction = max(fraction, angle / self.max_angle)

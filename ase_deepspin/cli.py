@@ -153,6 +153,7 @@ def _print_provenance(record: dict) -> None:
 def _info(args):
     from .calculator import resolve_model_path
     from .model import load_model
+    from .model.ranges import fixed_length_types
     from .model.torchscript import read_export_record
 
     path = resolve_model_path(args.model)
@@ -184,6 +185,10 @@ def _info(args):
         closest = [f"{cfg.type_map[a]}-{cfg.type_map[b]} {ranges['shortest'][a][b]:.3f} Å"
                    for a in range(cfg.n_types) for b in range(a, cfg.n_types) if ranges["shortest"][a][b] is not None]
         print(f"training data   {'; '.join(moments)}; shortest {', '.join(closest)} (calculators warn beyond)")
+        magnetic = [t for t, b in zip(cfg.type_map, ranges["moment"]) if b]
+        fixed = fixed_length_types(ranges, cfg.type_map, magnetic)
+        refused = "fixed in the data (longitudinal dynamics and relax='all' refuse them)"
+        print("moment lengths  " + "; ".join(f"{t} {refused if t in fixed else 'vary in the data'}" for t in magnetic))
     print(f"parameters      {n_params}")
     _print_provenance(model.provenance)
     if model.baseline is not None:

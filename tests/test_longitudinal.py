@@ -6,12 +6,17 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from scipy.integrate import quad
 
-from ase_deepspin import DeepSpinCalculator
+import torch
+
+from ase_deepspin import DeepSpinCalculator, DeepSpinModel, ModelConfig
+from ase_deepspin.data import read_frames
 from ase_deepspin.dynamics import LongitudinalSpinLatticeDynamics, SpinLatticeDynamics
 from ase_deepspin.dynamics.llg import K_B_EV_PER_K
 from ase_deepspin.dynamics.longitudinal import longitudinal_mobility
 from ase_deepspin.hamiltonian import Landau, ShellExchange, SpinHamiltonian
 from ase_deepspin.spins import MU_B_EV_PER_T
+from ase_deepspin.system import model_inputs
+from conftest import SHARED_DATA, minus_gradient, with_random_baseline
 
 
 class OnSiteLandau(Calculator):
@@ -184,3 +189,48 @@ def test_rejects_bad_parameters():
         LongitudinalSpinLatticeDynamics(atoms, 1.0, longitudinal_damping=-1.0)
     # a temperature with only longitudinal damping is a bath
     LongitudinalSpinLatticeDynamics(atoms, 1.0, longitudinal_damping=0.1, temperature_K=10.0, lattice="frozen")
+
+
+FE_DEFECT = SHARED_DATA / "fe-deltaspin" / "FCC_Fe_defect_iter-1"
+
+
+@pytest.mark.skipif(not FE_DEFECT.is_dir(), reason="../shared/data/fe-deltaspin not present")
+def test_full_torque_on_an_fe_frame_matches_finite_differences():
+    """ω = −∂E/∂S along and across S, on the real defect frame holding the smallest moment (~0.03 μB),
+    for an Fe model with the landau baseline and env_protection (the recipe of examples/fe_train.yaml)."""
+    frames = read_frames(FE_DEFECT)
+    frame = min(frames, key=lambda f: np.linalg.norm(f.spins, axis=1).min())
+    atoms = Atoms(list(frame.symbols), positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
+    atoms.set_initial_magnetic_moments(frame.spins)
+    lengths = np.linalg.norm(frame.spins, axis=1)
+    smallest = int(np.argmin(lengths))
+    assert lengths[smallest] < 0.1 < lengths.max() - lengths.min()
+    config = ModelConfig(type_map=["Fe"], virtual_scale=[1.0], rcut=4.5, rcut_smth=3.5, sel=[60, 60],
+                         neuron=[6, 12, 24], axis_neuron=4, fitting_neuron=[16, 16], seed=2, env_protection=0.5,
+                         spin_baseline={"n_basis": 6, "onsite_order": 3, "form": "landau"})
+    model = DeepSpinModel(config, dtype=torch.float64)
+    model.set_environment_statistics([model_inputs(model, frame.positions, frame.cell, frame.pbc,
+                                                   np.zeros(len(atoms), dtype=int), frame.spins)])
+    with_random_baseline(model)
+    atoms.calc = DeepSpinCalculator(model)
+    torques = atoms.calc.get_magnetic_torques(atoms)
+    rows = [smallest, int(np.argmax(lengths)), 5]
+
+    def energy_of(spins):
+        trial = atoms.copy()
+        trial.set_initial_magnetic_moments(spins)
+        trial.calc = atoms.calc
+        return trial.get_potential_energy()
+
+    numeric = minus_gradient(energy_of, frame.spins, 1e-5, rows=rows)
+    unit = frame.spins[rows] / lengths[rows, None]
+    along = np.einsum("ij,ij->i", torques[rows], unit)
+    assert np.abs(along).min() > 1e-4  # the longitudinal part is there to be checked
+    np.testing.assert_allclose(torques[rows], numeric[rows], rtol=1e-6, atol=1e-8)
+    # a model that records no data ranges cannot say its lengths were determined; with this frame's, it can
+    with pytest.raises(ValueError, match="no range recorded"):
+        LongitudinalSpinLatticeDynamics(atoms, 0.2, longitudinal_damping=0.01, lattice="frozen")
+    model.config.data_ranges = {"moment": [[float(lengths.min()), float(lengths.max())]], "shortest": [[2.0]]}
+    atoms.calc = DeepSpinCalculator(model)
+    LongitudinalSpinLatticeDynamics(atoms, 0.2, longitudinal_damping=0.01, lattice="frozen").run(2)
+    assert not np.allclose(np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1), lengths, rtol=1e-9)

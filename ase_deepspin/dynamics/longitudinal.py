@@ -50,6 +50,17 @@ from .llg import GAMMA_RAD_PER_FS_T, K_B_EV_PER_K, SpinLatticeDynamics
 MIN_LENGTH = 1e-6  # μB: a moment keeps a direction (and so stays a magnetic atom's spin)
 
 
+def check_lengths_determined(atoms) -> None:
+    """Ask ``atoms.calc`` whether it determines moment lengths (its ``check_longitudinal(atoms)``, which
+    raises ValueError if not); calculators without that method are trusted. Used by everything that
+    changes |S| (longitudinal dynamics, ``relax="all"``)."""
+    if atoms.calc is None:
+        raise ValueError("the atoms have no calculator: attach a spin calculator first")
+    check = getattr(atoms.calc, "check_longitudinal", None)
+    if check is not None:
+        check(atoms)
+
+
 def longitudinal_mobility(longitudinal_damping: float, gamma: float = GAMMA_RAD_PER_FS_T) -> float:
     """λ = α_∥ γ / μ_B in μB²/(eV·fs): dm/dt = λ f for a force f in eV/μB."""
     return float(longitudinal_damping) * gamma / MU_B_EV_PER_T
@@ -95,11 +106,7 @@ class LongitudinalSpinLatticeDynamics(SpinLatticeDynamics):
             raise ValueError(f"longitudinal damping must be >= 0, got {longitudinal_damping}")
         if not min_length > 0:
             raise ValueError(f"min_length must be positive (μB), got {min_length}")
-        if atoms.calc is None:
-            raise ValueError("the atoms have no calculator: attach a spin calculator first")
-        check = getattr(atoms.calc, "check_longitudinal", None)
-        if check is not None:
-            check(atoms)
+        check_lengths_determined(atoms)
         self.longitudinal_damping = float(longitudinal_damping)
         self.min_length = float(min_length)
         super().__init__(atoms, dt_fs, alpha=alpha, **kwargs)

@@ -3,8 +3,9 @@
 Degrees of freedom are the atomic positions R (Å; or the generalised positions of an ASE cell
 filter, which appends the cell) and the spin directions ŝ_i on the unit sphere; the moments
 |S_i| change only with ``relax="all"``, which adds them as degrees of freedom (scaled by ℓ_m Å/μB,
-gradient −ω·ŝ_i, kept ≥ 1e-6 μB) for calculators that determine moment lengths. Spins move only by rotations about axes perpendicular to them (geodesics of
-the sphere), so |S_i| is kept to round-off without any renormalisation.
+gradient −ω·ŝ_i, kept ≥ 1e-6 μB) for calculators that determine moment lengths. Spins move only
+by rotations about axes perpendicular to them (geodesics of the sphere), so |S_i| is otherwise
+kept to round-off without any renormalisation.
 
 Balancing Å and radians
 -----------------------
@@ -64,12 +65,12 @@ from ase.utils.abc import Optimizable
 
 from ..spins import geodesic_rotate, tangent, unit_vectors
 from ..system import magnetic_mask
+from .longitudinal import MIN_LENGTH, check_lengths_determined
 
 __all__ = ["DampedPrecession", "SpinFIRE", "SpinLatticeOptimizable", "SpinLBFGS", "damped_precession_angles",
            "geodesic_rotate", "lbfgs_direction", "relax_spins"]
 
 RELAX_MODES = ("spins", "positions", "both", "all")
-MIN_LENGTH = 1e-6  # μB: a relaxed moment keeps a direction
 
 
 # ------------------------------------------------------------------------------- pure functions
@@ -152,8 +153,8 @@ class SpinLatticeOptimizable(Optimizable):
         self.move_positions = relax != "spins"
         self.move_spins = relax != "positions"
         self.move_lengths = relax == "all"
-        if self.move_lengths and getattr(atoms.calc, "check_longitudinal", None) is not None:
-            atoms.calc.check_longitudinal(atoms)
+        if self.move_lengths:
+            check_lengths_determined(atoms)
         self.moment_scale = float(moment_scale)
         self.n_pos = len(target.get_positions()) if self.move_positions else 0
         self.n_spin = int(magnetic_mask(spins).sum()) if self.move_spins else 0
@@ -230,10 +231,9 @@ class SpinLatticeOptimizable(Optimizable):
     def max_torque(self) -> float:
         """max |ω⊥| (eV/μB) over magnetic atoms; the full max |ω| when lengths are relaxed too."""
         if self.move_lengths:
-            magnetic = self.magnetic_spins()[0]
-            w = self.atoms.calc.get_property("magnetic_torques", self.atoms)[magnetic]
-            return float(np.sqrt(np.einsum("ij,ij->i", w, w)).max(initial=0.0))
-        w = self.perpendicular_torques()
+            w = self.atoms.calc.get_property("magnetic_torques", self.atoms)[self.magnetic_spins()[0]]
+        else:
+            w = self.perpendicular_torques()
         return float(np.sqrt(np.einsum("ij,ij->i", w, w)).max(initial=0.0))
 
     # -- Optimizable interface
@@ -377,7 +377,8 @@ class SpinLatticeOptimizer(SpinLatticeRun, Optimizer):
         return self.dofs.get_value(), self.dofs.get_gradient()
 
     def step_fraction(self, step: np.ndarray) -> float:
-        """Size of ``step`` relative to the caps: the larger of max |Δx|/maxstep and max φ/max_angle."""
+        """Size of ``step`` relative to the caps: the largest of max |Δx|/maxstep, max φ/max_angle and
+        max |Δ|S||/max_length_step."""
         dpos, dspin = self.dofs.split(step)
         fraction = 0.0
         lengths = self.dofs.lengths_block(step)

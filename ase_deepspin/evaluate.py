@@ -47,14 +47,45 @@ def predict(calc: DeepSpinCalculator, frames, quantities=("energy", "forces", "t
         if "torques" in out:
             out["torques"][0].append(f.torques[magnetic])
             out["torques"][1].append(calc.results["magnetic_torques"][magnetic])
-    return {k: (np.concatenate([np.ravel(a) for a in ref]), np.concatenate([np.ravel(a) for a in pred]))
-            for k, (ref, pred) in out.items()}
+            out.setdefault("spins", ([], []))[0].append(f.spins[magnetic])
+    pairs = {k: (np.concatenate([np.ravel(a) for a in ref]), np.concatenate([np.ravel(a) for a in pred]))
+             for k, (ref, pred) in out.items() if k != "spins"}
+    if "torques" in out:
+        pairs.update(torque_parts(np.concatenate(out["spins"][0]), *(v.reshape(-1, 3) for v in pairs["torques"])))
+    return pairs
+
+
+def torque_parts(spins: np.ndarray, reference: np.ndarray, predicted: np.ndarray) -> dict:
+    """Longitudinal (along Ŝ) and transverse parts of reference and predicted torques [M, 3] eV/μB.
+
+    ``torques_longitudinal`` holds ω·Ŝ (one number per moment); ``torques_transverse`` the two
+    components of ω − (ω·Ŝ)Ŝ in the plane normal to Ŝ, so that the RMSE of each part is per
+    component, as the total's is (total MSE = (longitudinal MSE + 2 transverse MSE) / 3). Zero moments,
+    which have no direction, are left out of both.
+    """
+    lengths = np.linalg.norm(spins, axis=-1)
+    keep = lengths > 0
+    unit = spins[keep] / lengths[keep, None]
+    helper = np.where(np.abs(unit[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    first = np.cross(unit, helper)
+    first /= np.linalg.norm(first, axis=-1, keepdims=True)
+    second = np.cross(unit, first)
+    parts = {}
+    for name, axes in (("torques_longitudinal", [unit]), ("torques_transverse", [first, second])):
+        parts[name] = tuple(np.concatenate([np.sum(t[keep] * a, axis=-1) for a in axes])
+                            for t in (reference, predicted))
+    return parts
 
 
 def error_table(pairs: dict) -> dict:
-    """RMSE and MAE (meV/atom, meV/Å, meV/μB) of each quantity."""
+    """RMSE and MAE (meV/atom, meV/Å, meV/μB) of each quantity, and ``null``: the RMSE of the null
+    prediction a model must beat (the mean energy per atom of the frames; zero forces and torques)."""
+    def null(k, r):
+        return r - r.mean() if k == "energy" else r
+
     return {k: {"rmse": 1e3 * float(np.sqrt(np.mean((p - r) ** 2))), "mae": 1e3 * float(np.mean(np.abs(p - r))),
-                "n": int(r.size)} for k, (r, p) in pairs.items()}
+                "null": 1e3 * float(np.sqrt(np.mean(null(k, r) ** 2))), "n": int(r.size)}
+            for k, (r, p) in pairs.items()}
 
 
 def accuracy_report(model, data: list[str], n_validation: int | None = None, split_seed: int = 0,
@@ -69,9 +100,12 @@ def accuracy_report(model, data: list[str], n_validation: int | None = None, spl
     pairs = predict(calc, frames, quantities)
     table = error_table(pairs)
     units = {"energy": "meV/atom", "forces": "meV/Å", "torques": "meV/μB"}
-    lines = [f"{len(frames)} frames", f"{'quantity':<10s} {'RMSE':>10s} {'MAE':>10s}  unit"]
-    lines += [f"{k:<10s} {v['rmse']:10.4f} {v['mae']:10.4f}  {units[k]}" for k, v in table.items()]
+    names = {"torques_longitudinal": "  along S", "torques_transverse": "  across S"}
+    lines = [f"{len(frames)} frames", f"{'quantity':<10s} {'RMSE':>10s} {'MAE':>10s} {'null RMSE':>10s}  unit"]
+    lines += [f"{names.get(k, k):<10s} {v['rmse']:10.4f} {v['mae']:10.4f} {v['null']:10.4f}  {units[k.split('_')[0]]}"
+              for k, v in table.items()]
     lines += [f"{k:<10s} not labelled in every frame ({LABEL_FILES[k]})" for k in LABELS if k not in quantities]
+    lines.append("null: RMSE of predicting the frames' mean energy per atom, zero forces and zero torques")
     if plot:
         from .analysis.plots import plot_parity
 

@@ -68,21 +68,23 @@ from numba import njit
 SERIAL_BELOW = 256  # centres; loops over fewer run on one thread (measured: module docstring)
 
 
-def kernel_threads(n_centres: int) -> int:
+def kernel_threads(n_centres: int, torch_threads: int | None = None) -> int:
     """Threads for a loop over ``n_centres`` centres: 1 below :data:`SERIAL_BELOW`, else torch's count.
 
-    Torch's count (``torch.get_num_threads()``) is capped at numba's pool size.
+    Torch's count (``torch_threads``, default ``torch.get_num_threads()``) is capped at numba's pool size.
     """
     if n_centres < SERIAL_BELOW:
         return 1
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    torch_threads = torch.get_num_threads() if torch_threads is None else torch_threads
+    return max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
 
 
 class Kernel:
     """A numba ``prange`` loop over centres (compiled ``parallel=True``) run on :func:`kernel_threads` threads.
 
     ``kernel(n_centres, *args)`` calls the compiled loop with ``args`` on
-    ``kernel_threads(n_centres)`` threads and restores the caller's numba thread count afterwards.
+    ``kernel_threads(n_centres)`` threads and restores the caller's numba and torch thread counts
+    afterwards (they share libgomp's setting here, so one would otherwise overwrite the other).
     ``compiled`` is the numba dispatcher.
 
     One compilation serves both paths: a second, serial compilation of the same function (``prange``
@@ -97,9 +99,14 @@ class Kernel:
         self.__doc__, self.__name__ = function.__doc__, function.__name__
 
     def __call__(self, n_centres: int, *args):
+        torch_threads = torch.get_num_threads()  # first: numba's first call launches its pool, which resets it
         previous = numba.get_num_threads()
-        numba.set_num_threads(kernel_threads(n_centres))
+        numba.set_num_threads(kernel_threads(n_centres, torch_threads))
         try:
             return self.compiled(*args)
         finally:
             numba.set_num_threads(previous)
+            # numba's OpenMP layer and torch share libgomp's thread count: setting numba's resets torch's
+            # (torch.set_num_threads(1) would silently become 2, oversubscribing shared cores)
+            if torch.get_num_threads() != torch_threads:
+                torch.set_num_threads(torch_threads)

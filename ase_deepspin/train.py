@@ -33,7 +33,7 @@ from ase.data import atomic_numbers
 
 from .data import Frame, hold_out, read_frames, split_frames
 from .model import DeepSpinModel, ModelConfig, save_model
-from .model.baseline import fit_spin_baseline
+from .model.baseline import fit_spin_baseline, relative_weights
 from .model.ranges import data_ranges, shortest_distances
 from .system import model_graph, symbol_types, validate_spins
 
@@ -41,12 +41,25 @@ from .system import model_graph, symbol_types, validate_spins
 # ---------------------------------------------------------------------------------------------- config
 @dataclass
 class LossConfig:
+    """Loss prefactors (DeePMD-kit's ``ener_spin`` names) and how errors are weighed.
+
+    ``relative_f`` (eV/Å), as DeePMD-kit's ``ener`` loss defines it, divides each atom's force error
+    by |F_label| + relative_f; ``relative_fm`` (eV/μB) does the same for torques. They keep frames
+    whose forces are ten times larger (hot or strained ones) from owning the loss. Reported RMSEs are
+    always absolute. ``baseline_fit_forces`` fits the spin baseline to forces as well as torques
+    (each block weighed as the loss weighs it: relative where given, else by its label RMS), so that
+    the radial derivatives of its couplings do not add forces the network must cancel.
+    """
+
     start_pref_e: float = 0.02
     limit_pref_e: float = 1.0
     start_pref_fr: float = 1000.0
     limit_pref_fr: float = 1.0
     start_pref_fm: float = 1000.0
     limit_pref_fm: float = 1.0
+    relative_f: float | None = None
+    relative_fm: float | None = None
+    baseline_fit_forces: bool = False
 
 
 @dataclass
@@ -301,15 +314,21 @@ def evaluate(model: DeepSpinModel, batch: dict, create_graph: bool) -> dict:
     return model(**{k: batch[k] for k in keys}, n_frames=n_frames, create_graph=create_graph)
 
 
-def errors(model: DeepSpinModel, batch: dict, create_graph: bool) -> dict:
-    """Squared-error means of a batch: energy per atom (eV²), forces (eV²/Å²), torques (eV²/μB²)."""
+def errors(model: DeepSpinModel, batch: dict, create_graph: bool, loss: LossConfig | None = None) -> dict:
+    """Squared-error means of a batch: energy per atom (eV²), forces (eV²/Å²), torques (eV²/μB²).
+
+    With ``loss`` giving ``relative_f``/``relative_fm``, force and torque errors are relative
+    (dimensionless, see :class:`LossConfig`); without, absolute.
+    """
     out = evaluate(model, batch, create_graph)
     n_atoms = torch.bincount(batch["atom_frames"]).to(out["energy"].dtype)
     mag = batch["magnetic"]
+    rel_f, rel_m = (None, None) if loss is None else (loss.relative_f, loss.relative_fm)
+    forces, torques = batch["forces_label"], batch["torques_label"][mag]
     return {
         "e": (((out["energy"] - batch["energy"]) / n_atoms) ** 2).mean(),
-        "f": ((out["forces"] - batch["forces_label"]) ** 2).mean(),
-        "m": ((out["torques"][mag] - batch["torques_label"][mag]) ** 2).mean() if bool(mag.any())
+        "f": (((out["forces"] - forces) * relative_weights(forces, rel_f)) ** 2).mean(),
+        "m": (((out["torques"][mag] - torques) * relative_weights(torques, rel_m)) ** 2).mean() if bool(mag.any())
         else out["energy"].new_zeros(()),
     }
 
@@ -320,7 +339,7 @@ def take_step(model, optimizer, batch, cfg: TrainConfig, step: int) -> dict:
     for group in optimizer.param_groups:
         group["lr"] = lr
     pe, pf, pm = prefactors(cfg.loss, lr, cfg.start_lr)
-    err = errors(model, batch, create_graph=True)
+    err = errors(model, batch, create_graph=True, loss=cfg.loss)
     loss = pe * err["e"] + pf * err["f"] + pm * err["m"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -399,8 +418,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     else:
         model.set_environment_statistics(train_data.items)
         if model.baseline is not None:
-            fit = fit_spin_baseline(model, train_data.items)
-            log(f"spin baseline: training torque RMSE {1e3 * fit['before']:.2f} -> {1e3 * fit['after']:.2f} meV/μB")
+            fit = fit_spin_baseline(model, train_data.items, forces=cfg.loss.baseline_fit_forces,
+                                    relative_f=cfg.loss.relative_f, relative_fm=cfg.loss.relative_fm)
+            log(f"spin baseline: training torque RMSE {1e3 * fit['before']:.2f} -> {1e3 * fit['after']:.2f} meV/μB"
+                + (f", force RMSE {1e3 * fit['forces_before']:.1f} -> {1e3 * fit['forces_after']:.1f} meV/Å"
+                   if "forces_after" in fit else ""))
         initial_energy_bias(model, train_data, train_frames)
         log(f"training on {len(train_frames)} frames, validating on {len(valid_frames)}; "
             f"{sum(p.numel() for p in model.parameters())} parameters")

@@ -202,6 +202,25 @@ def test_small_inputs_run_the_kernels_on_one_thread_and_large_ones_on_torchs(mon
     assert numba.get_num_threads() == before  # the caller's setting is left as it was
 
 
+def test_kernels_leave_torchs_thread_count_as_set():
+    """numba and torch share libgomp's thread count here, and numba's first call launches its pool, which
+    resets it: in a fresh process a calculator call must not undo torch.set_num_threads(1)."""
+    import subprocess
+    import sys
+
+    script = ("import torch; torch.set_num_threads(1)\n"
+              "import numpy as np\n"
+              "from ase.build import bulk\n"
+              "from ase_deepspin import DeepSpinCalculator\n"
+              "atoms = bulk('NiO', 'rocksalt', a=4.17)\n"
+              "atoms.set_initial_magnetic_moments([[0, 0, 1.27], [0, 0, 0]])\n"
+              "atoms.calc = DeepSpinCalculator('nio')\n"
+              "atoms.get_potential_energy()\n"
+              "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1"]
+
+
 def test_the_threshold_can_be_moved(monkeypatch, two_threads):
     seen = record_threads(monkeypatch, NEIGHBOR_LOOPS)
     system = random_periodic_system(16)

@@ -147,6 +147,30 @@ def test_landau_dimer_energy_is_the_closed_form_and_smooth_at_zero_moment():
         assert np.allclose(lone.calc.get_property("magnetic_torques", lone)[0], expected, rtol=1e-10, atol=1e-15)
 
 
+def test_joint_fit_to_forces_and_torques_recovers_a_known_baseline(nio):
+    """Forces and torques of a known baseline, weighed relatively, are both reproduced by the joint fit."""
+    from ase_deepspin.system import model_inputs
+
+    truth = network_silenced(with_random_baseline(small_model(spin_baseline=BASELINE)))
+    fitted = network_silenced(small_model(spin_baseline=BASELINE))
+    types = np.array([0 if s == "Ni" else 1 for s in nio.get_chemical_symbols()])
+    rng = np.random.default_rng(2)
+    spins = nio.get_initial_magnetic_moments()
+    magnetic = spins.any(axis=1)
+    items = []
+    for _ in range(4):
+        canted = spins.copy()
+        canted[magnetic] += rng.normal(scale=0.3, size=canted[magnetic].shape)
+        positions = nio.positions + rng.normal(scale=0.05, size=nio.positions.shape)
+        inputs = model_inputs(truth, positions, nio.cell.array, nio.pbc, types, canted)
+        out = truth(**inputs)
+        items.append(inputs | {"torques_label": out["torques"].detach(), "forces_label": out["forces"].detach(),
+                               "magnetic": torch.as_tensor(types == 0)})
+    result = fit_spin_baseline(fitted, items, ridge=1e-14, forces=True, relative_f=0.1, relative_fm=0.01)
+    assert result["after"] < 1e-8 * result["before"]
+    assert result["forces_after"] < 1e-8 * result["forces_before"]
+
+
 def test_fit_keeps_the_onsite_term_bounded_below(nio):
     """Torques of an on-site term with a negative leading coefficient: the fit drops that order."""
     from ase_deepspin.system import model_inputs

@@ -177,3 +177,33 @@ def test_a_run_stopped_by_its_time_budget_records_its_last_step(tmp_path):
     training = load_model(path).provenance["training"]
     assert training["steps"] == 1 and training["held_out_rmse"]["forces_meV_per_A"] == pytest.approx(
         1e3 * curve[-1]["val_f"])
+
+
+def test_relative_errors_weigh_each_atom_by_its_label():
+    """relative_f/relative_fm divide each atom's error by |label| + shift (DeePMD-kit's relative_f)."""
+    from ase_deepspin.model.baseline import relative_weights
+
+    forces = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert torch.allclose(relative_weights(forces, 1.0), torch.tensor([[1 / 6.0], [1.0]], dtype=torch.float64))
+    assert torch.equal(relative_weights(forces, None), torch.ones(2, 1, dtype=torch.float64))
+
+
+def test_accuracy_table_splits_torques_along_and_across_the_moments():
+    from ase_deepspin.evaluate import error_table, torque_parts
+
+    rng = np.random.default_rng(0)
+    spins, reference = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
+    along = spins / np.linalg.norm(spins, axis=1, keepdims=True)
+    # an error along each moment only: the transverse part is exact
+    predicted = reference + 0.2 * along
+    table = error_table({"torques": (reference.ravel(), predicted.ravel())}
+                        | torque_parts(spins, reference, predicted))
+    assert table["torques_longitudinal"]["rmse"] == pytest.approx(200.0)
+    assert table["torques_transverse"]["rmse"] < 1e-9
+    predicted = reference + rng.normal(size=(50, 3))
+    table = error_table({"torques": (reference.ravel(), predicted.ravel())}
+                        | torque_parts(spins, reference, predicted))
+    total = table["torques"]["rmse"] ** 2
+    parts = (table["torques_longitudinal"]["rmse"] ** 2 + 2 * table["torques_transverse"]["rmse"] ** 2) / 3
+    assert parts == pytest.approx(total, rel=1e-12)
+    assert table["torques"]["null"] == pytest.approx(1e3 * np.sqrt(np.mean(reference**2)))

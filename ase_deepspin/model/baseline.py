@@ -123,18 +123,31 @@ class SpinBaseline(nn.Module):
         return energies
 
 
+def relative_weights(labels: torch.Tensor, shift: Optional[float]) -> torch.Tensor:
+    """Per-atom weights 1/(|label_i| + shift) [N, 1] of a relative error (DeePMD-kit's ``relative_f``;
+    ``labels`` [N, 3]); ones when ``shift`` is None."""
+    if shift is None:
+        return torch.ones(len(labels), 1, dtype=labels.dtype)
+    return 1.0 / (torch.linalg.vector_norm(labels, dim=-1, keepdim=True) + shift)
+
+
 @torch.no_grad()
-def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8) -> dict:
-    """Set ``model.baseline`` by least squares of its torques on the labelled torques of ``items``.
+def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8, forces: bool = False,
+                      relative_f: Optional[float] = None, relative_fm: Optional[float] = None) -> dict:
+    """Set ``model.baseline`` by least squares of its torques (and optionally forces) on the labels of ``items``.
 
     ``items`` are prepared training frames (``ase_deepspin.train.PreparedFrames.items``: model
-    inputs plus ``torques_label`` eV/μB and ``magnetic``). ``moment_ref`` becomes the mean moment
-    length of each magnetic type. The on-site polynomial of each type is kept bounded below in |S|:
-    if its leading coefficient fits ≤ 0, that order is dropped (set to 0) and the fit repeated. The
-    torques are linear in the coefficients, so the design matrix is the Jacobian of the baseline
-    torques, taken by autograd. ``ridge`` (relative to the mean
-    diagonal) keeps coefficients of basis functions at distances no pair visits at zero.
-    Returns the RMSE (eV/μB) of the labelled torques before and after the fit.
+    inputs plus ``torques_label`` eV/μB, ``forces_label`` eV/Å and ``magnetic``). ``moment_ref``
+    becomes the mean moment length of each magnetic type. The on-site polynomial of each type is kept
+    bounded below in |S|: if its leading coefficient fits ≤ 0, that order is dropped (set to 0) and the
+    fit repeated. Torques and forces are linear in the coefficients, so the design matrix is their
+    Jacobian: its columns are the outputs at unit coefficient vectors. With ``forces``, force rows join the torque rows: the radial
+    derivatives of J(r) and K(r) are then fitted too instead of left to chance. Each atom's rows are
+    divided by |label| + ``relative_fm`` (torques) or + ``relative_f`` (forces) where given, as the
+    training loss weighs them; a block without one is divided by its label RMS, so the two blocks
+    count alike. ``ridge`` (relative to the mean diagonal) keeps coefficients of basis functions at
+    distances no pair visits at zero. Returns the RMSE (eV/μB) of the labelled torques before and
+    after the fit, and with ``forces`` also ``forces_before``/``forces_after`` (eV/Å).
     """
     base = model.baseline
     n_types = len(base.moment_ref)
@@ -150,28 +163,43 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8) -> dict:
     shapes = [base.onsite.shape, base.exchange.shape]
     sizes = [base.onsite.numel(), base.exchange.numel()]
 
-    def torques(flat, f):
+    def outputs(flat, f):
         onsite, exchange = (v.reshape(s) for v, s in zip(torch.split(flat, sizes), shapes))
         with torch.enable_grad():
             spins = f["spins"].detach().requires_grad_(True)
+            positions = f["positions"].detach().requires_grad_(True)
             real = ~f["pseudo"]
             c, n = f["centers"][real], f["neighbors"][real]
-            vectors = model.edge_vectors(f["positions"], spins, f["atom_types"], c, n, f["offsets"][real],
+            vectors = model.edge_vectors(positions, spins, f["atom_types"], c, n, f["offsets"][real],
                                          f["pseudo"][real])
             energy = base.atomic_energies(spins, f["atom_types"], c, n, vectors, 0, len(spins), onsite, exchange)
-            (grad,) = torch.autograd.grad(energy.sum(), spins, create_graph=True)
-        return -grad[f["magnetic"]].reshape(-1)
+            grad_s, grad_r = torch.autograd.grad(energy.sum(), (spins, positions))
+        return -grad_s[f["magnetic"]], -grad_r
 
-    zero = torch.zeros(sum(sizes), dtype=base.onsite.dtype)
-    rows, labels = [], []
+    unit = torch.eye(sum(sizes), dtype=base.onsite.dtype)
+    blocks = {"m": [[], [], []], "f": [[], [], []]}  # design rows, labels, row weights
     for f in items:
-        with torch.enable_grad():
-            rows.append(torch.autograd.functional.jacobian(lambda p: torques(p, f), zero))
-        labels.append(f["torques_label"][f["magnetic"]].reshape(-1))
-    design, target = torch.cat(rows), torch.cat(labels)
-    normal = design.T @ design
+        # outputs are linear in the coefficients: their value at each unit vector is a column of the Jacobian
+        columns = [outputs(e, f) for e in unit]
+        rows = [torch.stack([c[k] for c in columns], dim=-1) for k in range(2)]
+        parts = [("m", rows[0], f["torques_label"][f["magnetic"]], relative_fm)]
+        if forces:
+            parts.append(("f", rows[1], f["forces_label"], relative_f))
+        for key, row, labels, shift in parts:
+            blocks[key][0].append(row.reshape(-1, len(unit)))
+            blocks[key][1].append(labels.reshape(-1))
+            blocks[key][2].append(relative_weights(labels, shift).expand(-1, 3).reshape(-1))
+    design, target = [], []
+    for key, shift in (("m", relative_fm), ("f", relative_f)) if forces else (("m", relative_fm),):
+        d, t, w = (torch.cat(v) for v in blocks[key])
+        if shift is None:
+            w = w / t.pow(2).mean().sqrt().clamp(min=1e-30)
+        design.append(d * w.unsqueeze(-1))
+        target.append(t * w)
+    weighted, weighted_target = torch.cat(design), torch.cat(target)
+    normal = weighted.T @ weighted
     normal = normal + ridge * normal.diagonal().mean().clamp(min=1e-30) * torch.eye(len(normal), dtype=normal.dtype)
-    rhs = design.T @ target
+    rhs = weighted.T @ weighted_target
     # bounded below: each magnetic type's highest free on-site order must come out positive; one that does not
     # is fixed at zero and the fit repeated, so the next order down leads (none left: no on-site term)
     order = base.onsite.shape[1]
@@ -191,4 +219,8 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8) -> dict:
     base.onsite.copy_(onsite)
     base.exchange.copy_(0.5 * (exchange + exchange.transpose(1, 2)))
     rmse = lambda v: float(v.pow(2).mean().sqrt())  # noqa: E731
-    return {"before": rmse(target), "after": rmse(design @ coeffs - target)}
+    result = {}
+    for key, name in (("m", ""), ("f", "forces_")) if forces else (("m", ""),):
+        d, t = torch.cat(blocks[key][0]), torch.cat(blocks[key][1])
+        result |= {f"{name}before": rmse(t), f"{name}after": rmse(d @ coeffs - t)}
+    return result

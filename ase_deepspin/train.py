@@ -317,20 +317,23 @@ def evaluate(model: DeepSpinModel, batch: dict, create_graph: bool) -> dict:
 def errors(model: DeepSpinModel, batch: dict, create_graph: bool, loss: LossConfig | None = None) -> dict:
     """Squared-error means of a batch: energy per atom (eV²), forces (eV²/Å²), torques (eV²/μB²).
 
-    With ``loss`` giving ``relative_f``/``relative_fm``, force and torque errors are relative
-    (dimensionless, see :class:`LossConfig`); without, absolute.
+    With ``loss`` giving ``relative_f``/``relative_fm``, ``f``/``m`` are the relative errors the loss
+    uses (dimensionless, see :class:`LossConfig`) and ``f_absolute``/``m_absolute`` the absolute ones.
     """
     out = evaluate(model, batch, create_graph)
     n_atoms = torch.bincount(batch["atom_frames"]).to(out["energy"].dtype)
     mag = batch["magnetic"]
-    rel_f, rel_m = (None, None) if loss is None else (loss.relative_f, loss.relative_fm)
     forces, torques = batch["forces_label"], batch["torques_label"][mag]
-    return {
-        "e": (((out["energy"] - batch["energy"]) / n_atoms) ** 2).mean(),
-        "f": (((out["forces"] - forces) * relative_weights(forces, rel_f)) ** 2).mean(),
-        "m": (((out["torques"][mag] - torques) * relative_weights(torques, rel_m)) ** 2).mean() if bool(mag.any())
-        else out["energy"].new_zeros(()),
-    }
+    force_error = out["forces"] - forces
+    torque_error = out["torques"][mag] - torques if bool(mag.any()) else out["energy"].new_zeros((1, 3))
+    result = {"e": (((out["energy"] - batch["energy"]) / n_atoms) ** 2).mean(),
+              "f": force_error.pow(2).mean(), "m": torque_error.pow(2).mean()}
+    if loss is not None and (loss.relative_f is not None or loss.relative_fm is not None):
+        result |= {"f_absolute": result["f"], "m_absolute": result["m"],
+                   "f": (force_error * relative_weights(forces, loss.relative_f)).pow(2).mean(),
+                   "m": (torque_error * relative_weights(torques, loss.relative_fm)).pow(2).mean()
+                   if bool(mag.any()) else result["m"]}
+    return result
 
 
 def take_step(model, optimizer, batch, cfg: TrainConfig, step: int) -> dict:
@@ -344,7 +347,9 @@ def take_step(model, optimizer, batch, cfg: TrainConfig, step: int) -> dict:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {k: float(v.detach()) for k, v in err.items()} | {"loss": float(loss.detach()), "lr": lr}
+    # the curve reports absolute errors, whatever the loss weighs
+    absolute = {k: float(err.get(f"{k}_absolute", err[k]).detach()) for k in ("e", "f", "m")}
+    return absolute | {"loss": float(loss.detach()), "lr": lr}
 
 
 def validation_rmse(model, data: PreparedFrames, batch_size: int = 8) -> dict:

@@ -234,3 +234,24 @@ def test_full_torque_on_an_fe_frame_matches_finite_differences():
     atoms.calc = DeepSpinCalculator(model)
     LongitudinalSpinLatticeDynamics(atoms, 0.2, longitudinal_damping=0.01, lattice="frozen").run(2)
     assert not np.allclose(np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1), lengths, rtol=1e-9)
+
+
+def test_afmd_builder_has_eight_parallel_and_four_antiparallel_nearest_neighbours():
+    from ase.neighborlist import neighbor_list
+
+    from ase_deepspin.build import afmd_order, fcc_fe_afmd
+
+    atoms = fcc_fe_afmd(moment=1.3, repeat=(2, 2, 2))
+    i, j = neighbor_list("ij", atoms, 0.8 * 3.5495)  # nearest neighbours at a/√2 = 2.51 Å
+    spins = atoms.get_initial_magnetic_moments()
+    cosines = np.einsum("ij,ij->i", spins[i], spins[j]) / 1.3**2
+    assert np.bincount(i).tolist() == [12] * len(atoms)
+    assert np.bincount(i[cosines > 0.99], minlength=len(atoms)).tolist() == [8] * len(atoms)
+    assert np.bincount(i[cosines < -0.99], minlength=len(atoms)).tolist() == [4] * len(atoms)
+    assert afmd_order(atoms) == pytest.approx(1.3)
+    rng = np.random.default_rng(0)
+    random = rng.normal(size=(len(atoms), 3))
+    atoms.set_initial_magnetic_moments(random)
+    assert afmd_order(atoms) < 0.5 * np.linalg.norm(random, axis=1).mean()
+    with pytest.raises(ValueError, match="repeat\\[2\\] must be even"):
+        fcc_fe_afmd(repeat=(2, 2, 1))

@@ -181,11 +181,25 @@ def test_a_run_stopped_by_its_time_budget_records_its_last_step(tmp_path):
 
 def test_relative_errors_weigh_each_atom_by_its_label():
     """relative_f/relative_fm divide each atom's error by |label| + shift (DeePMD-kit's relative_f)."""
+    from ase_deepspin.data import read_frames
     from ase_deepspin.model.baseline import relative_weights
+    from ase_deepspin.train import PreparedFrames, errors
+    from conftest import small_model
 
     forces = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
     assert torch.allclose(relative_weights(forces, 1.0), torch.tensor([[1 / 6.0], [1.0]], dtype=torch.float64))
     assert torch.equal(relative_weights(forces, None), torch.ones(2, 1, dtype=torch.float64))
+    model = small_model()
+    batch = PreparedFrames(read_frames(NIO_DATA / "data_0")[:2], model).batch([0, 1])
+    plain = errors(model, batch, create_graph=False)
+    shift = 1e4  # far above every label: relative errors are the absolute ones over the shift
+    relative = errors(model, batch, create_graph=False, loss=LossConfig(relative_f=shift, relative_fm=shift))
+    for k in ("f", "m"):
+        assert float(relative[f"{k}_absolute"]) == float(plain[k])
+        assert float(relative[k]) * shift**2 == pytest.approx(float(plain[k]), rel=1e-3)
+    small = errors(model, batch, create_graph=False, loss=LossConfig(relative_f=0.01))
+    assert float(small["f"]) > 10 * float(plain["f"])  # labels of ~0.01 eV/Å: their errors count far more
+    assert float(small["m"]) == float(plain["m"])
 
 
 def test_accuracy_table_splits_torques_along_and_across_the_moments():

@@ -1,0 +1,66 @@
+"""Accuracy of an Fe model on the FCC-Fe DeltaSpin data, system by system (issue 23's table).
+
+For each system (or held-out block) of ``../shared/data/fe-deltaspin``: RMSE of energy per atom
+(and its offset, the mean signed error), forces, and torques in total, along S (longitudinal) and
+across S (transverse), next to the null predictions (mean energy of the frames, zero forces, zero
+torques), and whether the training config held it out. Frames with moments below 0.5 μB (the
+vacancy's neighbours) get their own torque rows.
+
+    python benchmarks/bench_fe_accuracy.py [--model fe] [--config examples/fe_train.yaml] [--out fe_accuracy.json]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ase_deepspin import DeepSpinCalculator
+from ase_deepspin.data import hold_out, read_frames
+from ase_deepspin.evaluate import error_table, predict, torque_parts
+from ase_deepspin.train import TrainConfig
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fe-deltaspin"
+SMALL_MOMENT = 0.5  # μB
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--model", default="fe")
+parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "examples" / "fe_train.yaml"))
+parser.add_argument("--out", default="fe_accuracy.json")
+args = parser.parse_args()
+
+held_out = TrainConfig.from_yaml(args.config).held_out
+calc = DeepSpinCalculator(args.model)
+rows = []
+for system in sorted(p for p in DATA.iterdir() if p.is_dir()):
+    frames = read_frames(system)
+    trained, held = hold_out(frames, held_out)
+    for split, subset in (("held out", held), ("trained", trained)):
+        if not subset:
+            continue
+        pairs = predict(calc, subset)
+        table = error_table(pairs)
+        reference, predicted = pairs["energy"]
+        row = {"system": system.name, "split": split, "frames": len(subset),
+               "energy_offset_meV_per_atom": 1e3 * float(np.mean(predicted - reference))}
+        row |= {f"{k}_{v}": table[k][v] for k in table for v in ("rmse", "null")}
+        spins = np.concatenate([f.spins for f in subset])
+        small = np.linalg.norm(spins, axis=1) < SMALL_MOMENT
+        if small.any():
+            ref, pred = (v.reshape(-1, 3) for v in pairs["torques"])
+            part = error_table({"torques": (ref[small].ravel(), pred[small].ravel())}
+                               | torque_parts(spins[small], ref[small], pred[small]))
+            row |= {f"small_moment_{k}_{v}": part[k][v] for k in part for v in ("rmse", "null")}
+            row["small_moments"] = int(small.sum())
+        rows.append(row)
+        print(f"{system.name:22s} {split:9s} {len(subset):3d} frames  E {row['energy_rmse']:6.1f} "
+              f"(offset {row['energy_offset_meV_per_atom']:+6.1f}, null {row['energy_null']:6.1f}) meV/atom  "
+              f"F {row['forces_rmse']:6.0f} (null {row['forces_null']:5.0f}) meV/Å  "
+              f"ω {row['torques_rmse']:5.1f} (null {row['torques_null']:5.1f}): along S "
+              f"{row['torques_longitudinal_rmse']:5.1f} ({row['torques_longitudinal_null']:5.1f}), across "
+              f"{row['torques_transverse_rmse']:5.1f} ({row['torques_transverse_null']:5.1f}) meV/μB", flush=True)
+        if small.any():
+            print(f"{'':22s} {'':9s} {row['small_moments']} moments < {SMALL_MOMENT} μB: ω {row['small_moment_torques_rmse']:.1f}"
+                  f" (null {row['small_moment_torques_null']:.1f}) meV/μB")
+Path(args.out).write_text(json.dumps(rows, indent=1))
+print(f"written {args.out}")

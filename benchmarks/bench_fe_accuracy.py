@@ -31,11 +31,11 @@ args = parser.parse_args()
 
 held_out = TrainConfig.from_yaml(args.config).held_out
 calc = DeepSpinCalculator(args.model)
+splits = dict(zip(("trained", "held out"), hold_out(read_frames(DATA), held_out)))
 rows = []
 for system in sorted(p for p in DATA.iterdir() if p.is_dir()):
-    frames = read_frames(system)
-    trained, held = hold_out(frames, held_out)
-    for split, subset in (("held out", held), ("trained", trained)):
+    for split in ("held out", "trained"):
+        subset = [f for f in splits[split] if Path(f.source.split("#")[0]).parts[-2] == system.name]
         if not subset:
             continue
         pairs = predict(calc, subset)

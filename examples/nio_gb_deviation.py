@@ -73,13 +73,15 @@ z = atoms.positions[:, 2] % atoms.cell[2, 2]
 edges = np.arange(0.0, atoms.cell[2, 2] + 1.0, 1.0)
 slab = np.digitize(z[is_ni], edges) - 1
 counts = np.bincount(slab, minlength=len(edges) - 1)
-mean = np.bincount(slab, deviation[is_ni], minlength=len(edges) - 1) / np.maximum(counts, 1)
+mean = np.where(counts > 0, np.bincount(slab, deviation[is_ni], minlength=len(edges) - 1) / np.maximum(counts, 1),
+                np.nan)  # slabs between atomic planes hold no Ni
 profile.plot(0.5 * (edges[1:] + edges[:-1]), 1e3 * mean, color="k")
 profile.plot(z[boundary], np.zeros(boundary.sum()), "|", color="C3", ms=12, label="boundary Ni")
 profile.set(xlabel="z (Å), normal to the boundaries", ylabel="torque deviation (meV/μB), Ni mean per 1 Å slab")
 profile.legend(fontsize=8)
 y = atoms.positions[:, 1] % atoms.cell[1, 1]
-in_layer = is_ni & (np.abs(y - np.median(y[is_ni])) < 0.5)
+layer_y = y[is_ni][np.argmin(np.abs(y[is_ni] - np.median(y[is_ni])))]  # a Ni layer's y, near the middle
+in_layer = is_ni & (np.abs(y - layer_y) < 0.5)
 points = layer.scatter(atoms.positions[in_layer, 0], z[in_layer], c=1e3 * deviation[in_layer], s=6, cmap="viridis")
 layer.set(xlabel="x (Å)", ylabel="z (Å)", aspect="equal", title="one Ni layer normal to y")
 fig.colorbar(points, ax=layer, label="torque deviation (meV/μB)")

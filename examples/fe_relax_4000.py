@@ -12,7 +12,7 @@ A relaxation from random spins is a quench: it ends in the nearest minimum, usua
 mixture of AFMD domains of the three cubic axes, not the global ground state; the energy above AFMD
 says how far it got.
 
-    python examples/fe_relax_4000.py [--repeat 10] [--steps 3000] [--tmax 0.01] [--fmax 0.05]
+    python examples/fe_relax_4000.py [--repeat 10] [--steps 3000] [--tmax 0.01] [--fmax 0.05] [--relax all|both]
 """
 
 import argparse
@@ -32,15 +32,18 @@ parser.add_argument("--repeat", type=int, default=10, help="conventional cells a
 parser.add_argument("--steps", type=int, default=3000)
 parser.add_argument("--fmax", type=float, default=0.05, help="eV/Å")
 parser.add_argument("--tmax", type=float, default=0.01, help="eV/μB (full torque, lengths included)")
+parser.add_argument("--relax", choices=["all", "both"], default="all",
+                    help="all: moment lengths free too; both: positions and spin directions, |S| fixed at 1.3 μB")
 parser.add_argument("--out", default="fe_relax_4000.json")
 args = parser.parse_args()
 
 calc = DeepSpinCalculator("fe", compress=True)
+trained = calc.model.config.data_ranges["moment"][0]  # μB: the moment lengths the model was trained on
 
 
 def relax(atoms, label):
     atoms.calc = calc
-    opt = SpinLBFGS(atoms, relax="all", logfile=None)
+    opt = SpinLBFGS(atoms, relax=args.relax, logfile=None)
     started = time.perf_counter()
     converged = opt.run(fmax=args.fmax, tmax=args.tmax, steps=args.steps)
     lengths = np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1)
@@ -48,10 +51,13 @@ def relax(atoms, label):
               "evaluations": opt.n_evaluations, "minutes": (time.perf_counter() - started) / 60,
               "energy_per_atom_eV": atoms.get_potential_energy() / len(atoms), "afmd_order_muB": afmd_order(atoms, A),
               "mean_length_muB": float(lengths.mean()), "length_std_muB": float(lengths.std()),
-              "max_force_eV_per_A": float(np.linalg.norm(atoms.get_forces(), axis=1).max())}
+              "max_force_eV_per_A": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
+              "lengths_outside_training_range": int(np.sum((lengths < trained[0]) | (lengths > trained[1])))}
     print(f"{label}: {'converged' if converged else 'not converged'} after {opt.nsteps} steps, "
           f"{opt.n_evaluations} evaluations, {result['minutes']:.1f} min; E {result['energy_per_atom_eV']:.5f} eV/atom, "
-          f"|L| {result['afmd_order_muB']:.3f} μB, <|S|> {lengths.mean():.3f} ± {lengths.std():.3f} μB", flush=True)
+          f"|L| {result['afmd_order_muB']:.3f} μB, <|S|> {lengths.mean():.3f} ± {lengths.std():.3f} μB, "
+          f"{result['lengths_outside_training_range']} moments outside the trained {trained[0]:.2f}-{trained[1]:.2f} μB",
+          flush=True)
     return result
 
 

@@ -13,7 +13,7 @@ is accurate while λ k Δt ≲ 0.01, with k ≈ 0.5 eV/μB² the stiffness of on
 model (AFMD, 1.3 μB): α_∥ = 0.01 and Δt = 0.5 fs give λ k Δt ≈ 0.008 and a longitudinal relaxation
 time 1/(λk) of about 65 fs.
 
-    python examples/fe_magnetization_vs_T.py [--temperatures 50 300 600 1000] [--steps 600] [--repeat 3]
+    python examples/fe_magnetization_vs_T.py [--temperatures 50 300 600 1000] [--steps 800] [--repeat 3]
 """
 
 import argparse
@@ -32,7 +32,7 @@ A = 3.5495  # Å
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--temperatures", type=float, nargs="+", default=[50.0, 300.0, 600.0, 1000.0])
-parser.add_argument("--steps", type=int, default=600, help="steps of 0.5 fs per temperature")
+parser.add_argument("--steps", type=int, default=800, help="steps of 0.5 fs per temperature")
 parser.add_argument("--repeat", type=int, default=3, help="conventional cells along x and y (z: the next even)")
 parser.add_argument("--alpha", type=float, default=0.1, help="Gilbert damping (transverse)")
 parser.add_argument("--alpha-long", type=float, default=0.01, help="longitudinal damping α_∥")

@@ -6,7 +6,7 @@ with geodesic L-BFGS on positions, spin directions and moment lengths together, 
 model (compressed). The result is compared with the double-layer antiferromagnetic (AFMD) ground state
 of the same cell relaxed the same way: energy per atom above it, AFMD order parameter |L| (μB, equal to
 ⟨|S|⟩ in perfect AFMD order), ⟨|S|⟩ and its spread. Prints and writes (JSON) the evaluations and
-minutes each relaxation took.
+minutes each relaxation took, and the relaxed random start as extended XYZ beside the JSON.
 
 A relaxation from random spins is a quench: it ends in the nearest minimum, usually a frustrated
 mixture of AFMD domains of the three cubic axes, not the global ground state; the energy above AFMD
@@ -69,6 +69,7 @@ atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
 directions = rng.normal(size=(len(atoms), 3))
 atoms.set_initial_magnetic_moments(1.3 * directions / np.linalg.norm(directions, axis=1, keepdims=True))
 quench = relax(atoms, "random start")
+atoms.write(args.out.replace(".json", ".extxyz"))  # spins as initial magnetic moments, for a look at what it found
 quench["above_afmd_meV_per_atom"] = 1e3 * (quench["energy_per_atom_eV"] - ground["energy_per_atom_eV"])
 print(f"random start ends {quench['above_afmd_meV_per_atom']:.2f} meV/atom above the relaxed AFMD state")
 with open(args.out, "w") as f:

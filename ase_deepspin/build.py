@@ -59,10 +59,14 @@ def fcc_fe_afmd(a: float = 3.5495, moment: float = 1.3, repeat=(1, 1, 1), axis=(
     atoms = bulk("Fe", "fcc", a=a, cubic=True).repeat(repeat)
     direction = np.asarray(axis, dtype=float)
     direction /= np.linalg.norm(direction)
-    plane = np.rint(2.0 * atoms.positions[:, 2] / a).astype(int)
-    sign = np.where((plane // 2) % 2 == 0, 1.0, -1.0)
-    atoms.set_initial_magnetic_moments(moment * sign[:, None] * direction)
+    atoms.set_initial_magnetic_moments(moment * afmd_signs(atoms.positions, a)[:, None] * direction)
     return atoms
+
+
+def afmd_signs(positions: np.ndarray, a: float = 3.5495) -> np.ndarray:
+    """±1 per atom [N]: the ↑↑↓↓ sign of its (001) plane, whose index is z in units of a/2 (Å)."""
+    plane = np.rint(2.0 * positions[:, 2] / a).astype(int)
+    return np.where((plane // 2) % 2 == 0, 1.0, -1.0)
 
 
 def afmd_order(atoms: Atoms, a: float = 3.5495) -> float:
@@ -71,8 +75,7 @@ def afmd_order(atoms: Atoms, a: float = 3.5495) -> float:
     ``a`` (Å) is the lattice constant the plane index is read with (positions may be perturbed by
     less than a/4). Equal to the moment length in perfect AFMD order, near 0 for disordered spins.
     """
-    plane = np.rint(2.0 * atoms.positions[:, 2] / a).astype(int)
-    sign = np.where((plane // 2) % 2 == 0, 1.0, -1.0)
+    sign = afmd_signs(atoms.positions, a)
     return float(np.linalg.norm((sign[:, None] * atoms.get_initial_magnetic_moments()).mean(axis=0)))
 
 

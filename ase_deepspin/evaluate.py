@@ -34,6 +34,7 @@ def predict(calc: DeepSpinCalculator, frames, quantities=("energy", "forces", "t
         if missing:
             raise ValueError(f"{len(missing)} frame(s) have no {k} label ({LABEL_FILES[k]}), e.g. {missing[0]}")
     out = {k: ([], []) for k in quantities}
+    spins = []  # of the magnetic atoms, to split the torques along and across S
     for f in frames:
         atoms = f.to_atoms()
         calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
@@ -47,11 +48,11 @@ def predict(calc: DeepSpinCalculator, frames, quantities=("energy", "forces", "t
         if "torques" in out:
             out["torques"][0].append(f.torques[magnetic])
             out["torques"][1].append(calc.results["magnetic_torques"][magnetic])
-            out.setdefault("spins", ([], []))[0].append(f.spins[magnetic])
+            spins.append(f.spins[magnetic])
     pairs = {k: (np.concatenate([np.ravel(a) for a in ref]), np.concatenate([np.ravel(a) for a in pred]))
-             for k, (ref, pred) in out.items() if k != "spins"}
+             for k, (ref, pred) in out.items()}
     if "torques" in out:
-        pairs.update(torque_parts(np.concatenate(out["spins"][0]), *(v.reshape(-1, 3) for v in pairs["torques"])))
+        pairs.update(torque_parts(np.concatenate(spins), *(v.reshape(-1, 3) for v in pairs["torques"])))
     return pairs
 
 

@@ -141,7 +141,8 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8, forces: boo
     becomes the mean moment length of each magnetic type. The on-site polynomial of each type is kept
     bounded below in |S|: if its leading coefficient fits ≤ 0, that order is dropped (set to 0) and the
     fit repeated. Torques and forces are linear in the coefficients, so the design matrix is their
-    Jacobian: its columns are the outputs at unit coefficient vectors. With ``forces``, force rows join the torque rows: the radial
+    Jacobian: its columns are the outputs at unit coefficient vectors. With ``forces``, force rows
+    join the torque rows: the radial
     derivatives of J(r) and K(r) are then fitted too instead of left to chance. Each atom's rows are
     divided by |label| + ``relative_fm`` (torques) or + ``relative_f`` (forces) where given, as the
     training loss weighs them; a block without one is divided by its label RMS, so the two blocks
@@ -177,26 +178,26 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8, forces: boo
         return -grad_s[f["magnetic"]], -grad_r
 
     unit = torch.eye(sum(sizes), dtype=base.onsite.dtype)
-    blocks = {"m": [[], [], []], "f": [[], [], []]}  # design rows, labels, row weights
+    blocks = {"m": relative_fm, "f": relative_f} if forces else {"m": relative_fm}  # block -> its shift
+    rows = {key: ([], []) for key in blocks}  # design rows, labels
     for f in items:
         # outputs are linear in the coefficients: their value at each unit vector is a column of the Jacobian
         columns = [outputs(e, f) for e in unit]
-        rows = [torch.stack([c[k] for c in columns], dim=-1) for k in range(2)]
-        parts = [("m", rows[0], f["torques_label"][f["magnetic"]], relative_fm)]
-        if forces:
-            parts.append(("f", rows[1], f["forces_label"], relative_f))
-        for key, row, labels, shift in parts:
-            blocks[key][0].append(row.reshape(-1, len(unit)))
-            blocks[key][1].append(labels.reshape(-1))
-            blocks[key][2].append(relative_weights(labels, shift).expand(-1, 3).reshape(-1))
-    design, target = [], []
-    for key, shift in (("m", relative_fm), ("f", relative_f)) if forces else (("m", relative_fm),):
-        d, t, w = (torch.cat(v) for v in blocks[key])
+        labels = {"m": f["torques_label"][f["magnetic"]], "f": f.get("forces_label")}
+        for k, key in enumerate(("m", "f")):
+            if key in blocks:
+                rows[key][0].append(torch.stack([c[k] for c in columns], dim=-1).reshape(-1, len(unit)))
+                rows[key][1].append(labels[key])
+    design = {key: torch.cat(d) for key, (d, _) in rows.items()}
+    target = {key: torch.cat(t) for key, (_, t) in rows.items()}  # [atoms, 3]
+    weighted, weighted_target = [], []
+    for key, shift in blocks.items():
+        w = relative_weights(target[key], shift).expand(-1, 3).reshape(-1)
         if shift is None:
-            w = w / t.pow(2).mean().sqrt().clamp(min=1e-30)
-        design.append(d * w.unsqueeze(-1))
-        target.append(t * w)
-    weighted, weighted_target = torch.cat(design), torch.cat(target)
+            w = w / target[key].pow(2).mean().sqrt().clamp(min=1e-30)
+        weighted.append(design[key] * w.unsqueeze(-1))
+        weighted_target.append(target[key].reshape(-1) * w)
+    weighted, weighted_target = torch.cat(weighted), torch.cat(weighted_target)
     normal = weighted.T @ weighted
     normal = normal + ridge * normal.diagonal().mean().clamp(min=1e-30) * torch.eye(len(normal), dtype=normal.dtype)
     rhs = weighted.T @ weighted_target
@@ -220,7 +221,8 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8, forces: boo
     base.exchange.copy_(0.5 * (exchange + exchange.transpose(1, 2)))
     rmse = lambda v: float(v.pow(2).mean().sqrt())  # noqa: E731
     result = {}
-    for key, name in (("m", ""), ("f", "forces_")) if forces else (("m", ""),):
-        d, t = torch.cat(blocks[key][0]), torch.cat(blocks[key][1])
-        result |= {f"{name}before": rmse(t), f"{name}after": rmse(d @ coeffs - t)}
+    for key, name in (("m", ""), ("f", "forces_")):
+        if key in blocks:
+            t = target[key].reshape(-1)
+            result |= {f"{name}before": rmse(t), f"{name}after": rmse(design[key] @ coeffs - t)}
     return result

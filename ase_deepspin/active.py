@@ -74,7 +74,10 @@ class ExploreConfig:
     trust_fm[0], failed when either reaches its trust[1], a candidate otherwise; at most ``max_labels``
     candidates per iteration are labelled (chosen at random with ``seed``) by the oracle, any ASE
     calculator with ``magnetic_torques`` (a DFT wrapper; ``oracle: "module:function"`` names a function
-    that returns one). Units: eV/Å, eV/μB, K, fs.
+    that returns one). With ``warm_start`` each member of iteration i > 0 (and of the final committee)
+    starts from the same member of iteration i − 1 and trains ``warm_steps`` steps (default: the
+    training YAML's numb_steps) on all data, with the YAML's learning-rate schedule compressed into
+    them. Units: eV/Å, eV/μB, K, fs.
     """
 
     training: str
@@ -94,6 +97,8 @@ class ExploreConfig:
     trust_fm: tuple = (0.02, 0.2)
     max_labels: int = 20
     seed: int = 0
+    warm_start: bool = False
+    warm_steps: int | None = None
     oracle: str | None = None  # "module:function" returning the labelling ASE calculator (for the CLI)
 
     @classmethod
@@ -124,7 +129,7 @@ def load_oracle(spec: str):
     return calc
 
 
-def _label(atoms, oracle) -> Frame:
+def label(atoms, oracle) -> Frame:
     """A labelled frame: the oracle's energy (eV), forces (eV/Å) and magnetic torques (eV/μB)."""
     atoms = atoms.copy()
     atoms.calc = oracle
@@ -221,20 +226,19 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
     iterations and finished committee members are kept. Returns the per-iteration summaries.
     """
     from .data import read_frames, write_deepmd_npy
-    from .train import TrainConfig, train_ensemble
+    from .train import TrainConfig
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    base = TrainConfig.from_yaml(cfg.training)
+    type_map = TrainConfig.from_yaml(cfg.training).model.type_map
     data_frames = [f for s in cfg.systems for f in read_frames(s)]
     labelled = []  # systems written by earlier iterations
     summaries = []
+    models = None
     for i in range(cfg.iterations):
         folder = workdir / f"iter_{i:03d}"
         iteration_rng = np.random.default_rng([cfg.seed, i])  # the same choices when an iteration is rerun
-        train_cfg = dataclasses.replace(base, systems=[*cfg.systems, *labelled],
-                                        output_dir=str(folder / "members"))
-        models = train_ensemble(train_cfg, cfg.members, progress=False, log=lambda *a: None)
+        models = _committee(cfg, labelled, folder / "members", models)
         done = folder / "summary.json"
         if done.is_file():
             summary = json.loads(done.read_text())
@@ -242,13 +246,13 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
             samples = explore_once(models, data_frames, cfg, i, iteration_rng)
             candidates = [s for s in samples if s[2] == "candidate"]
             chosen = [candidates[int(k)] for k in iteration_rng.permutation(len(candidates))[: cfg.max_labels]]
-            frames = [_label(atoms, oracle) for atoms, _, _ in chosen]
+            frames = [label(atoms, oracle) for atoms, _, _ in chosen]
             counts = {c: sum(s[2] == c for s in samples) for c in ("accurate", "candidate", "failed")}
             summary = {"iteration": i, "temperature_K": cfg.temperatures_K[min(i, len(cfg.temperatures_K) - 1)],
                        "samples": len(samples), **{f"{c}_fraction": n / max(len(samples), 1) for c, n in counts.items()},
                        "labelled": len(frames), "rmse_on_new_labels": committee_rmse(models, frames) if frames else None}
             if frames:
-                write_deepmd_npy(folder / "labels", frames, base.model.type_map)
+                write_deepmd_npy(folder / "labels", frames, type_map)
             done.write_text(json.dumps(summary, indent=1))
         if summary["labelled"]:
             labelled.append(str(folder / "labels"))
@@ -264,15 +268,31 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
     return summaries
 
 
-def final_committee(cfg: ExploreConfig, workdir) -> list[Path]:
-    """Train (or find) the committee on all data the loop labelled: ``<workdir>/final/member_k``."""
+def _committee(cfg: ExploreConfig, labelled: list[str], folder: Path, previous: list[Path] | None) -> list[Path]:
+    """Train (or find) a committee on the data plus ``labelled`` in ``folder``, warm-started from
+    ``previous`` when the configuration asks for it."""
     from .train import TrainConfig, train_ensemble
 
+    train_cfg = dataclasses.replace(TrainConfig.from_yaml(cfg.training), systems=[*cfg.systems, *labelled],
+                                    output_dir=str(folder))
+    warm = cfg.warm_start and previous is not None
+    if warm and cfg.warm_steps is not None:
+        train_cfg = dataclasses.replace(train_cfg, numb_steps=cfg.warm_steps,
+                                        decay_steps=min(train_cfg.decay_steps, cfg.warm_steps),
+                                        disp_freq=min(train_cfg.disp_freq, cfg.warm_steps),
+                                        save_freq=min(train_cfg.save_freq, cfg.warm_steps))
+    return train_ensemble(train_cfg, cfg.members, progress=False, log=lambda *a: None,
+                          init_models=previous if warm else None)
+
+
+def final_committee(cfg: ExploreConfig, workdir) -> list[Path]:
+    """Train (or find) the committee on all data the loop labelled: ``<workdir>/final/member_k``
+    (warm-started from the last iteration's members when ``cfg.warm_start``)."""
     workdir = Path(workdir)
     labelled = sorted(str(p) for p in workdir.glob("iter_*/labels"))
-    train_cfg = dataclasses.replace(TrainConfig.from_yaml(cfg.training), systems=[*cfg.systems, *labelled],
-                                    output_dir=str(workdir / "final"))
-    return train_ensemble(train_cfg, cfg.members, progress=False, log=lambda *a: None)
+    last = sorted(workdir.glob("iter_*/members"))
+    previous = [last[-1] / f"member_{k}" / "model.pt" for k in range(cfg.members)] if last else None
+    return _committee(cfg, labelled, workdir / "final", previous)
 
 
 def plot_active_learning(summaries: list[dict], path) -> None:

@@ -15,6 +15,8 @@ def _train(args):
         cfg.max_time = args.max_time
     if args.output_dir:
         cfg.output_dir = args.output_dir
+    if args.init_model:
+        cfg.init_model = args.init_model
     if args.ensemble is not None:
         if args.resume:
             raise ValueError("--resume continues one run; an interrupted --ensemble continues by running it again "
@@ -249,6 +251,8 @@ def main(argv=None) -> int:
     p.add_argument("config")
     p.add_argument("--max-time", type=float, default=None, help="wall-time budget in seconds")
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
+    p.add_argument("--init-model", default=None, metavar="MODEL",
+                   help="start from this model file's weights (same architecture; a fresh learning-rate schedule)")
     p.add_argument("--output-dir", default=None)
     p.add_argument("--force", action="store_true", help="replace an earlier run's model and checkpoint")
     p.add_argument("--ensemble", type=int, default=None, metavar="K",

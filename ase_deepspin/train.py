@@ -74,7 +74,10 @@ class TrainConfig:
     see :func:`ase_deepspin.data.hold_out`); then ``n_validation`` frames more are drawn at random from
     the rest with ``split_seed``; ``exclude_frames`` then removes
     training frames whose source (``path#index``, see :class:`ase_deepspin.data.Frame`) ends with
-    one of the given strings, e.g. frames with inconsistent labels. Times in seconds.
+    one of the given strings, e.g. frames with inconsistent labels. ``init_model`` (DeePMD-kit's
+    ``--init-model``) starts from the weights of a model file of the same architecture instead of a
+    random draw, keeping its descriptor statistics, spin baseline and energy bias; the learning-rate
+    schedule starts afresh (a warm start, as active learning retrains). Times in seconds.
     """
 
     model: ModelConfig
@@ -98,6 +101,7 @@ class TrainConfig:
     storage_dtype: str = "float64"
     threads: int | None = None
     wall: dict | None = None
+    init_model: str | None = None
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
@@ -375,6 +379,25 @@ def _batch_indices(cfg: TrainConfig, n_train: int, step: int) -> list[int]:
     return order[k * cfg.batch_size : (k + 1) * cfg.batch_size].tolist()
 
 
+def warm_start(model: DeepSpinModel, path) -> None:
+    """Copy every parameter and buffer of the model file ``path`` into ``model`` (same architecture).
+
+    The recorded data ranges and the wall stay those of ``model``'s configuration (the new data's).
+    """
+    from .model import load_model
+
+    source = load_model(path, dtype=next(model.parameters()).dtype)
+    mine, theirs = model.config, source.config
+    for key in ("type_map", "rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "fitting_neuron", "virtual_scale",
+                "time_reversal", "resnet_dt", "embedding_resnet_dt", "env_protection", "spin_baseline"):
+        if getattr(mine, key) != getattr(theirs, key):
+            raise ValueError(f"init_model {path} has {key} {getattr(theirs, key)}, the configured model "
+                             f"{getattr(mine, key)}: a warm start needs the same architecture")
+    # the wall is placed from the new data (its configuration), everything learned comes from the file
+    learned = {k: v for k, v in source.state_dict().items() if not k.startswith("wall.")}
+    model.load_state_dict({**model.state_dict(), **learned})
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True, log=print,
           overwrite: bool = False) -> Path:
     """Train (or resume) a model; returns the path of the written model file.
@@ -420,6 +443,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, curve = int(ckpt["step"]), json.loads(ckpt["lcurve"])
+    elif cfg.init_model:
+        warm_start(model, cfg.init_model)
+        log(f"training on {len(train_frames)} frames, validating on {len(valid_frames)}; weights, statistics, "
+            f"baseline and energy bias from {cfg.init_model}")
     else:
         model.set_environment_statistics(train_data.items)
         if model.baseline is not None:
@@ -481,19 +508,23 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
 
 
 def train_ensemble(cfg: TrainConfig, members: int, progress: bool = True, log=print,
-                   overwrite: bool = False) -> list[Path]:
+                   overwrite: bool = False, init_models: list | None = None) -> list[Path]:
     """Train ``members`` models on the same data and split for a committee; returns their model files.
 
     Member k trains in ``<output_dir>/member_k`` with weight seed ``model.seed + k`` and batch-order seed
-    ``seed + k``; everything else is ``cfg``. A folder holding a finished member's model is kept (so an
-    interrupted ensemble continues where it stopped) unless ``overwrite``.
+    ``seed + k``, warm-started from ``init_models[k]`` when given; everything else is ``cfg``. A folder
+    holding a finished member's model is kept (so an interrupted ensemble continues where it stopped)
+    unless ``overwrite``.
     """
     if members < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {members}")
+    if init_models is not None and len(init_models) != members:
+        raise ValueError(f"{len(init_models)} init_models for {members} members")
     paths = []
     for k in range(members):
         member = dataclasses.replace(cfg, seed=cfg.seed + k, output_dir=str(Path(cfg.output_dir) / f"member_{k}"),
-                                     model=dataclasses.replace(cfg.model, seed=cfg.model.seed + k))
+                                     model=dataclasses.replace(cfg.model, seed=cfg.model.seed + k),
+                                     init_model=str(init_models[k]) if init_models is not None else cfg.init_model)
         done = Path(member.output_dir) / member.model_file
         if done.is_file() and not overwrite:
             log(f"member {k}: {done} exists, kept")

@@ -221,3 +221,23 @@ def test_accuracy_table_splits_torques_along_and_across_the_moments():
     parts = (table["torques_longitudinal"]["rmse"] ** 2 + 2 * table["torques_transverse"]["rmse"] ** 2) / 3
     assert parts == pytest.approx(total, rel=1e-12)
     assert table["torques"]["null"] == pytest.approx(1e3 * np.sqrt(np.mean(reference**2)))
+
+
+def test_warm_start_begins_from_the_given_model(tmp_path):
+    """init_model: zero steps reproduce the file's model exactly (weights, statistics, energy bias), a few
+    steps move away from it and lower the loss; another architecture is refused by name."""
+    first = train(tiny_config(tmp_path / "a", numb_steps=20), progress=False, log=lambda *a: None)
+    same = train(tiny_config(tmp_path / "b", numb_steps=0, init_model=str(first)), progress=False, log=lambda *a: None)
+    a, b = load_model(first).state_dict(), load_model(same).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    train(tiny_config(tmp_path / "c", numb_steps=20), progress=False, log=lambda *a: None)
+    warm = train(tiny_config(tmp_path / "d", numb_steps=20, init_model=str(first)), progress=False, log=lambda *a: None)
+    curve = lambda run: json.loads((tmp_path / run / "run" / "lcurve.json").read_text())[-1]  # noqa: E731
+    assert curve("d")["val_f"] < curve("c")["val_f"]  # 40 steps in all beat 20 from scratch
+    moved = load_model(warm).state_dict()
+    assert torch.equal(moved["env_mean"], a["env_mean"]) and not torch.equal(moved["fitting.0.0.weight"],
+                                                                              a["fitting.0.0.weight"])
+    other = tiny_config(tmp_path / "e", numb_steps=0, init_model=str(first))
+    other.model = ModelConfig(**{**other.model.__dict__, "fitting_neuron": [8, 8]})
+    with pytest.raises(ValueError, match="fitting_neuron"):
+        train(other, progress=False, log=lambda *a: None)

@@ -81,7 +81,7 @@ def hot_frames(temperature, n, seed=1, every=10, warmup=100):
 
 
 def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline=False):
-    """A small model (about 3,000 parameters), DeePMD-kit's YAML layout; the torque prefactor goes from
+    """A small model (1,300 parameters), DeePMD-kit's YAML layout; the torque prefactor goes from
     ``torque_prefactor[0]`` to ``[1]`` while the force prefactor falls from 1000 to 1."""
     spin = {"use_spin": [True], "virtual_scale": [0.3]}
     if baseline:

@@ -469,13 +469,15 @@ def landau_dimer():
     return atoms
 
 
+@pytest.mark.parametrize("moment_scale", [1.0, 0.5])
 @pytest.mark.parametrize("optimizer", [SpinLBFGS, SpinFIRE])
-def test_relax_all_reaches_closed_form_moment_length(optimizer):
-    """Lengths relax to the root of dE/d|S| = −0.2|S| + 0.2|S|³ − μ_B B = 0, directions along B."""
+def test_relax_all_reaches_closed_form_moment_length(optimizer, moment_scale):
+    """Lengths relax to the root of dE/d|S| = −0.2|S| + 0.2|S|³ − μ_B B = 0, directions along B, whatever
+    the metric weight of the lengths."""
     from ase_deepspin.spins import MU_B_EV_PER_T
 
     atoms = landau_dimer()
-    assert optimizer(atoms, relax="all", logfile=None).run(tmax=1e-6, steps=2000)
+    assert optimizer(atoms, relax="all", logfile=None, moment_scale=moment_scale).run(tmax=1e-6, steps=2000)
     roots = np.roots([0.2, 0.0, -0.2, -MU_B_EV_PER_T * 100.0])
     length = max(r.real for r in roots if abs(r.imag) < 1e-12)
     spins = atoms.get_initial_magnetic_moments()

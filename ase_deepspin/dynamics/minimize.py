@@ -494,20 +494,22 @@ class SpinFIRE(SpinLatticeRun, FIRE):
     """ASE's :class:`~ase.optimize.FIRE` on positions × spheres (a :class:`SpinLatticeOptimizable`).
 
     FIRE moves the flat vector [R, ℓ ŝ]; the optimizable turns the spin block of each move into
-    geodesic rotations, so every |S_i| is kept. As in ASE, ``maxstep`` caps the norm of the whole
+    geodesic rotations, so every |S_i| is kept unless ``relax="all"`` frees the lengths too (a change
+    δ|S| counts ``moment_scale`` δ|S| Å). As in ASE, ``maxstep`` caps the norm of the whole
     step (Å; a spin rotated by φ counts ℓ φ), unit masses, and Δt in ASE's scaled units; the energy
     may rise on single steps (inertia). Spins, positions or cell set on the atoms between steps or
     runs restart the inertia (velocity zero, ``dt`` and ``astart`` as at construction).
 
-    Parameters: relax, length_scale as in :class:`SpinLatticeOptimizable`; dt, maxstep, dtmax, Nmin,
+    Parameters: relax, length_scale, moment_scale as in :class:`SpinLatticeOptimizable`; dt, maxstep, dtmax, Nmin,
     finc, fdec, astart, fa, logfile (``"-"``: standard output), trajectory, append_trajectory as in
     ASE's ``FIRE``. ``run(fmax=, tmax=, steps=)`` converges on forces (eV/Å) and torques (eV/μB).
     """
 
     def __init__(self, atoms, relax: str = "both", length_scale: float = 1.0, dt: float = 0.1,
                  maxstep: float = 0.2, dtmax: float = 1.0, Nmin: int = 5, finc: float = 1.1, fdec: float = 0.5,
-                 astart: float = 0.1, fa: float = 0.99, logfile="-", trajectory=None, append_trajectory=False):
-        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale)
+                 astart: float = 0.1, fa: float = 0.99, logfile="-", trajectory=None, append_trajectory=False,
+                 moment_scale: float = 1.0):
+        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale, moment_scale=moment_scale)
         self.dt_start = float(dt)
         super().__init__(atoms, logfile=logfile, trajectory=trajectory, dt=dt, maxstep=maxstep, dtmax=dtmax,
                          Nmin=Nmin, finc=finc, fdec=fdec, astart=astart, fa=fa, a=astart,

@@ -388,8 +388,8 @@ def warm_start(model: DeepSpinModel, path) -> None:
 
     source = load_model(path, dtype=next(model.parameters()).dtype)
     mine, theirs = model.config, source.config
-    for key in ("type_map", "rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "fitting_neuron", "virtual_scale",
-                "time_reversal", "resnet_dt", "embedding_resnet_dt", "env_protection", "spin_baseline"):
+    # everything in the configuration but what the new run decides for itself
+    for key in sorted({f.name for f in dataclasses.fields(mine)} - {"seed", "data_ranges", "short_range"}):
         if getattr(mine, key) != getattr(theirs, key):
             raise ValueError(f"init_model {path} has {key} {getattr(theirs, key)}, the configured model "
                              f"{getattr(mine, key)}: a warm start needs the same architecture")

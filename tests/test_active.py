@@ -23,15 +23,6 @@ example = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(example)
 
 
-TRAINING = {
-    "model": {"type_map": ["Fe"],
-              "descriptor": {"sel": [30, 30], "rcut_smth": 3.0, "rcut": 4.0, "neuron": [6, 12], "axis_neuron": 4},
-              "fitting_net": {"neuron": [16, 16]}, "spin": {"use_spin": [True], "virtual_scale": [0.3]}},
-    "learning_rate": {"start_lr": 0.005, "stop_lr": 0.0005, "decay_steps": 80},
-    "training": {"numb_steps": 600, "n_validation": 2, "disp_freq": 600, "save_freq": 600},
-}
-
-
 def test_active_learning_loop(tmp_path):
     """Two iterations end to end: samples classified, candidates labelled by the oracle and written as an npy
     system the trainer reads, the committee retrained on them from the previous members (warm start), a
@@ -39,8 +30,8 @@ def test_active_learning_loop(tmp_path):
     per-frame force errors on oracle frames at the highest temperature (Spearman ρ ≥ 0.6)."""
     oracle = example.oracle
     write_deepmd_npy(tmp_path / "data", example.near_ground_state(20), ["Fe"])
-    training = {**TRAINING, "training": {**TRAINING["training"],
-                                         "training_data": {"systems": [str(tmp_path / "data")], "batch_size": 2}}}
+    training = example.training_config([tmp_path / "data"], 600)  # the example's model, CI-sized
+    training["loss"], training["learning_rate"]["decay_steps"] = {}, 80  # DeePMD-kit's default prefactors
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(training))
     cfg = ExploreConfig(training=str(tmp_path / "train.yaml"), systems=[str(tmp_path / "data")], members=2,
                         iterations=2, temperatures_K=[100.0, 600.0], canting_rad=[0.2, 0.8], starts=3, steps=30,

@@ -77,7 +77,13 @@ class TrainConfig:
     one of the given strings, e.g. frames with inconsistent labels. ``init_model`` (DeePMD-kit's
     ``--init-model``) starts from the weights of a model file of the same architecture instead of a
     random draw, keeping its descriptor statistics, spin baseline and energy bias; the learning-rate
-    schedule starts afresh (a warm start, as active learning retrains). Times in seconds.
+    schedule starts afresh (a warm start, as active learning retrains). ``augment_spin_rotation``
+    rotates all spins of each training frame, and its torque labels with them, by a fresh uniformly
+    random rotation at every step, positions and energy and force labels unchanged: exact for labels
+    without spin-orbit coupling (collinear or non-collinear DFT without SOC, isotropic exchange), whose
+    energy is invariant under a rotation of the spins alone, and wrong for any label with magnetic
+    anisotropy or DMI. The DeepSPIN model is invariant only under joint rotations of lattice and
+    spins, so this teaches it the larger symmetry the data have. Times in seconds.
     """
 
     model: ModelConfig
@@ -102,6 +108,7 @@ class TrainConfig:
     threads: int | None = None
     wall: dict | None = None
     init_model: str | None = None
+    augment_spin_rotation: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
@@ -218,7 +225,8 @@ class PreparedFrames:
 
     def __init__(self, frames: list[Frame], model: DeepSpinModel):
         cfg = model.config
-        self.items = []
+        self.model = model
+        self.items, self.structures = [], []
         for f in frames:
             types = symbol_types(f.symbols, cfg.type_map, f.source)
             missing = [name for name, label in (("energy (energy.npy)", f.energy), ("forces (force.npy)", f.forces),
@@ -228,6 +236,7 @@ class PreparedFrames:
                                  f"{', '.join(missing)}")
             spins = validate_spins(f.spins, np.asarray(cfg.magnetic)[types], f.symbols, f.source)
             inputs = model_graph(model, f.positions, f.cell, f.pbc, types, spins).inputs()
+            self.structures.append((f.positions, f.cell, f.pbc, types, spins))
             dt = model.dtype
             inputs.update(energy=torch.tensor([f.energy], dtype=dt), forces_label=torch.as_tensor(f.forces, dtype=dt),
                           torques_label=torch.as_tensor(f.torques, dtype=dt),
@@ -237,9 +246,21 @@ class PreparedFrames:
     def __len__(self):
         return len(self.items)
 
-    def batch(self, indices) -> dict:
-        """Concatenate frames: atom indices of edges shifted, ``atom_frames`` added."""
-        parts = [self.items[i] for i in indices]
+    def spin_rotated(self, index: int, rotation: np.ndarray) -> dict:
+        """Frame ``index`` with its spins and torque labels rotated by ``rotation`` [3, 3] (positions,
+        energy and forces kept): its pseudo-atoms move, so the neighbour list is rebuilt."""
+        positions, cell, pbc, types, spins = self.structures[index]
+        item = dict(self.items[index])
+        item.update(model_graph(self.model, positions, cell, pbc, types, spins @ rotation.T).inputs())
+        rotation = torch.as_tensor(rotation, dtype=item["torques_label"].dtype)
+        item["torques_label"] = item["torques_label"] @ rotation.T
+        return item
+
+    def batch(self, indices, rotations=None) -> dict:
+        """Concatenate frames: atom indices of edges shifted, ``atom_frames`` added; with ``rotations``
+        (one [3, 3] matrix per frame) each frame's spins and torques are rotated (:meth:`spin_rotated`)."""
+        parts = ([self.items[i] for i in indices] if rotations is None
+                 else [self.spin_rotated(i, r) for i, r in zip(indices, rotations)])
         shift, out = 0, {k: [] for k in parts[0]}
         out["atom_frames"] = []
         for b, p in enumerate(parts):
@@ -379,6 +400,15 @@ def _batch_indices(cfg: TrainConfig, n_train: int, step: int) -> list[int]:
     return order[k * cfg.batch_size : (k + 1) * cfg.batch_size].tolist()
 
 
+def _spin_rotations(cfg: TrainConfig, step: int, n: int) -> np.ndarray | None:
+    """Uniformly random rotations [n, 3, 3] seeded by (seed, step), so a resumed run draws the same ones."""
+    if not cfg.augment_spin_rotation:
+        return None
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.random(n, random_state=np.random.default_rng([cfg.seed, step, 1])).as_matrix()
+
+
 def warm_start(model: DeepSpinModel, path) -> None:
     """Copy every parameter and buffer of the model file ``path`` into ``model`` (same architecture).
 
@@ -478,7 +508,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     bar = tqdm(total=cfg.numb_steps, initial=step, disable=not progress, dynamic_ncols=True)
     stats = None
     while step < cfg.numb_steps:
-        stats = take_step(model, optimizer, train_data.batch(_batch_indices(cfg, len(train_data), step)), cfg, step)
+        indices = _batch_indices(cfg, len(train_data), step)
+        batch = train_data.batch(indices, _spin_rotations(cfg, step, len(indices)))
+        stats = take_step(model, optimizer, batch, cfg, step)
         step += 1
         bar.update(1)
         if step % cfg.disp_freq == 0 or step == cfg.numb_steps:

@@ -80,9 +80,10 @@ def hot_frames(temperature, n, seed=1, every=10, warmup=100):
     return frames
 
 
-def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline=False):
+def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline=False, augment=True):
     """A small model (1,300 parameters), DeePMD-kit's YAML layout; the torque prefactor goes from
-    ``torque_prefactor[0]`` to ``[1]`` while the force prefactor falls from 1000 to 1."""
+    ``torque_prefactor[0]`` to ``[1]`` while the force prefactor falls from 1000 to 1. ``augment`` turns on
+    random global spin rotations (the oracle's exchange is isotropic, so its labels allow them)."""
     spin = {"use_spin": [True], "virtual_scale": [0.3]}
     if baseline:
         spin["baseline"] = {"n_basis": 8, "onsite_order": 0}
@@ -93,6 +94,7 @@ def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline
         "learning_rate": {"start_lr": 0.005, "stop_lr": 0.0005, "decay_steps": max(steps // 5, 1)},
         "loss": {"start_pref_fm": torque_prefactor[0], "limit_pref_fm": torque_prefactor[1]},
         "training": {"numb_steps": steps, "n_validation": 2, "disp_freq": steps, "save_freq": steps,
+                     "augment_spin_rotation": augment,
                      "training_data": {"systems": [str(s) for s in systems], "batch_size": 2}},
     }
 
@@ -135,6 +137,8 @@ def main():
                         help="the exploration ladder; the committees are scored at the last one")
     parser.add_argument("--torque-prefactor", type=float, nargs=2, default=[10000.0, 1000.0])
     parser.add_argument("--baseline", action="store_true", help="add the Heisenberg spin baseline to the model")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                        help="train on randomly rotated spins (exact here: the oracle has no spin-orbit terms)")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
                         help="retrain each iteration from the previous members")
     args = parser.parse_args()
@@ -145,7 +149,8 @@ def main():
     if not (work / "data").is_dir():
         write_deepmd_npy(work / "data", near_ground_state(20), ["Fe"])
     (work / "train.yaml").write_text(yaml.safe_dump(training_config([work / "data"], args.steps,
-                                                                      args.torque_prefactor, args.baseline)))
+                                                                      args.torque_prefactor, args.baseline,
+                                                                      args.augment)))
     cfg = ExploreConfig(training=str(work / "train.yaml"), systems=[str(work / "data")], members=args.members,
                         iterations=3, temperatures_K=args.temperatures, canting_rad=[0.1, 0.4, 0.8], strain=0.01,
                         starts=4, steps=100, sample_every=10, trust_f=(0.02, 1.5), trust_fm=(0.005, 0.3),

@@ -49,17 +49,23 @@ def test_training_learns_forces_and_torques_of_held_out_frames(tmp_path):
     assert load_model(path).config == cfg.model
 
 
-def test_resumed_run_ends_with_the_same_weights(tmp_path):
-    full = train(tiny_config(tmp_path / "a", numb_steps=24), progress=False, log=lambda *a: None)
+@pytest.mark.parametrize("augment", [False, True])
+def test_resumed_run_ends_with_the_same_weights(tmp_path, augment):
+    """Also with random spin rotations: they are drawn from (seed, step), so a resumed run draws the same."""
+    full = train(tiny_config(tmp_path / "a", numb_steps=24, augment_spin_rotation=augment), progress=False,
+                 log=lambda *a: None)
     # an interrupted run: stop at step 10 (the time budget of a killed job), then resume
-    cut = tiny_config(tmp_path / "b", numb_steps=10)
+    cut = tiny_config(tmp_path / "b", numb_steps=10, augment_spin_rotation=augment)
     train(cut, progress=False, log=lambda *a: None)
-    resumed = train(tiny_config(tmp_path / "b", numb_steps=24), resume=tmp_path / "b" / "run" / "checkpoint.pt",
-                    progress=False, log=lambda *a: None)
+    resumed = train(tiny_config(tmp_path / "b", numb_steps=24, augment_spin_rotation=augment),
+                    resume=tmp_path / "b" / "run" / "checkpoint.pt", progress=False, log=lambda *a: None)
     a, b = load_model(full).state_dict(), load_model(resumed).state_dict()
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    if augment:  # and the rotations did act: the same run without them ends elsewhere
+        plain = load_model(train(tiny_config(tmp_path / "c", numb_steps=24), progress=False, log=lambda *a: None))
+        assert not torch.equal(plain.state_dict()["fitting.0.0.weight"], a["fitting.0.0.weight"])
 
 
 def test_type_map_that_disagrees_with_the_data(tmp_path):

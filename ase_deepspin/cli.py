@@ -132,6 +132,11 @@ def _print_baseline(model):
         print(f"  {name}-{name} K(r) {units[2]}:{'':20s}{' '.join(f'{1e3 * float(v):.2f}' for v in k)}")
 
 
+def _rmse_line(rmse: dict) -> str:
+    return (f"energy {rmse['energy_meV_per_atom']:.3f} meV/atom, forces {rmse['forces_meV_per_A']:.2f} meV/Å, "
+            f"torques {rmse['torques_meV_per_muB']:.2f} meV/μB")
+
+
 def _print_provenance(record: dict) -> None:
     if not record:
         print("provenance      none recorded (a file written before ase-deepspin kept provenance)")
@@ -144,9 +149,11 @@ def _print_provenance(record: dict) -> None:
         print(f"trained         {training.get('steps')} steps on {', '.join(map(str, training.get('systems', [])))}"
               + (f" ({training['training_frames']} frames, {training['validation_frames']} held out)"
                  if "training_frames" in training else ""))
+        parts = training.get("held_out_rmse_by_selection") or {}
         if rmse:
-            print(f"held-out RMSE   energy {rmse['energy_meV_per_atom']:.3f} meV/atom, forces "
-                  f"{rmse['forces_meV_per_A']:.2f} meV/Å, torques {rmse['torques_meV_per_muB']:.2f} meV/μB")
+            print(f"held-out RMSE   {_rmse_line(rmse)}" + (" (pooled over all validation frames)" if parts else ""))
+        for selection, part in parts.items():
+            print(f"  {selection}: {_rmse_line(part)}")
     for key in ("converted_from", "compression"):
         if key in record:
             print(f"{key.replace('_', ' '):<15s} {record[key]}")

@@ -447,8 +447,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frames = [f for s in cfg.systems for f in read_frames(s)]
-    frames, held_frames = hold_out(frames, cfg.held_out)
+    all_frames = [f for s in cfg.systems for f in read_frames(s)]
+    frames, held_frames = hold_out(all_frames, cfg.held_out)
     train_frames, valid_frames = split_frames(frames, cfg.n_validation, cfg.split_seed)
     valid_frames = held_frames + valid_frames
     if cfg.exclude_frames:
@@ -528,15 +528,23 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     last = curve[-1] if curve and len(valid_data) else None
     training = {"config": cfg.to_dict(), "systems": cfg.systems, "training_frames": len(train_frames),
                 "validation_frames": len(valid_frames), "steps": step,
-                "held_out_rmse": None if last is None else {
-                    "energy_meV_per_atom": 1e3 * last["val_e"], "forces_meV_per_A": 1e3 * last["val_f"],
-                    "torques_meV_per_muB": 1e3 * last["val_m"]}}
+                "held_out_rmse": None if last is None else _milli(last["val_e"], last["val_f"], last["val_m"])}
+    if cfg.held_out and last is not None:
+        # one pooled number hides which held-out part is hard (hot frames dominate it): keep each
+        training["held_out_rmse_by_selection"] = {
+            selection: _milli(*validation_rmse(model, PreparedFrames(hold_out(all_frames, [selection])[1],
+                                                                     model)).values())
+            for selection in cfg.held_out}
     save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype), provenance={"training": training})
     if curve:
         from .analysis.plots import plot_learning_curve
 
         plot_learning_curve(curve, out_dir / "lcurve.png")
     return model_path
+
+
+def _milli(e: float, f: float, m: float) -> dict:
+    return {"energy_meV_per_atom": 1e3 * e, "forces_meV_per_A": 1e3 * f, "torques_meV_per_muB": 1e3 * m}
 
 
 def train_ensemble(cfg: TrainConfig, members: int, progress: bool = True, log=print,

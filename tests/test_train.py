@@ -185,6 +185,24 @@ def test_a_run_stopped_by_its_time_budget_records_its_last_step(tmp_path):
         1e3 * curve[-1]["val_f"])
 
 
+def test_held_out_parts_are_reported_apart(tmp_path, capsys):
+    """Each held-out selection's RMSE is kept beside the pooled one, and the parts pool back to it."""
+    from ase_deepspin.cli import main
+
+    cfg = tiny_config(tmp_path, numb_steps=4, n_validation=0, held_out=["data_0#0:4", "data_0#10:22"])
+    path = train(cfg, progress=False, log=lambda *a: None)
+    training = load_model(path).provenance["training"]
+    parts, pooled = training["held_out_rmse_by_selection"], training["held_out_rmse"]
+    assert list(parts) == cfg.held_out
+    for key in ("energy_meV_per_atom", "forces_meV_per_A", "torques_meV_per_muB"):  # equal atoms per frame
+        assert np.sqrt((4 * parts["data_0#0:4"][key] ** 2 + 12 * parts["data_0#10:22"][key] ** 2) / 16) == \
+            pytest.approx(pooled[key], rel=1e-9)
+    assert parts["data_0#0:4"] != parts["data_0#10:22"]
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(pooled over all validation frames)" in out and "  data_0#10:22: energy" in out
+
+
 def test_relative_errors_weigh_each_atom_by_its_label():
     """relative_f/relative_fm divide each atom's error by |label| + shift (DeePMD-kit's relative_f)."""
     from ase_deepspin.data import read_frames

@@ -288,12 +288,13 @@ def nio_minimum():
 
 def assert_afm_minimum(atoms, reference, atol, energy_tolerance):
     """Moment lengths kept, every Ni antiparallel to its six 180° superexchange partners (4.17 Å)
-    to ``atol``, and the reference minimum's energy to ``energy_tolerance`` (eV).
+    to ``atol``, and no more than ``energy_tolerance`` (eV) above the reference minimum's energy.
 
     In type-II order the nearest-neighbour bonds between NiO's four simple-cubic Ni sublattices
     cancel, so the sublattices' relative axes are free at the Heisenberg level and almost free in the
     model: a perturbed state relaxes onto that manifold of (nearly) equal energy, not necessarily
-    back to the reference spins.
+    back to the reference spins, and may end lower on it than the reference did (by 0.3 meV when
+    the test runs on two threads instead of one).
     """
     from ase.neighborlist import neighbor_list
 
@@ -306,7 +307,7 @@ def assert_afm_minimum(atoms, reference, atol, energy_tolerance):
     assert partners.sum() == 6 * magnetic.sum()
     cosines = np.einsum("ex,ex->e", spins[i[partners]], spins[j[partners]]) / (moments[i[partners]] * moments[j[partners]])
     np.testing.assert_allclose(cosines, -1.0, rtol=0, atol=atol)
-    assert abs(atoms.get_potential_energy() - reference.get_potential_energy()) < energy_tolerance
+    assert atoms.get_potential_energy() - reference.get_potential_energy() < energy_tolerance
 
 
 @pytest.mark.parametrize("optimizer, tolerance", [(SpinLBFGS, 1e-5), (SpinFIRE, 1e-4)])
@@ -483,6 +484,42 @@ def test_relax_all_reaches_closed_form_moment_length(optimizer, moment_scale):
     spins = atoms.get_initial_magnetic_moments()
     assert np.linalg.norm(spins, axis=1) == pytest.approx([length, length], abs=1e-5)
     assert spins[:, 2] == pytest.approx([length, length], abs=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", [SpinLBFGS, SpinFIRE])
+def test_moment_bounds_stop_lengths_at_the_trust_region(optimizer):
+    """The on-site minimum (1.0040 μB) lies above hi = 0.9 μB: lengths end exactly on the bound, directions
+    along B, and the run converges on the projected gradient (the rest of the torque vanishes); with the
+    minimum inside the bounds they change nothing."""
+    from ase_deepspin.spins import MU_B_EV_PER_T
+
+    atoms = landau_dimer()
+    spins = atoms.get_initial_magnetic_moments()
+    atoms.set_initial_magnetic_moments(0.5 * spins / np.linalg.norm(spins, axis=1, keepdims=True))
+    assert optimizer(atoms, relax="all", logfile=None, moment_bounds=(0.2, 0.9)).run(tmax=1e-6, steps=2000)
+    spins = atoms.get_initial_magnetic_moments()
+    assert np.linalg.norm(spins, axis=1) == pytest.approx([0.9, 0.9], abs=1e-12)
+    assert spins[:, 2] == pytest.approx([0.9, 0.9], abs=1e-6)
+    along = np.einsum("ij,ij->i", atoms.calc.get_magnetic_torques(atoms), spins / 0.9)
+    expected = -(-0.2 * 0.9 + 0.2 * 0.9**3 - MU_B_EV_PER_T * 100.0)  # −dE/d|S| at the bound, pushing outward
+    assert along == pytest.approx([expected, expected], rel=1e-6) and expected > 0.01
+    atoms = landau_dimer()
+    assert optimizer(atoms, relax="all", logfile=None, moment_bounds={"Fe": (0.2, 2.0)}).run(tmax=1e-6, steps=2000)
+    roots = np.roots([0.2, 0.0, -0.2, -MU_B_EV_PER_T * 100.0])
+    length = max(r.real for r in roots if abs(r.imag) < 1e-12)
+    assert np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1) == pytest.approx([length, length], abs=1e-5)
+
+
+def test_moment_bounds_are_checked():
+    atoms = landau_dimer()  # moments 0.71 and 1.77 μB
+    with pytest.raises(ValueError, match=r"1 moment\(s\) start outside moment_bounds, e.g. atom 1 \(Fe\)"):
+        SpinLBFGS(atoms, relax="all", moment_bounds=(0.5, 1.5))
+    with pytest.raises(ValueError, match="only relax='all'"):
+        SpinLBFGS(atoms, relax="both", moment_bounds=(0.5, 2.0))
+    with pytest.raises(ValueError, match="no range for the magnetic element"):
+        SpinFIRE(atoms, relax="all", moment_bounds={"Ni": (0.5, 2.0)})
+    with pytest.raises(ValueError, match="lo < hi"):
+        SpinLBFGS(atoms, relax="all", moment_bounds=(2.0, 0.5))
 
 
 def test_relax_all_refuses_models_with_fixed_lengths():

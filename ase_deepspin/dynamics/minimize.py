@@ -121,6 +121,11 @@ class SpinLatticeOptimizable(Optimizable):
         a displacement ℓ_m δ|S|, and its gradient is −(ω·ŝ)/ℓ_m (eV/Å).
     tmax : torque criterion of ``converged`` (eV/μB), used when ASE's own optimizers drive this
         object (e.g. ``ase.optimize.FIRE(SpinLatticeOptimizable(atoms, tmax=1e-3))``).
+    moment_bounds : (lo, hi) in μB, or {element: (lo, hi)}, for ``relax="all"``: every length is kept
+        in [lo, hi] (a trust region, e.g. the range of the model's training moments, ``ase-deepspin
+        info``), as a box constraint: a length on a bound whose gradient pushes it outward has that
+        gradient component set to zero (the projected gradient), so convergence there means a minimum
+        on the bound. Start inside the bounds.
 
     The flat vector is [positions (3 n_pos, Å), ℓ ŝ (3 M, Å)] over the M magnetic atoms (non-zero
     moments); ``set_x`` turns the spin block's change into a geodesic rotation (the tangent part of
@@ -130,7 +135,7 @@ class SpinLatticeOptimizable(Optimizable):
     """
 
     def __init__(self, target, relax: str = "both", length_scale: float = 1.0, tmax: float = np.inf,
-                 moment_scale: float = 1.0):
+                 moment_scale: float = 1.0, moment_bounds=None):
         if relax not in RELAX_MODES:
             raise ValueError(f"relax must be one of {RELAX_MODES}, got {relax!r}")
         if not length_scale > 0 or not moment_scale > 0:
@@ -159,6 +164,29 @@ class SpinLatticeOptimizable(Optimizable):
         self.n_pos = len(target.get_positions()) if self.move_positions else 0
         self.n_spin = int(magnetic_mask(spins).sum()) if self.move_spins else 0
         self.tmax = float(tmax)
+        self.bounds = self._moment_bounds(moment_bounds) if moment_bounds is not None else None
+
+    def _moment_bounds(self, bounds) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper length bounds [M] (μB) of the magnetic atoms, checked against their moments."""
+        if not self.move_lengths:
+            raise ValueError(f"moment_bounds bound moment lengths, which only relax='all' changes (relax={self.relax!r})")
+        magnetic, _, moments = self.magnetic_spins()
+        symbols = np.array(self.atoms.get_chemical_symbols())[magnetic]
+        if not isinstance(bounds, dict):
+            bounds = {symbol: bounds for symbol in set(symbols)}
+        missing = sorted(set(symbols) - set(bounds))
+        if missing:
+            raise ValueError(f"moment_bounds give no range for the magnetic element(s) {missing}")
+        pairs = np.array([tuple(map(float, bounds[symbol])) for symbol in symbols]).reshape(-1, 2)
+        if not (np.all(np.isfinite(pairs)) and np.all(pairs[:, 0] >= MIN_LENGTH) and np.all(pairs[:, 0] < pairs[:, 1])):
+            raise ValueError(f"moment_bounds need {MIN_LENGTH} ≤ lo < hi (μB), got {bounds}")
+        outside = np.flatnonzero((moments < pairs[:, 0]) | (moments > pairs[:, 1]))
+        if len(outside):
+            k = outside[0]
+            raise ValueError(f"{len(outside)} moment(s) start outside moment_bounds, e.g. atom {magnetic[k]} "
+                             f"({symbols[k]}) with |S| = {moments[k]:.4g} μB outside [{pairs[k, 0]:.4g}, "
+                             f"{pairs[k, 1]:.4g}] μB")
+        return pairs[:, 0], pairs[:, 1]
 
     def __ase_optimizable__(self):
         return self
@@ -209,7 +237,8 @@ class SpinLatticeOptimizable(Optimizable):
         for o, r in zip(out, rotated[1:]):
             self.split(o)[1][:] = r
         if self.move_lengths:
-            moments = np.maximum(moments + self.lengths_block(step) / self.moment_scale, MIN_LENGTH)
+            moments = moments + self.lengths_block(step) / self.moment_scale
+            moments = np.maximum(moments, MIN_LENGTH) if self.bounds is None else np.clip(moments, *self.bounds)
         spins[magnetic] = rotated[0] * moments[:, None]
         self.atoms.set_initial_magnetic_moments(spins)
         return out
@@ -228,10 +257,22 @@ class SpinLatticeOptimizable(Optimizable):
         f = self.target.get_forces()
         return float(np.sqrt(np.einsum("ij,ij->i", f, f)).max(initial=0.0))
 
+    def longitudinal_torques(self, torques: np.ndarray, unit: np.ndarray, moments: np.ndarray) -> np.ndarray:
+        """ω·ŝ [M] (eV/μB), zero where a length sits on a bound it is pushed across (``moment_bounds``)."""
+        along = np.einsum("ij,ij->i", torques, unit)
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            # ω·ŝ > 0 lowers the energy by lengthening; the bound takes that force
+            along = np.where(((moments <= lo) & (along < 0)) | ((moments >= hi) & (along > 0)), 0.0, along)
+        return along
+
     def max_torque(self) -> float:
-        """max |ω⊥| (eV/μB) over magnetic atoms; the full max |ω| when lengths are relaxed too."""
+        """max |ω⊥| (eV/μB) over magnetic atoms; the full max |ω| when lengths are relaxed too (its
+        longitudinal part projected on the ``moment_bounds``)."""
         if self.move_lengths:
-            w = self.atoms.calc.get_property("magnetic_torques", self.atoms)[self.magnetic_spins()[0]]
+            magnetic, unit, moments = self.magnetic_spins()
+            torques = self.atoms.calc.get_property("magnetic_torques", self.atoms)[magnetic]
+            w = tangent(torques, unit) + self.longitudinal_torques(torques, unit, moments)[:, None] * unit
         else:
             w = self.perpendicular_torques()
         return float(np.sqrt(np.einsum("ij,ij->i", w, w)).max(initial=0.0))
@@ -266,7 +307,7 @@ class SpinLatticeOptimizable(Optimizable):
             torques = self.atoms.calc.get_property("magnetic_torques", self.atoms)[magnetic]
             blocks.append((-moments[:, None] / self.length_scale * tangent(torques, unit)).ravel())
             if self.move_lengths:
-                blocks.append(-np.einsum("ij,ij->i", torques, unit) / self.moment_scale)
+                blocks.append(-self.longitudinal_torques(torques, unit, moments) / self.moment_scale)
         return np.concatenate(blocks)
 
     def get_value(self) -> float:
@@ -347,6 +388,8 @@ class SpinLatticeOptimizer(SpinLatticeRun, Optimizer):
         determine them, see ``check_longitudinal``).
     length_scale : ℓ, Å per radian of spin rotation.
     moment_scale : ℓ_m, Å per μB of moment length (``relax="all"``).
+    moment_bounds : (lo, hi) μB or {element: (lo, hi)}: a trust region for the lengths (``relax="all"``,
+        see :class:`SpinLatticeOptimizable`).
     maxstep : largest displacement of any position DOF in one step, Å.
     max_angle : largest rotation of any spin in one step, rad.
     max_length_step : largest change of any moment length in one step, μB (``relax="all"``).
@@ -356,11 +399,12 @@ class SpinLatticeOptimizer(SpinLatticeRun, Optimizer):
 
     def __init__(self, atoms, relax: str = "both", length_scale: float = 1.0, maxstep: float = 0.2,
                  max_angle: float = 0.5, restart=None, logfile="-", trajectory=None, append_trajectory=False,
-                 moment_scale: float = 1.0, max_length_step: float = 0.1, **kwargs):
+                 moment_scale: float = 1.0, max_length_step: float = 0.1, moment_bounds=None, **kwargs):
         if not maxstep > 0 or not 0 < max_angle <= np.pi / 2 or not max_length_step > 0:
             raise ValueError(f"need maxstep > 0 Å, 0 < max_angle ≤ π/2 rad and max_length_step > 0 μB, got {maxstep}, "
                              f"{max_angle}, {max_length_step}")
-        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale, moment_scale=moment_scale)
+        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale, moment_scale=moment_scale,
+                                           moment_bounds=moment_bounds)
         self.maxstep, self.max_angle = float(maxstep), float(max_angle)
         self.max_length_step = float(max_length_step)
         self.n_evaluations = 0
@@ -500,7 +544,7 @@ class SpinFIRE(SpinLatticeRun, FIRE):
     may rise on single steps (inertia). Spins, positions or cell set on the atoms between steps or
     runs restart the inertia (velocity zero, ``dt`` and ``astart`` as at construction).
 
-    Parameters: relax, length_scale, moment_scale as in :class:`SpinLatticeOptimizable`; dt, maxstep, dtmax, Nmin,
+    Parameters: relax, length_scale, moment_scale, moment_bounds as in :class:`SpinLatticeOptimizable`; dt, maxstep, dtmax, Nmin,
     finc, fdec, astart, fa, logfile (``"-"``: standard output), trajectory, append_trajectory as in
     ASE's ``FIRE``. ``run(fmax=, tmax=, steps=)`` converges on forces (eV/Å) and torques (eV/μB).
     """
@@ -508,8 +552,9 @@ class SpinFIRE(SpinLatticeRun, FIRE):
     def __init__(self, atoms, relax: str = "both", length_scale: float = 1.0, dt: float = 0.1,
                  maxstep: float = 0.2, dtmax: float = 1.0, Nmin: int = 5, finc: float = 1.1, fdec: float = 0.5,
                  astart: float = 0.1, fa: float = 0.99, logfile="-", trajectory=None, append_trajectory=False,
-                 moment_scale: float = 1.0):
-        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale, moment_scale=moment_scale)
+                 moment_scale: float = 1.0, moment_bounds=None):
+        self.dofs = SpinLatticeOptimizable(atoms, relax, length_scale, moment_scale=moment_scale,
+                                           moment_bounds=moment_bounds)
         self.dt_start = float(dt)
         super().__init__(atoms, logfile=logfile, trajectory=trajectory, dt=dt, maxstep=maxstep, dtmax=dtmax,
                          Nmin=Nmin, finc=finc, fdec=fdec, astart=astart, fa=fa, a=astart,

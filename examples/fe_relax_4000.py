@@ -6,13 +6,16 @@ with geodesic L-BFGS on positions, spin directions and moment lengths together, 
 model (compressed). The result is compared with the double-layer antiferromagnetic (AFMD) ground state
 of the same cell relaxed the same way: energy per atom above it, AFMD order parameter |L| (μB, equal to
 ⟨|S|⟩ in perfect AFMD order), ⟨|S|⟩ and its spread. Prints and writes (JSON) the evaluations and
-minutes each relaxation took, and the relaxed random start as extended XYZ beside the JSON.
+minutes each relaxation took, and the relaxed random start as extended XYZ beside the JSON. With
+``relax="all"`` the lengths are kept inside the range the model was trained on (``moment_bounds``), where
+it has data; ``--unbounded`` lets them go anywhere.
 
 A relaxation from random spins is a quench: it ends in the nearest minimum, usually a frustrated
 mixture of AFMD domains of the three cubic axes, not the global ground state; the energy above AFMD
 says how far it got.
 
     python examples/fe_relax_4000.py [--repeat 10] [--steps 3000] [--tmax 0.01] [--fmax 0.05] [--relax all|both]
+                                     [--unbounded]
 """
 
 import argparse
@@ -34,6 +37,8 @@ parser.add_argument("--fmax", type=float, default=0.05, help="eV/Å")
 parser.add_argument("--tmax", type=float, default=0.01, help="eV/μB (full torque, lengths included)")
 parser.add_argument("--relax", choices=["all", "both"], default="all",
                     help="all: moment lengths free too; both: positions and spin directions, |S| fixed at 1.3 μB")
+parser.add_argument("--unbounded", action="store_true",
+                    help="relax='all' without the trust region on moment lengths (the model's training range)")
 parser.add_argument("--out", default="fe_relax_4000.json")
 args = parser.parse_args()
 
@@ -43,11 +48,13 @@ trained = calc.model.config.data_ranges["moment"][0]  # μB: the moment lengths 
 
 def relax(atoms, label):
     atoms.calc = calc
-    opt = SpinLBFGS(atoms, relax=args.relax, logfile=None)
+    bounds = None if args.relax != "all" or args.unbounded else tuple(trained)
+    opt = SpinLBFGS(atoms, relax=args.relax, logfile=None, moment_bounds=bounds)
     started = time.perf_counter()
     converged = opt.run(fmax=args.fmax, tmax=args.tmax, steps=args.steps)
     lengths = np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1)
-    result = {"structure": label, "atoms": len(atoms), "converged": bool(converged), "steps": opt.nsteps,
+    result = {"structure": label, "atoms": len(atoms), "relax": args.relax, "moment_bounds_muB": bounds,
+              "converged": bool(converged), "steps": opt.nsteps,
               "evaluations": opt.n_evaluations, "minutes": (time.perf_counter() - started) / 60,
               "energy_per_atom_eV": atoms.get_potential_energy() / len(atoms), "afmd_order_muB": afmd_order(atoms, A),
               "mean_length_muB": float(lengths.mean()), "length_std_muB": float(lengths.std()),

@@ -150,6 +150,12 @@ class DeepSpinCalculator(Calculator):
     ``calc.todict()`` (and so ASE trajectories) records the model, dtype, device, compression and
     skin.
 
+    Where a structure leaves the model's training data (moment lengths outside the trained range, a
+    pair closer than any in the data), the first such calculation raises an ``ExtrapolationWarning``
+    per kind; ``calc.outside_data`` ({kind: message with counts}) says it for the latest calculation
+    every time, so long runs can log it per step. A committee's ``model_deviation`` is the
+    signal for everything else.
+
     Example
     -------
     >>> atoms.calc = DeepSpinCalculator("nio")
@@ -181,6 +187,7 @@ class DeepSpinCalculator(Calculator):
         self.max_edges_per_chunk = max_edges_per_chunk
         self.neighbor_search = NeighborSearch(self.model.config.rcut, skin=neighbor_skin)
         self.extrapolation_warned = set()  # kinds of ExtrapolationWarning already given
+        self.outside_data: dict[str, str] = {}  # where the latest calculation left the training data
         sources = [source for _, source in loaded]
         self.parameters.update(model=sources if committee else sources[0], device=str(self.device),
                                dtype=str(torch_dtype).removeprefix("torch."),
@@ -250,11 +257,11 @@ class DeepSpinCalculator(Calculator):
             self.results.update(committee_deviations(members, magnetic, atoms.get_volume() if periodic else None))
 
     def _warn_outside_data(self, graph) -> None:
-        """One :class:`ExtrapolationWarning` per calculator and kind (a type's moments, a pair's distance)."""
+        """One :class:`ExtrapolationWarning` per calculator and kind (a type's moments, a pair's distance);
+        ``self.outside_data`` holds every kind found in the latest calculation, warned or not."""
         ranges = self.model.config.data_ranges
-        if ranges is None:
-            return
-        for kind, message in outside_data(ranges, self.model.config.type_map, graph).items():
+        self.outside_data = {} if ranges is None else outside_data(ranges, self.model.config.type_map, graph)
+        for kind, message in self.outside_data.items():
             if kind not in self.extrapolation_warned:
                 self.extrapolation_warned.add(kind)
                 warnings.warn(f"{message}: predictions there are extrapolation", ExtrapolationWarning, stacklevel=4)

@@ -154,10 +154,11 @@ def test_structures_outside_the_training_data_warn_once_per_kind(recwarn):
     calc = DeepSpinCalculator(model)
     atoms = nio_afm(repeat=(2, 2, 1))
     calc.get_potential_energy(atoms)
-    assert not [w for w in recwarn if w.category is ExtrapolationWarning]  # inside: silent
+    assert not [w for w in recwarn if w.category is ExtrapolationWarning] and calc.outside_data == {}  # inside
     small = atoms.copy()
-    small.set_initial_magnetic_moments(1e-3 * atoms.get_initial_magnetic_moments())
-    with pytest.warns(ExtrapolationWarning, match="Ni moments span 0.00127"):
+    spins = atoms.get_initial_magnetic_moments()
+    small.set_initial_magnetic_moments(np.where(np.arange(len(atoms))[:, None] < 3, 1e-3, 1.0) * spins)
+    with pytest.warns(ExtrapolationWarning, match=r"2 of 8 Ni moments are outside .* span 0.00127"):
         calc.get_potential_energy(small)
     squeezed = atoms.copy()
     o = squeezed.get_chemical_symbols().index("O")
@@ -166,5 +167,8 @@ def test_structures_outside_the_training_data_warn_once_per_kind(recwarn):
     with pytest.warns(ExtrapolationWarning, match="Ni–O pair is"):
         calc.get_potential_energy(squeezed)
     recwarn.clear()
-    calc.get_potential_energy(small)  # told once per calculator
+    calc.get_potential_energy(small)  # told once per calculator, but always recorded for the latest call
     assert not [w for w in recwarn if w.category is ExtrapolationWarning]
+    assert list(calc.outside_data) == ["moment:Ni"] and "2 of 8" in calc.outside_data["moment:Ni"]
+    calc.get_potential_energy(atoms)
+    assert calc.outside_data == {}

@@ -90,9 +90,11 @@ def outside_data(ranges: dict, type_map: list[str], graph) -> dict[str, str]:
             continue
         values = lengths[types == t]
         low, high = float(values.min()), float(values.max())
-        if low < (1 - MOMENT_TOLERANCE) * bounds[0] or high > (1 + MOMENT_TOLERANCE) * bounds[1]:
-            found[f"moment:{type_map[t]}"] = (f"{type_map[t]} moments span {low:.4g}–{high:.4g} μB; the model was "
-                                              f"trained on {bounds[0]:.4g}–{bounds[1]:.4g} μB")
+        outside = (values < (1 - MOMENT_TOLERANCE) * bounds[0]) | (values > (1 + MOMENT_TOLERANCE) * bounds[1])
+        if bool(outside.any()):
+            found[f"moment:{type_map[t]}"] = (f"{int(outside.sum())} of {len(values)} {type_map[t]} moments are "
+                                              f"outside the training range (these span {low:.4g}–{high:.4g} μB; the "
+                                              f"model was trained on {bounds[0]:.4g}–{bounds[1]:.4g} μB)")
     n = len(type_map)
     closest = closest_pairs(graph.positions, types, graph.centers, graph.neighbors, graph.offsets, graph.pseudo, n)
     for a in range(n):

@@ -80,7 +80,7 @@ def hot_frames(temperature, n, seed=1, every=10, warmup=100):
     return frames
 
 
-def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline=False, augment=True):
+def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline=False, augment=False):
     """A small model (1,300 parameters), DeePMD-kit's YAML layout; the torque prefactor goes from
     ``torque_prefactor[0]`` to ``[1]`` while the force prefactor falls from 1000 to 1. ``augment`` turns on
     random global spin rotations (the oracle's exchange is isotropic, so its labels allow them)."""
@@ -137,7 +137,7 @@ def main():
                         help="the exploration ladder; the committees are scored at the last one")
     parser.add_argument("--torque-prefactor", type=float, nargs=2, default=[10000.0, 1000.0])
     parser.add_argument("--baseline", action="store_true", help="add the Heisenberg spin baseline to the model")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--augment", action="store_true",
                         help="train on randomly rotated spins (exact here: the oracle has no spin-orbit terms)")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
                         help="retrain each iteration from the previous members")

@@ -64,7 +64,7 @@ def test_active_learning_loop(tmp_path):
 
 
 def test_spin_rotation_augmentation_is_the_oracles_symmetry():
-    """augment_spin_rotation (which the example turns on): a rotated training frame carries exactly the
+    """augment_spin_rotation (the example's --augment): a rotated training frame carries exactly the
     oracle's labels of the rotated spins (isotropic exchange: energy and forces unchanged, torques rotated)
     and the neighbour list of its moved pseudo-atoms; the rotations are uniform (Haar: their mean is zero)."""
     import torch
@@ -73,7 +73,7 @@ def test_spin_rotation_augmentation_is_the_oracles_symmetry():
     from ase_deepspin.train import PreparedFrames, TrainConfig, _spin_rotations
 
     frames = example.near_ground_state(2)
-    cfg = TrainConfig.from_dict(example.training_config(["unused"], 10))
+    cfg = TrainConfig.from_dict(example.training_config(["unused"], 10, augment=True))
     assert cfg.augment_spin_rotation
     rotations = _spin_rotations(cfg, 7, 2)
     assert np.array_equal(rotations, _spin_rotations(cfg, 7, 2)) and not np.allclose(rotations[0], rotations[1])

@@ -194,6 +194,11 @@ def _info(args):
         closest = [f"{cfg.type_map[a]}-{cfg.type_map[b]} {ranges['shortest'][a][b]:.3f} Å"
                    for a in range(cfg.n_types) for b in range(a, cfg.n_types) if ranges["shortest"][a][b] is not None]
         print(f"training data   {'; '.join(moments)}; shortest {', '.join(closest)} (calculators warn beyond)")
+        for t, b in zip(cfg.type_map, ranges.get("alignment") or []):
+            if b is not None:
+                print(f"spin alignment  {t}: first-shell <ŝ_i·ŝ_j> (within {b['radius']:.2f} Å) {b['atoms'][0]:.2f} to "
+                      f"{b['atoms'][1]:.2f} per atom, {b['frames'][0]:.2f} to {b['frames'][1]:.2f} per frame "
+                      "(calculators warn beyond)")
         magnetic = [t for t, b in zip(cfg.type_map, ranges["moment"]) if b]
         fixed = fixed_length_types(ranges, cfg.type_map, magnetic)
         refused = "fixed in the data (longitudinal dynamics and relax='all' refuse them)"

@@ -400,6 +400,45 @@ def _batch_indices(cfg: TrainConfig, n_train: int, step: int) -> list[int]:
     return order[k * cfg.batch_size : (k + 1) * cfg.batch_size].tolist()
 
 
+def select_frames(cfg: TrainConfig) -> tuple[list[Frame], list[Frame], list[Frame]]:
+    """(all, training, validation) frames of a run: ``held_out`` selections and ``n_validation`` random
+    frames validate, ``exclude_frames`` are dropped from training (see :class:`TrainConfig`)."""
+    all_frames = [f for s in cfg.systems for f in read_frames(s)]
+    frames, held_frames = hold_out(all_frames, cfg.held_out)
+    train_frames, valid_frames = split_frames(frames, cfg.n_validation, cfg.split_seed)
+    if cfg.exclude_frames:
+        kept = [f for f in train_frames if not any(f.source.endswith(x) for x in cfg.exclude_frames)]
+        if len(train_frames) - len(kept) != len(cfg.exclude_frames):
+            raise ValueError(f"exclude_frames {cfg.exclude_frames} matched {len(train_frames) - len(kept)} training "
+                             "frames; each entry must name exactly one")
+        train_frames = kept
+    return all_frames, train_frames, held_frames + valid_frames
+
+
+def record_data_ranges(path, out=None) -> dict:
+    """Recompute the data ranges of the model file ``path`` from the training frames its provenance names
+    (for files written before a kind of range was recorded) and write it to ``out`` (default: in place);
+    weights, statistics and provenance are kept, the provenance noting the update. Returns the ranges."""
+    from .model import load_model
+
+    model = load_model(path)
+    training = model.provenance.get("training")
+    if not training or "config" not in training:
+        raise ValueError(f"{path} records no training run to recompute its data ranges from")
+    raw = dict(training["config"])
+    cfg = TrainConfig(**{**raw, "model": ModelConfig(**raw["model"]), "loss": LossConfig(**raw["loss"])})
+    _, train_frames, _ = select_frames(cfg)
+    items = PreparedFrames(train_frames, model).items
+    ranges = data_ranges(items, model.config.magnetic, shortest_distances(items, model.config.n_types))
+    model.config.data_ranges = ranges
+    dtypes = {v.dtype for v in torch.load(path, map_location="cpu", weights_only=True)["state_dict"].values()
+              if v.is_floating_point()}
+    save_model(model, out or path, storage_dtype=dtypes.pop() if len(dtypes) == 1 else None,
+               provenance={"data_ranges_recomputed": f"from the {len(train_frames)} training frames, by "
+                                                     "ase_deepspin.train.record_data_ranges"})
+    return ranges
+
+
 def _spin_rotations(cfg: TrainConfig, step: int, n: int) -> np.ndarray | None:
     """Uniformly random rotations [n, 3, 3] seeded by (seed, step), so a resumed run draws the same ones."""
     if not cfg.augment_spin_rotation:
@@ -447,16 +486,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    all_frames = [f for s in cfg.systems for f in read_frames(s)]
-    frames, held_frames = hold_out(all_frames, cfg.held_out)
-    train_frames, valid_frames = split_frames(frames, cfg.n_validation, cfg.split_seed)
-    valid_frames = held_frames + valid_frames
-    if cfg.exclude_frames:
-        kept = [f for f in train_frames if not any(f.source.endswith(x) for x in cfg.exclude_frames)]
-        if len(train_frames) - len(kept) != len(cfg.exclude_frames):
-            raise ValueError(f"exclude_frames {cfg.exclude_frames} matched {len(train_frames) - len(kept)} training "
-                             "frames; each entry must name exactly one")
-        train_frames = kept
+    all_frames, train_frames, valid_frames = select_frames(cfg)
     model = DeepSpinModel(cfg.model)
     train_data = PreparedFrames(train_frames, model)
     valid_data = PreparedFrames(valid_frames, model)

@@ -172,3 +172,71 @@ def test_structures_outside_the_training_data_warn_once_per_kind(recwarn):
     assert list(calc.outside_data) == ["moment:Ni"] and "2 of 8" in calc.outside_data["moment:Ni"]
     calc.get_potential_energy(atoms)
     assert calc.outside_data == {}
+
+
+def test_first_shell_spin_alignment_of_closed_form_orders():
+    """<ŝ_i·ŝ_j> over the 12 FCC nearest neighbours: +1 ferromagnetic, +1/3 double-layer and −1/3 single-layer
+    antiferromagnetic; unchanged by rotating all spins and by reversing them."""
+    from scipy.spatial.transform import Rotation
+
+    from ase_deepspin.build import fcc_fe_afmd
+    from ase_deepspin.model.ranges import spin_alignment
+    from ase_deepspin.system import atoms_graph
+
+    model = small_model()
+    atoms = fcc_fe_afmd(repeat=(2, 2, 2))
+    atoms.symbols[:] = "Ni"  # the small model's magnetic type
+    plane = np.rint(2.0 * atoms.positions[:, 2] / 3.5495).astype(int)
+    orders = {1.0: np.ones(len(atoms)), 1 / 3: np.where((plane // 2) % 2 == 0, 1.0, -1.0),
+              -1 / 3: np.where(plane % 2 == 0, 1.0, -1.0)}
+    rotation = Rotation.from_rotvec([0.4, 1.2, -0.3]).as_matrix()
+    for expected, signs in orders.items():
+        for spins in (np.outer(signs, [0, 0, 1.3]), -np.outer(signs, [0, 0, 1.3]) @ rotation.T):
+            atoms.set_initial_magnetic_moments(spins)
+            g = atoms_graph(model, atoms)
+            values = spin_alignment(g.positions, g.spins, g.atom_types, g.centers, g.neighbors, g.offsets, g.pseudo,
+                                    [3.0, 3.0])
+            assert np.allclose(values.numpy(), expected, atol=1e-12), (expected, values)
+
+
+def test_a_spin_order_the_data_never_held_warns():
+    """Ranges recorded on double-layer AFM frames: the same order rattled is silent, single-layer AFM order
+    (alignment −1/3, every atom and the mean outside) and random directions (the mean outside) warn."""
+    from ase_deepspin import ExtrapolationWarning
+    from ase_deepspin.build import fcc_fe_afmd
+    from ase_deepspin.data import Frame
+    from ase_deepspin.model.ranges import data_ranges, shortest_distances
+    from ase_deepspin.train import PreparedFrames
+
+    def fcc(spins_of, seed):
+        atoms = fcc_fe_afmd(repeat=(2, 2, 2))
+        atoms.symbols[:] = "Ni"
+        atoms.rattle(0.02, seed=seed)
+        atoms.set_initial_magnetic_moments(spins_of(atoms))
+        return atoms
+
+    rng = np.random.default_rng(0)
+
+    def canted(atoms):  # AFMD, each spin tilted by about 0.1 rad
+        spins = atoms.get_initial_magnetic_moments() + rng.normal(scale=0.13, size=(len(atoms), 3))
+        return 1.3 * spins / np.linalg.norm(spins, axis=1, keepdims=True)
+
+    frames = [Frame(symbols=np.array(a.get_chemical_symbols()), positions=a.positions, cell=a.cell.array,
+                    pbc=a.pbc, spins=a.get_initial_magnetic_moments(), energy=0.0, forces=np.zeros((32, 3)),
+                    torques=np.zeros((32, 3))) for a in (fcc(canted, k) for k in range(4))]
+    model = small_model(sel=[64, 64])  # FCC at 3.55 Å: 42 neighbours within the small model's rcut
+    items = PreparedFrames(frames, model).items
+    ranges = data_ranges(items, model.config.magnetic, shortest_distances(items, 2))
+    alignment = ranges["alignment"][0]
+    assert ranges["alignment"][1] is None and 2.5 < alignment["radius"] < 3.1
+    assert 0.2 < alignment["frames"][0] <= alignment["frames"][1] <= 1 / 3
+    calc = DeepSpinCalculator(small_model(sel=[64, 64], data_ranges=ranges))
+    calc.get_potential_energy(fcc(canted, 9))
+    assert "alignment:Ni" not in calc.outside_data
+    plane = lambda a: np.rint(2.0 * fcc_fe_afmd(repeat=(2, 2, 2)).positions[:, 2] / 3.5495).astype(int)  # noqa: E731
+    single_layer = fcc(lambda a: np.outer(np.where(plane(a) % 2 == 0, 1.0, -1.0), [0, 0, 1.3]), 10)
+    with pytest.warns(ExtrapolationWarning, match=r"averages -0.33 .* 32 of 32 atoms lie outside"):
+        calc.get_potential_energy(single_layer)
+    directions = rng.normal(size=(32, 3))
+    calc.get_potential_energy(fcc(lambda a: 1.3 * directions / np.linalg.norm(directions, axis=1, keepdims=True), 11))
+    assert "spin order the model never saw" in calc.outside_data["alignment:Ni"]

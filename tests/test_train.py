@@ -203,6 +203,20 @@ def test_held_out_parts_are_reported_apart(tmp_path, capsys):
     assert "(pooled over all validation frames)" in out and "  data_0#10:22: energy" in out
 
 
+def test_data_ranges_of_a_model_file_are_recomputed_from_its_training_frames(tmp_path):
+    """record_data_ranges finds the run's own training frames again (its recorded ranges come back exactly)
+    and changes nothing else of the file."""
+    from ase_deepspin.train import record_data_ranges
+
+    path = train(tiny_config(tmp_path, numb_steps=2, held_out=["data_0#0:5"]), progress=False, log=lambda *a: None)
+    before = load_model(path)
+    ranges = record_data_ranges(path, tmp_path / "again.pt")
+    after = load_model(tmp_path / "again.pt")
+    assert ranges == before.config.data_ranges == after.config.data_ranges
+    assert all(torch.equal(v, after.state_dict()[k]) for k, v in before.state_dict().items())
+    assert "data_ranges_recomputed" in after.provenance and after.provenance["training"] == before.provenance["training"]
+
+
 def test_relative_errors_weigh_each_atom_by_its_label():
     """relative_f/relative_fm divide each atom's error by |label| + shift (DeePMD-kit's relative_f)."""
     from ase_deepspin.data import read_frames

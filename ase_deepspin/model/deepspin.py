@@ -73,7 +73,8 @@ class ModelConfig:
     spin_baseline: dict | None = None  # Heisenberg–Landau baseline: n_basis, onsite_order, form
     time_reversal: bool = True  # network energy symmetrised under S -> -S
     short_range: dict | None = None  # ZBL wall: nuclear charges, r_inner, r_outer per type pair (Å)
-    data_ranges: dict | None = None  # training data: moment range per type (μB), shortest distance per pair (Å)
+    data_ranges: dict | None = None  # training data: moment range per type (μB), shortest distance per pair (Å),
+    # first-shell spin alignment range per type (model.ranges.spin_alignment)
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -112,11 +113,12 @@ class ModelConfig:
             raise ValueError(f"time_reversal must be true or false, got {self.time_reversal!r}")
         if self.short_range is not None:
             self.short_range = check_short_range(self.short_range, n, self.rcut)
-        if self.data_ranges is not None and (set(self.data_ranges) != {"moment", "shortest"}
-                                             or len(self.data_ranges["moment"]) != n
-                                             or len(self.data_ranges["shortest"]) != n):
+        if self.data_ranges is not None and (not {"moment", "shortest"} <= set(self.data_ranges)
+                                             or not set(self.data_ranges) <= {"moment", "shortest", "alignment"}
+                                             or any(len(v) != n for v in self.data_ranges.values())):
             raise ValueError(f"data_ranges needs 'moment' (one [lo, hi] or null per type) and 'shortest' "
-                             f"({n}×{n}), got {self.data_ranges}")
+                             f"({n}×{n}), and may hold 'alignment' (one [lo, hi] or null per type), got "
+                             f"{self.data_ranges}")
 
     @property
     def n_types(self) -> int:

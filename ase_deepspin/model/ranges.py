@@ -1,10 +1,20 @@
-"""What a model was trained on: moment lengths per type and the shortest distance per type pair.
+"""What a model was trained on: moment lengths per type, the shortest distance per type pair, and
+the first-shell spin alignment per type.
 
 A model knows nothing beyond its data. The trainer records the ranges of its training frames in the
 model config (``ModelConfig.data_ranges``); :func:`outside_data` says, for a structure about to be
 evaluated, where it leaves them, so that calculators can warn instead of extrapolating silently.
 Tolerances: moments more than 10 % outside the trained range of their type, pairs more than 5 %
-closer than the shortest of their types in the data.
+closer than the shortest of their types in the data, alignments more than 0.1 outside the trained
+range.
+
+The alignment of a magnetic atom i (:func:`spin_alignment`) is the mean of ŝ_i·ŝ_j over its first
+shell of magnetic neighbours (those within 1.2 times the data's median nearest magnetic-neighbour
+distance of its type, a radius recorded with the range, :func:`shell_radii`): +1
+ferromagnetic, −1/3 for single-layer and +1/3 for double-layer antiferromagnetic FCC, 0 for random
+directions or NiO's type-II order. It is invariant under time reversal and any rotation of the spins, and
+tells a spin order the data never held (DFT data sampled around one ordered state) apart from the
+orders they did, which moment lengths and distances cannot.
 """
 
 from __future__ import annotations
@@ -13,6 +23,8 @@ import torch
 
 MOMENT_TOLERANCE = 0.10  # relative
 DISTANCE_TOLERANCE = 0.05  # relative
+ALIGNMENT_TOLERANCE = 0.10  # absolute, in units of ŝ_i·ŝ_j
+FIRST_SHELL = 1.2  # × the data's median nearest magnetic-neighbour distance
 # a type's moment lengths "vary" in its data when they spread over at least this fraction of the largest:
 # NiO's DeltaSpin labels spread by 4e-5 relative (rigid), FCC Fe's by 0.98 (0.03-1.6 μB)
 LENGTH_SPREAD = 0.10
@@ -44,20 +56,90 @@ def shortest_distances(items: list[dict], n_types: int) -> torch.Tensor:
     return shortest
 
 
+def _magnetic_pairs(positions, spins, centers, neighbors, offsets, pseudo):
+    """(centre, neighbour, distance Å) of the real edges between two magnetic atoms."""
+    magnetic = torch.linalg.vector_norm(spins.double(), dim=-1) > 0
+    real = ~pseudo
+    c, n = centers[real], neighbors[real]
+    keep = magnetic[c] & magnetic[n]
+    vectors = positions.index_select(0, n[keep]) - positions.index_select(0, c[keep]) + offsets[real][keep]
+    return c[keep], n[keep], torch.linalg.vector_norm(vectors.double(), dim=-1)
+
+
+@torch.no_grad()
+def spin_alignment(positions, spins, atom_types, centers, neighbors, offsets, pseudo, radius) -> torch.Tensor:
+    """Per atom [N]: mean ŝ_i·ŝ_j over the magnetic neighbours j within ``radius[type of i]`` (Å) among the
+    graph's real edges; NaN for non-magnetic atoms and magnetic ones with no such neighbour."""
+    spins = spins.double()
+    lengths = torch.linalg.vector_norm(spins, dim=-1)
+    c, n, r = _magnetic_pairs(positions, spins, centers, neighbors, offsets, pseudo)
+    shell = r <= torch.as_tensor(radius, dtype=torch.float64).index_select(0, atom_types.index_select(0, c))
+    c, n = c[shell], n[shell]
+    unit = spins / lengths.clamp(min=1e-300)[:, None]
+    cosines = (unit.index_select(0, c) * unit.index_select(0, n)).sum(-1)
+    total = torch.zeros_like(lengths).index_add_(0, c, cosines)
+    count = torch.zeros_like(lengths).index_add_(0, c, torch.ones_like(cosines))
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+
+
+@torch.no_grad()
+def shell_radii(items: list[dict], n_types: int) -> torch.Tensor:
+    """Per type [T]: ``FIRST_SHELL`` times the median distance (Å) from its magnetic atoms to their nearest
+    magnetic neighbour in prepared frames (NaN where a type has none)."""
+    nearest = [[] for _ in range(n_types)]
+    for f in items:
+        c, _, r = _magnetic_pairs(f["positions"], f["spins"], f["centers"], f["neighbors"], f["offsets"], f["pseudo"])
+        closest = torch.full((len(f["positions"]),), float("inf"), dtype=torch.float64).scatter_reduce(0, c, r, "amin")
+        for t in range(n_types):
+            values = closest[(f["atom_types"] == t) & torch.isfinite(closest)]
+            nearest[t].append(values)
+    return torch.tensor([FIRST_SHELL * float(torch.cat(v).median()) if len(torch.cat(v)) else float("nan")
+                         for v in nearest], dtype=torch.float64)
+
+
+def _type_bounds(values: torch.Tensor, types: torch.Tensor, n_types: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-type min and max [T] of ``values`` [N] (inf / −inf where a type has no finite value)."""
+    finite = torch.isfinite(values)
+    values, types = values[finite], types[finite]
+    lo = torch.full((n_types,), float("inf"), dtype=torch.float64).scatter_reduce(0, types, values, "amin")
+    hi = torch.full((n_types,), -float("inf"), dtype=torch.float64).scatter_reduce(0, types, values, "amax")
+    return lo, hi
+
+
+def _type_means(values: torch.Tensor, types: torch.Tensor, n_types: int) -> torch.Tensor:
+    """Per-type mean [T] of the finite ``values`` [N] (NaN where a type has none)."""
+    finite = torch.isfinite(values)
+    total = torch.zeros(n_types, dtype=torch.float64).index_add_(0, types[finite], values[finite])
+    count = torch.zeros(n_types, dtype=torch.float64).index_add_(0, types[finite], torch.ones_like(values[finite]))
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+
+
 @torch.no_grad()
 def data_ranges(items: list[dict], magnetic: list[bool], shortest: torch.Tensor) -> dict:
-    """``{"moment": [[lo, hi] μB or None per type], "shortest": [[Å or None] T×T]}`` of prepared frames,
-    ``shortest`` being their :func:`shortest_distances`; None where never seen."""
+    """``{"moment": [[lo, hi] μB or None per type], "shortest": [[Å or None] T×T], "alignment": [{"atoms":
+    [lo, hi], "frames": [lo, hi], "radius": Å} or None per type]}`` of prepared frames, ``shortest`` being their
+    :func:`shortest_distances`; None where never seen. The alignment ranges are those of single atoms and of
+    each frame's mean over the atoms of the type (:func:`spin_alignment` within ``radius``)."""
     n_types = len(magnetic)
-    lo = torch.full((n_types,), float("inf"), dtype=torch.float64)
-    hi = torch.full((n_types,), -float("inf"), dtype=torch.float64)
+    radius = shell_radii(items, n_types)
+    bounds = {key: [torch.full((n_types,), float("inf"), dtype=torch.float64),
+                    torch.full((n_types,), -float("inf"), dtype=torch.float64)] for key in ("moment", "atoms", "frames")}
     for f in items:
-        lengths = torch.linalg.vector_norm(f["spins"].double(), dim=-1)
-        lo = torch.minimum(lo, torch.full_like(lo, float("inf")).scatter_reduce(0, f["atom_types"], lengths, "amin"))
-        hi = torch.maximum(hi, torch.full_like(hi, -float("inf")).scatter_reduce(0, f["atom_types"], lengths, "amax"))
-    return {"moment": [[float(lo[t]), float(hi[t])] if magnetic[t] and bool(torch.isfinite(lo[t])) else None
-                       for t in range(n_types)],
-            "shortest": [[float(v) if bool(torch.isfinite(v)) else None for v in row] for row in shortest]}
+        alignment = spin_alignment(f["positions"], f["spins"], f["atom_types"], f["centers"], f["neighbors"],
+                                   f["offsets"], f["pseudo"], radius.nan_to_num(0.0))
+        values = {"moment": torch.linalg.vector_norm(f["spins"].double(), dim=-1), "atoms": alignment}
+        for key, v in values.items():
+            lo, hi = _type_bounds(v, f["atom_types"], n_types)
+            bounds[key] = [torch.minimum(bounds[key][0], lo), torch.maximum(bounds[key][1], hi)]
+        means = _type_means(alignment, f["atom_types"], n_types)
+        bounds["frames"] = [torch.fmin(bounds["frames"][0], means), torch.fmax(bounds["frames"][1], means)]
+    ranges = {key: [[float(lo[t]), float(hi[t])] if magnetic[t] and bool(torch.isfinite(lo[t])) else None
+                    for t in range(n_types)] for key, (lo, hi) in bounds.items()}
+    ranges["alignment"] = [{"atoms": ranges["atoms"][t], "frames": ranges["frames"][t], "radius": float(radius[t])}
+                           if ranges["atoms"][t] is not None else None for t in range(n_types)]
+    del ranges["atoms"], ranges["frames"]
+    ranges["shortest"] = [[float(v) if bool(torch.isfinite(v)) else None for v in row] for row in shortest]
+    return ranges
 
 
 def fixed_length_types(ranges: dict | None, type_map: list[str], elements) -> list[str]:
@@ -80,7 +162,8 @@ def fixed_length_types(ranges: dict | None, type_map: list[str], elements) -> li
 def outside_data(ranges: dict, type_map: list[str], graph) -> dict[str, str]:
     """Where ``graph`` (a :class:`ase_deepspin.system.Graph`) leaves ``ranges``: {kind: message}.
 
-    Kinds are ``"moment:<element>"`` and ``"distance:<a>-<b>"``, so that each is reported once.
+    Kinds are ``"moment:<element>"``, ``"alignment:<element>"`` and ``"distance:<a>-<b>"``, so that each is
+    reported once. Models whose ranges predate the alignment record are checked on the other two.
     """
     found = {}
     types, spins = graph.atom_types, graph.spins.double()
@@ -95,6 +178,22 @@ def outside_data(ranges: dict, type_map: list[str], graph) -> dict[str, str]:
             found[f"moment:{type_map[t]}"] = (f"{int(outside.sum())} of {len(values)} {type_map[t]} moments are "
                                               f"outside the training range (these span {low:.4g}–{high:.4g} μB; the "
                                               f"model was trained on {bounds[0]:.4g}–{bounds[1]:.4g} μB)")
+    alignment_bounds = ranges.get("alignment") or []
+    if any(b is not None for b in alignment_bounds):
+        radius = [b["radius"] if b is not None else 0.0 for b in alignment_bounds]
+        alignment = spin_alignment(graph.positions, spins, types, graph.centers, graph.neighbors, graph.offsets,
+                                   graph.pseudo, radius)
+    for t, bounds in enumerate(alignment_bounds):
+        values = alignment[(types == t) & torch.isfinite(alignment)] if bounds is not None else []
+        if not len(values):
+            continue
+        (lo, hi), (mean_lo, mean_hi), mean = bounds["atoms"], bounds["frames"], float(values.mean())
+        outside = (values < lo - ALIGNMENT_TOLERANCE) | (values > hi + ALIGNMENT_TOLERANCE)
+        if bool(outside.any()) or not mean_lo - ALIGNMENT_TOLERANCE <= mean <= mean_hi + ALIGNMENT_TOLERANCE:
+            found[f"alignment:{type_map[t]}"] = (
+                f"the {type_map[t]} spins' first-shell alignment <ŝ_i·ŝ_j> averages {mean:.2f} (training frames "
+                f"{mean_lo:.2f} to {mean_hi:.2f}) and {int(outside.sum())} of {len(values)} atoms lie outside the "
+                f"training atoms' {lo:.2f} to {hi:.2f}: a spin order the model never saw")
     n = len(type_map)
     closest = closest_pairs(graph.positions, types, graph.centers, graph.neighbors, graph.offsets, graph.pseudo, n)
     for a in range(n):

@@ -86,6 +86,14 @@ def _freeze(args):
     print(f"model written to {out}")
 
 
+def _change_bias(args):
+    from .train import change_bias
+
+    shift = change_bias(args.model, args.output)
+    print(f"energy bias shifted by {', '.join(f'{1e3 * v:+.3f}' for v in shift)} meV/atom (per type), fitted on "
+          f"the run's training frames; written to {args.output or args.model}")
+
+
 def _compress(args):
     from .calculator import resolve_model_path
     from .model import compress_model, load_model, save_model
@@ -297,6 +305,12 @@ def main(argv=None) -> int:
     p.add_argument("out")
     p.add_argument("--storage-dtype", choices=["float64", "float32"], default="float64")
     p.set_defaults(func=_freeze)
+
+    p = sub.add_parser("change-bias", help="refit a trained model's energy bias on its training frames "
+                                           "(DeePMD-kit's change-bias)")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", help="write here instead of in place")
+    p.set_defaults(func=_change_bias)
 
     p = sub.add_parser("compress", help="tabulate the embedding nets of a model (faster inference)")
     p.add_argument("model", help="model file or shipped model name")

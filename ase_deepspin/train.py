@@ -286,10 +286,21 @@ def initial_energy_bias(model: DeepSpinModel, data: PreparedFrames, frames: list
     learn a constant.
     """
     model.energy_bias.zero_()
-    raw = np.concatenate([evaluate(model, data.batch([k]), create_graph=False)["energy"].detach().numpy()
-                          for k in range(len(data))])
-    residual = [dataclasses.replace(f, energy=f.energy - e) for f, e in zip(frames, raw)]
-    model.energy_bias.copy_(torch.as_tensor(energy_bias(residual, model.config.type_map)))
+    shift_energy_bias(model, data, frames)
+
+
+@torch.no_grad()
+def shift_energy_bias(model: DeepSpinModel, data: PreparedFrames, frames: list[Frame]) -> np.ndarray:
+    """Add to the per-type energy bias the least-squares fit, on type counts, of the residual energies
+    (label − model, eV) of ``frames``; returns the shift (eV per atom of each type). Forces and torques
+    do not change. After training this removes the constant energy offset a loss dominated by forces
+    leaves (DeePMD-kit's ``change-bias``)."""
+    predicted = np.concatenate([evaluate(model, data.batch([k]), create_graph=False)["energy"].detach().numpy()
+                                for k in range(len(data))])
+    residual = [dataclasses.replace(f, energy=f.energy - e) for f, e in zip(frames, predicted)]
+    shift = energy_bias(residual, model.config.type_map)
+    model.energy_bias.add_(torch.as_tensor(shift, dtype=model.energy_bias.dtype))
+    return shift
 
 
 def resolve_wall(model: ModelConfig, shortest: torch.Tensor, margin: float = 0.1, width: float = 0.5) -> ModelConfig:
@@ -419,24 +430,44 @@ def record_data_ranges(path, out=None) -> dict:
     """Recompute the data ranges of the model file ``path`` from the training frames its provenance names
     (for files written before a kind of range was recorded) and write it to ``out`` (default: in place);
     weights, statistics and provenance are kept, the provenance noting the update. Returns the ranges."""
+    model, train_frames = _training_run(path)
+    items = PreparedFrames(train_frames, model).items
+    ranges = data_ranges(items, model.config.magnetic, shortest_distances(items, model.config.n_types))
+    model.config.data_ranges = ranges
+    _save_like(model, path, out, {"data_ranges_recomputed": f"from the {len(train_frames)} training frames, by "
+                                                            "ase_deepspin.train.record_data_ranges"})
+    return ranges
+
+
+def change_bias(path, out=None) -> np.ndarray:
+    """Refit the energy bias of the model file ``path`` on the training frames its provenance names
+    (:func:`shift_energy_bias`) and write it to ``out`` (default: in place), the provenance noting the
+    shift; returns the shift (eV per atom of each type)."""
+    model, train_frames = _training_run(path)
+    shift = shift_energy_bias(model, PreparedFrames(train_frames, model), train_frames)
+    _save_like(model, path, out, {"energy_bias_shift": {"eV_per_atom": dict(zip(model.config.type_map, shift.tolist())),
+                                                        "fitted_on": f"the {len(train_frames)} training frames"}})
+    return shift
+
+
+def _training_run(path) -> tuple[DeepSpinModel, list[Frame]]:
+    """The model of file ``path`` and the training frames of the run its provenance records."""
     from .model import load_model
 
     model = load_model(path)
     training = model.provenance.get("training")
     if not training or "config" not in training:
-        raise ValueError(f"{path} records no training run to recompute its data ranges from")
+        raise ValueError(f"{path} records no training run to find its training frames from")
     raw = dict(training["config"])
     cfg = TrainConfig(**{**raw, "model": ModelConfig(**raw["model"]), "loss": LossConfig(**raw["loss"])})
-    _, train_frames, _ = select_frames(cfg)
-    items = PreparedFrames(train_frames, model).items
-    ranges = data_ranges(items, model.config.magnetic, shortest_distances(items, model.config.n_types))
-    model.config.data_ranges = ranges
+    return model, select_frames(cfg)[1]
+
+
+def _save_like(model: DeepSpinModel, path, out, provenance: dict) -> None:
+    """Write ``model`` to ``out`` (default ``path``) in the storage dtype of the file ``path``."""
     dtypes = {v.dtype for v in torch.load(path, map_location="cpu", weights_only=True)["state_dict"].values()
               if v.is_floating_point()}
-    save_model(model, out or path, storage_dtype=dtypes.pop() if len(dtypes) == 1 else None,
-               provenance={"data_ranges_recomputed": f"from the {len(train_frames)} training frames, by "
-                                                     "ase_deepspin.train.record_data_ranges"})
-    return ranges
+    save_model(model, out or path, storage_dtype=dtypes.pop() if len(dtypes) == 1 else None, provenance=provenance)
 
 
 def _spin_rotations(cfg: TrainConfig, step: int, n: int) -> np.ndarray | None:

@@ -217,6 +217,27 @@ def test_data_ranges_of_a_model_file_are_recomputed_from_its_training_frames(tmp
     assert "data_ranges_recomputed" in after.provenance and after.provenance["training"] == before.provenance["training"]
 
 
+def test_change_bias_removes_the_mean_energy_offset_of_the_training_frames(tmp_path, capsys):
+    """After change-bias the training frames' energy residuals average zero (one type count per frame);
+    forces and torques are those of the model before."""
+    from ase_deepspin.cli import main
+    from ase_deepspin.train import PreparedFrames, _training_run, evaluate
+
+    path = train(tiny_config(tmp_path, numb_steps=5), progress=False, log=lambda *a: None)
+    assert main(["change-bias", str(path), "-o", str(tmp_path / "shifted.pt")]) == 0
+    assert "energy bias shifted by" in capsys.readouterr().out
+    residuals, outputs = [], []
+    for file in (path, tmp_path / "shifted.pt"):
+        model, frames = _training_run(file)
+        data = PreparedFrames(frames, model)
+        out = [evaluate(model, data.batch([k]), create_graph=False) for k in range(len(data))]
+        residuals.append(np.array([f.energy - float(o["energy"]) for f, o in zip(frames, out)]))
+        outputs.append(torch.cat([o["forces"] for o in out]))
+    assert abs(residuals[0].mean()) > 1e-4 and abs(residuals[1].mean()) < 1e-9  # NiO: Ni and O counts fixed
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-12)
+    assert "energy_bias_shift" in load_model(tmp_path / "shifted.pt").provenance
+
+
 def test_relative_errors_weigh_each_atom_by_its_label():
     """relative_f/relative_fm divide each atom's error by |label| + shift (DeePMD-kit's relative_f)."""
     from ase_deepspin.data import read_frames

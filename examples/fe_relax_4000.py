@@ -59,11 +59,16 @@ def relax(atoms, label):
               "energy_per_atom_eV": atoms.get_potential_energy() / len(atoms), "afmd_order_muB": afmd_order(atoms, A),
               "mean_length_muB": float(lengths.mean()), "length_std_muB": float(lengths.std()),
               "max_force_eV_per_A": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
-              "lengths_outside_training_range": int(np.sum((lengths < trained[0]) | (lengths > trained[1])))}
+              "lengths_outside_training_range": int(np.sum((lengths < trained[0] * (1 - 1e-9))
+                                                           | (lengths > trained[1] * (1 + 1e-9)))),
+              "lengths_on_a_bound": 0 if bounds is None else int(np.sum(np.isclose(lengths, trained[0], rtol=1e-9)
+                                                                        | np.isclose(lengths, trained[1], rtol=1e-9))),
+              "outside_data": dict(calc.outside_data)}
     print(f"{label}: {'converged' if converged else 'not converged'} after {opt.nsteps} steps, "
           f"{opt.n_evaluations} evaluations, {result['minutes']:.1f} min; E {result['energy_per_atom_eV']:.5f} eV/atom, "
           f"|L| {result['afmd_order_muB']:.3f} μB, <|S|> {lengths.mean():.3f} ± {lengths.std():.3f} μB, "
-          f"{result['lengths_outside_training_range']} moments outside the trained {trained[0]:.2f}-{trained[1]:.2f} μB",
+          f"{result['lengths_outside_training_range']} moments outside the trained {trained[0]:.2f}-{trained[1]:.2f} μB "
+          f"({result['lengths_on_a_bound']} on its bounds); outside the data: {'; '.join(calc.outside_data.values()) or 'no'}",
           flush=True)
     return result
 

@@ -151,7 +151,8 @@ class DeepSpinCalculator(Calculator):
     skin.
 
     Where a structure leaves the model's training data (moment lengths outside the trained range, a
-    pair closer than any in the data), the first such calculation raises an ``ExtrapolationWarning``
+    pair closer than any in the data, a spin order unlike the data's: see
+    :mod:`ase_deepspin.model.ranges`), the first such calculation raises an ``ExtrapolationWarning``
     per kind; ``calc.outside_data`` ({kind: message with counts}) says it for the latest calculation
     every time, so long runs can log it per step. A committee's ``model_deviation`` is the
     signal for everything else.
@@ -257,8 +258,8 @@ class DeepSpinCalculator(Calculator):
             self.results.update(committee_deviations(members, magnetic, atoms.get_volume() if periodic else None))
 
     def _warn_outside_data(self, graph) -> None:
-        """One :class:`ExtrapolationWarning` per calculator and kind (a type's moments, a pair's distance);
-        ``self.outside_data`` holds every kind found in the latest calculation, warned or not."""
+        """One :class:`ExtrapolationWarning` per calculator and kind (a type's moments or spin order, a
+        pair's distance); ``self.outside_data`` holds every kind found in the latest calculation, warned or not."""
         ranges = self.model.config.data_ranges
         self.outside_data = {} if ranges is None else outside_data(ranges, self.model.config.type_map, graph)
         for kind, message in self.outside_data.items():

@@ -204,8 +204,8 @@ def _info(args):
         print(f"training data   {'; '.join(moments)}; shortest {', '.join(closest)} (calculators warn beyond)")
         for t, b in zip(cfg.type_map, ranges.get("alignment") or []):
             if b is not None:
-                print(f"spin alignment  {t}: first-shell <ŝ_i·ŝ_j> (within {b['radius']:.2f} Å) {b['atoms'][0]:.2f} to "
-                      f"{b['atoms'][1]:.2f} per atom, {b['frames'][0]:.2f} to {b['frames'][1]:.2f} per frame "
+                print(f"spin alignment  {t}: first-shell <ŝ_i·ŝ_j> (within {b['radius']:.2f} Å) "
+                      f"{b['atoms'][0]:.2f} to {b['atoms'][1]:.2f} per atom, {b['frames'][0]:.2f} to {b['frames'][1]:.2f} per frame "
                       "(calculators warn beyond)")
         magnetic = [t for t, b in zip(cfg.type_map, ranges["moment"]) if b]
         fixed = fixed_length_types(ranges, cfg.type_map, magnetic)

@@ -388,12 +388,14 @@ def take_step(model, optimizer, batch, cfg: TrainConfig, step: int) -> dict:
     return absolute | {"loss": float(loss.detach()), "lr": lr}
 
 
-def validation_rmse(model, data: PreparedFrames, batch_size: int = 8) -> dict:
-    """RMSEs over all frames: energy per atom (eV), forces (eV/Å), torques on magnetic atoms (eV/μB)."""
+def validation_rmse(model, data: PreparedFrames, batch_size: int = 8, indices: list[int] | None = None) -> dict:
+    """RMSEs over all frames (or those of ``indices``): energy per atom (eV), forces (eV/Å), torques on
+    magnetic atoms (eV/μB)."""
     sums = {"e": 0.0, "f": 0.0, "m": 0.0}
     weights = {"e": 0, "f": 0, "m": 0}
-    for start in range(0, len(data), batch_size):
-        idx = list(range(start, min(start + batch_size, len(data))))
+    indices = list(range(len(data))) if indices is None else list(indices)
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start:start + batch_size]
         batch = data.batch(idx)
         err = errors(model, batch, create_graph=False)
         n_frames, n_atoms, n_mag = len(idx), len(batch["positions"]), int(batch["magnetic"].sum())
@@ -592,9 +594,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 "held_out_rmse": None if last is None else _milli(last["val_e"], last["val_f"], last["val_m"])}
     if cfg.held_out and last is not None:
         # one pooled number hides which held-out part is hard (hot frames dominate it): keep each
+        position = {id(f): k for k, f in enumerate(valid_frames)}
         training["held_out_rmse_by_selection"] = {
-            selection: _milli(*validation_rmse(model, PreparedFrames(hold_out(all_frames, [selection])[1],
-                                                                     model)).values())
+            selection: _milli(*validation_rmse(model, valid_data, indices=[
+                position[id(f)] for f in hold_out(all_frames, [selection])[1]]).values())
             for selection in cfg.held_out}
     save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype), provenance={"training": training})
     if curve:

@@ -34,12 +34,17 @@ class ExtrapolationWarning(UserWarning):
     """A structure lies outside what the model was trained on: its predictions there are guesses."""
 
 
-def closest_pairs(positions, atom_types, centers, neighbors, offsets, pseudo, n_types: int) -> torch.Tensor:
-    """Shortest real-atom distance (Å) per type pair [T, T] of one graph's edges (inf where a pair has none)."""
+def _real_edges(positions, centers, neighbors, offsets, pseudo):
+    """(centre, neighbour, distance Å) of a graph's edges between real atoms."""
     real = ~pseudo
     centers, neighbors = centers[real], neighbors[real]
     vectors = positions.index_select(0, neighbors) - positions.index_select(0, centers) + offsets[real]
-    r = torch.linalg.vector_norm(vectors.double(), dim=-1)
+    return centers, neighbors, torch.linalg.vector_norm(vectors.double(), dim=-1)
+
+
+def closest_pairs(positions, atom_types, centers, neighbors, offsets, pseudo, n_types: int) -> torch.Tensor:
+    """Shortest real-atom distance (Å) per type pair [T, T] of one graph's edges (inf where a pair has none)."""
+    centers, neighbors, r = _real_edges(positions, centers, neighbors, offsets, pseudo)
     pair = atom_types.index_select(0, centers) * n_types + atom_types.index_select(0, neighbors)
     closest = torch.full((n_types * n_types,), float("inf"), dtype=torch.float64).scatter_reduce(0, pair, r, "amin")
     closest = closest.view(n_types, n_types)
@@ -59,11 +64,9 @@ def shortest_distances(items: list[dict], n_types: int) -> torch.Tensor:
 def _magnetic_pairs(positions, spins, centers, neighbors, offsets, pseudo):
     """(centre, neighbour, distance Å) of the real edges between two magnetic atoms."""
     magnetic = torch.linalg.vector_norm(spins.double(), dim=-1) > 0
-    real = ~pseudo
-    c, n = centers[real], neighbors[real]
+    c, n, r = _real_edges(positions, centers, neighbors, offsets, pseudo)
     keep = magnetic[c] & magnetic[n]
-    vectors = positions.index_select(0, n[keep]) - positions.index_select(0, c[keep]) + offsets[real][keep]
-    return c[keep], n[keep], torch.linalg.vector_norm(vectors.double(), dim=-1)
+    return c[keep], n[keep], r[keep]
 
 
 @torch.no_grad()
@@ -86,15 +89,16 @@ def spin_alignment(positions, spins, atom_types, centers, neighbors, offsets, ps
 def shell_radii(items: list[dict], n_types: int) -> torch.Tensor:
     """Per type [T]: ``FIRST_SHELL`` times the median distance (Å) from its magnetic atoms to their nearest
     magnetic neighbour in prepared frames (NaN where a type has none)."""
-    nearest = [[] for _ in range(n_types)]
+    nearest, types = [], []
     for f in items:
         c, _, r = _magnetic_pairs(f["positions"], f["spins"], f["centers"], f["neighbors"], f["offsets"], f["pseudo"])
         closest = torch.full((len(f["positions"]),), float("inf"), dtype=torch.float64).scatter_reduce(0, c, r, "amin")
-        for t in range(n_types):
-            values = closest[(f["atom_types"] == t) & torch.isfinite(closest)]
-            nearest[t].append(values)
-    return torch.tensor([FIRST_SHELL * float(torch.cat(v).median()) if len(torch.cat(v)) else float("nan")
-                         for v in nearest], dtype=torch.float64)
+        found = torch.isfinite(closest)
+        nearest.append(closest[found])
+        types.append(f["atom_types"][found])
+    nearest, types = torch.cat(nearest), torch.cat(types)
+    return torch.tensor([FIRST_SHELL * float(nearest[types == t].median()) if bool((types == t).any())
+                         else float("nan") for t in range(n_types)], dtype=torch.float64)
 
 
 def _type_bounds(values: torch.Tensor, types: torch.Tensor, n_types: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,22 +126,20 @@ def data_ranges(items: list[dict], magnetic: list[bool], shortest: torch.Tensor)
     each frame's mean over the atoms of the type (:func:`spin_alignment` within ``radius``)."""
     n_types = len(magnetic)
     radius = shell_radii(items, n_types)
-    bounds = {key: [torch.full((n_types,), float("inf"), dtype=torch.float64),
-                    torch.full((n_types,), -float("inf"), dtype=torch.float64)] for key in ("moment", "atoms", "frames")}
-    for f in items:
+    lowest, highest = (torch.full((3, n_types), value, dtype=torch.float64) for value in (float("inf"), -float("inf")))
+    for f in items:  # rows: moment length, alignment per atom, alignment per frame (its mean over the type)
         alignment = spin_alignment(f["positions"], f["spins"], f["atom_types"], f["centers"], f["neighbors"],
                                    f["offsets"], f["pseudo"], radius.nan_to_num(0.0))
-        values = {"moment": torch.linalg.vector_norm(f["spins"].double(), dim=-1), "atoms": alignment}
-        for key, v in values.items():
-            lo, hi = _type_bounds(v, f["atom_types"], n_types)
-            bounds[key] = [torch.minimum(bounds[key][0], lo), torch.maximum(bounds[key][1], hi)]
         means = _type_means(alignment, f["atom_types"], n_types)
-        bounds["frames"] = [torch.fmin(bounds["frames"][0], means), torch.fmax(bounds["frames"][1], means)]
-    ranges = {key: [[float(lo[t]), float(hi[t])] if magnetic[t] and bool(torch.isfinite(lo[t])) else None
-                    for t in range(n_types)] for key, (lo, hi) in bounds.items()}
-    ranges["alignment"] = [{"atoms": ranges["atoms"][t], "frames": ranges["frames"][t], "radius": float(radius[t])}
-                           if ranges["atoms"][t] is not None else None for t in range(n_types)]
-    del ranges["atoms"], ranges["frames"]
+        for row, (lo, hi) in enumerate([_type_bounds(torch.linalg.vector_norm(f["spins"].double(), dim=-1),
+                                                     f["atom_types"], n_types),
+                                        _type_bounds(alignment, f["atom_types"], n_types), (means, means)]):
+            lowest[row], highest[row] = torch.fmin(lowest[row], lo), torch.fmax(highest[row], hi)
+    seen = [magnetic[t] and bool(torch.isfinite(lowest[0, t])) for t in range(n_types)]
+    bounds = lambda row, t: [float(lowest[row, t]), float(highest[row, t])]  # noqa: E731
+    ranges = {"moment": [bounds(0, t) if seen[t] else None for t in range(n_types)],
+              "alignment": [{"atoms": bounds(1, t), "frames": bounds(2, t), "radius": float(radius[t])}
+                            if seen[t] and bool(torch.isfinite(lowest[1, t])) else None for t in range(n_types)]}
     ranges["shortest"] = [[float(v) if bool(torch.isfinite(v)) else None for v in row] for row in shortest]
     return ranges
 

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import warnings
+
+import ase
 
 import numpy as np
 import torch
@@ -34,6 +37,17 @@ from .model.io import pretrained_models, resolve_model_path
 from .model.ranges import LENGTH_SPREAD, ExtrapolationWarning, fixed_length_types, outside_data
 from .neighbors import NeighborSearch
 from .system import atoms_graph, check_structure, model_inputs, read_spins, type_indices
+
+_LIBRARY_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (ase, sys.modules[__package__]))
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` that makes a warning name the first frame outside ase-deepspin and ASE: the user's line,
+    however deep the call came (ASE's ``get_property``, an optimizer, a dynamics class)."""
+    frame, level = sys._getframe(1), 1  # level 1: the function that calls warnings.warn
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 # names kept for code written against earlier versions
 spins_of = read_spins
@@ -221,7 +235,7 @@ class DeepSpinCalculator(Calculator):
             warnings.warn("this model was trained by ase-deepspin, whose loss fits energies, forces and torques "
                           "only: its stress is the exact strain derivative of that energy but was never compared "
                           "with data (the shipped NiO model's data hold one cell: it expands NiO from a = 4.17 to "
-                          "4.27 Å); check it before relaxing cells", ExtrapolationWarning, stacklevel=3)
+                          "4.27 Å); check it before relaxing cells", ExtrapolationWarning, stacklevel=_user_stacklevel())
         return super().get_property(name, atoms, allow_calculation)
 
     def _graph(self, atoms):
@@ -265,7 +279,8 @@ class DeepSpinCalculator(Calculator):
         for kind, message in self.outside_data.items():
             if kind not in self.extrapolation_warned:
                 self.extrapolation_warned.add(kind)
-                warnings.warn(f"{message}: predictions there are extrapolation", ExtrapolationWarning, stacklevel=4)
+                warnings.warn(f"{message}: predictions there are extrapolation", ExtrapolationWarning,
+                              stacklevel=_user_stacklevel())
 
     def get_magnetic_torques(self, atoms=None) -> np.ndarray:
         """Magnetic torques −∂E/∂S (N, 3) in eV/μB."""

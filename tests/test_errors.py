@@ -158,8 +158,9 @@ def test_structures_outside_the_training_data_warn_once_per_kind(recwarn):
     small = atoms.copy()
     spins = atoms.get_initial_magnetic_moments()
     small.set_initial_magnetic_moments(np.where(np.arange(len(atoms))[:, None] < 3, 1e-3, 1.0) * spins)
-    with pytest.warns(ExtrapolationWarning, match=r"2 of 8 Ni moments are outside .* span 0.00127"):
+    with pytest.warns(ExtrapolationWarning, match=r"2 of 8 Ni moments are outside .* span 0.00127") as told:
         calc.get_potential_energy(small)
+    assert told[0].filename == __file__  # the user's line, not the calculator's
     squeezed = atoms.copy()
     o = squeezed.get_chemical_symbols().index("O")
     bond = squeezed.get_distance(o, 0, mic=True, vector=True)  # atom 0 is a Ni

@@ -255,3 +255,24 @@ def test_afmd_builder_has_eight_parallel_and_four_antiparallel_nearest_neighbour
     assert afmd_order(atoms) < 0.5 * np.linalg.norm(random, axis=1).mean()
     with pytest.raises(ValueError, match="repeat\\[2\\] must be even"):
         fcc_fe_afmd(repeat=(2, 2, 1))
+
+
+def test_tilted_spins_keep_their_lengths_and_tilt_uniformly_in_angle():
+    from scipy.stats import kstest
+
+    from ase_deepspin.build import tilt_spins
+
+    rng = np.random.default_rng(3)
+    spins = rng.normal(size=(4000, 3)) * rng.uniform(0.5, 2.0, (4000, 1))
+    spins[:3] = 0.0  # non-magnetic atoms stay so
+    turned = tilt_spins(spins, 60.0, rng=4)
+    lengths = np.linalg.norm(spins, axis=1)
+    np.testing.assert_allclose(np.linalg.norm(turned, axis=1), lengths, rtol=1e-12, atol=1e-15)
+    magnetic = lengths > 0
+    angle = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", spins, turned)[magnetic] / lengths[magnetic] ** 2,
+                                         -1.0, 1.0)))
+    assert angle.max() < 60.0 and kstest(angle / 60.0, "uniform").pvalue > 1e-3
+    # the azimuth about each spin is uniform: the tilts average out along any fixed direction across the spin
+    across = turned[magnetic] - np.einsum("ij,ij->i", turned[magnetic], spins[magnetic])[:, None] \
+        * spins[magnetic] / lengths[magnetic, None] ** 2
+    assert np.linalg.norm(across.mean(axis=0)) < 4 * np.linalg.norm(across, axis=1).mean() / np.sqrt(magnetic.sum())

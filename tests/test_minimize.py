@@ -459,14 +459,15 @@ def test_logfile_dash_is_standard_output(optimizer, tmp_path, monkeypatch, capsy
     assert not (tmp_path / "-").exists()
 
 
-def landau_dimer():
-    """Fe dimer: ferromagnetic exchange, Landau on-site −0.1|S|² + 0.05|S|⁴ (eV), 100 T along z."""
+def landau_dimer(field_direction=(0.0, 0.0, 1.0)):
+    """Fe dimer: ferromagnetic exchange, Landau on-site −0.1|S|² + 0.05|S|⁴ (eV), 100 T along ``field_direction``."""
     from ase_deepspin.hamiltonian import Landau, ShellExchange, SpinHamiltonian
 
     atoms = Atoms("Fe2", positions=[[0, 0, 0], [2.5, 0, 0]])
     atoms.set_initial_magnetic_moments([[0.3, 0.4, 0.5], [-0.2, 1.5, 0.9]])
     atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(0.02,), radii=(2.5,))},
-                                 onsite={"Fe": Landau(coefficients=(-0.1, 0.05))}, field_T=(0.0, 0.0, 100.0))
+                                 onsite={"Fe": Landau(coefficients=(-0.1, 0.05))},
+                                 field_T=100.0 * np.asarray(field_direction) / np.linalg.norm(field_direction))
     return atoms
 
 
@@ -508,6 +509,23 @@ def test_moment_bounds_stop_lengths_at_the_trust_region(optimizer):
     roots = np.roots([0.2, 0.0, -0.2, -MU_B_EV_PER_T * 100.0])
     length = max(r.real for r in roots if abs(r.imag) < 1e-12)
     assert np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1) == pytest.approx([length, length], abs=1e-5)
+
+
+def test_a_length_on_its_bound_to_round_off_counts_as_on_it():
+    """Spin vectors rebuilt from a unit vector and a clipped length read back an ulp off the bound; the
+    outward push must still be taken by the bound, or the run never converges (it stalled 256-atom Fe)."""
+    from ase_deepspin.dynamics import SpinLatticeOptimizable
+
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(1000, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    below = directions[np.linalg.norm(0.9 * directions, axis=1) < 0.9][:2]  # |S| = 0.9 − an ulp
+    assert len(below) == 2
+    atoms = landau_dimer(below[0])
+    atoms.set_initial_magnetic_moments(0.9 * below)
+    dofs = SpinLatticeOptimizable(atoms, relax="all", moment_bounds=(0.2, 0.9))
+    assert np.all(np.einsum("ij,ij->i", atoms.calc.get_magnetic_torques(atoms), below) > 0.01)  # pushed outward
+    assert np.all(dofs.lengths_block(dofs.get_gradient()) == 0.0)
 
 
 def test_moment_bounds_are_checked():

@@ -71,6 +71,8 @@ __all__ = ["DampedPrecession", "SpinFIRE", "SpinLatticeOptimizable", "SpinLBFGS"
            "geodesic_rotate", "lbfgs_direction", "relax_spins"]
 
 RELAX_MODES = ("spins", "positions", "both", "all")
+# a length clipped onto a moment bound reads back from its spin vector within a few ulps of it
+ON_BOUND_RTOL = 1e-9
 
 
 # ------------------------------------------------------------------------------- pure functions
@@ -262,8 +264,9 @@ class SpinLatticeOptimizable(Optimizable):
         along = np.einsum("ij,ij->i", torques, unit)
         if self.bounds is not None:
             lo, hi = self.bounds
+            low, high = moments <= lo * (1 + ON_BOUND_RTOL), moments >= hi * (1 - ON_BOUND_RTOL)
             # ω·ŝ > 0 lowers the energy by lengthening; the bound takes that force
-            along = np.where(((moments <= lo) & (along < 0)) | ((moments >= hi) & (along > 0)), 0.0, along)
+            along = np.where((low & (along < 0)) | (high & (along > 0)), 0.0, along)
         return along
 
     def max_torque(self) -> float:

@@ -123,9 +123,10 @@ def _print_baseline(model):
 
     base, cfg = model.baseline, model.config
     landau = cfg.spin_baseline["form"] == "landau"
-    print(f"spin baseline   {cfg.spin_baseline['form']} form, {cfg.spin_baseline['n_basis']} radial Gaussians, "
+    print(f"spin baseline   {cfg.spin_baseline['form']} form"
+          f"{' with biquadratic exchange' if base.biquadratic else ''}, {cfg.spin_baseline['n_basis']} radial Gaussians, "
           f"on-site order {cfg.spin_baseline['onsite_order']} (Heisenberg-Landau term, see ase_deepspin.model.baseline)")
-    units = ("eV/μB^2p", "meV/μB²", "meV/μB⁴") if landau else ("eV/μB^p", "meV", "meV/μB")
+    units = ("eV/μB^2p", "meV/μB²", "meV/μB⁴", "meV/μB⁴") if landau else ("eV/μB^p", "meV", "meV/μB", "meV")
     r = torch.arange(2.0, cfg.rcut + 1e-9, 0.5, dtype=base.exchange.dtype)
     for t, magnetic in enumerate(cfg.magnetic):
         if not magnetic:
@@ -134,10 +135,11 @@ def _print_baseline(model):
         onsite = ", ".join(f"{float(a):.4g}" for a in base.onsite[t])
         print(f"  {name}: |S| reference {float(base.moment_ref[t]):.4f} μB, on-site a_p [{onsite}] {units[0]}")
         types = torch.full_like(r, t, dtype=torch.int64)
-        j, k = base.couplings(r, types, types)
+        couplings = base.couplings(r, types, types)
         print(f"  {name}-{name} J(r) {units[1]} at r = {r[0]:.1f}, {r[1]:.1f} .. {r[-1]:.1f} Å: "
-              f"{' '.join(f'{1e3 * float(v):.2f}' for v in j)}")
-        print(f"  {name}-{name} K(r) {units[2]}:{'':20s}{' '.join(f'{1e3 * float(v):.2f}' for v in k)}")
+              f"{' '.join(f'{1e3 * float(v):.2f}' for v in couplings[0])}")
+        for label, unit, values in zip(("K(r)", "B(r)"), units[2:], couplings[1:]):
+            print(f"  {name}-{name} {label} {unit}:{'':20s}{' '.join(f'{1e3 * float(v):.2f}' for v in values)}")
 
 
 def _rmse_line(rmse: dict) -> str:

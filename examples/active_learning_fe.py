@@ -11,7 +11,9 @@ frames per iteration with the oracle and retrains. Afterwards every committee (i
 final one, trained on all three iterations' labels) is scored on frames of oracle-driven spin-lattice
 dynamics at the highest explored temperature: the RMSE of the committee's mean forces (eV/Å) and
 torques (eV/μB), and Spearman's ρ between each frame's max force deviation and its true max force
-error. Writes ``<workdir>/scores.json``; rerunning continues an interrupted loop.
+error; ρ also on frames sampled across the whole explored ladder (equal numbers at each temperature),
+the set a deviation has to sort when it picks frames to label. Writes ``<workdir>/scores.json``;
+rerunning continues an interrupted loop.
 """
 
 from __future__ import annotations
@@ -80,10 +82,13 @@ def hot_frames(temperature, n, seed=1, every=10, warmup=100):
     return frames
 
 
-def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline=False, augment=False):
+def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline=False, augment=False,
+                    relative_f=None):
     """A small model (1,300 parameters), DeePMD-kit's YAML layout; the torque prefactor goes from
     ``torque_prefactor[0]`` to ``[1]`` while the force prefactor falls from 1000 to 1. ``augment`` turns on
-    random global spin rotations (the oracle's exchange is isotropic, so its labels allow them)."""
+    random global spin rotations (the oracle's exchange is isotropic, so its labels allow them);
+    ``relative_f`` (eV/Å) divides each force error by |F_label| + relative_f, so the hot frames the loop
+    adds (forces ten times those near the ground state) do not own the loss."""
     spin = {"use_spin": [True], "virtual_scale": [0.3]}
     if baseline:
         spin["baseline"] = {"n_basis": 8, "onsite_order": 0}
@@ -92,7 +97,8 @@ def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline
                   "descriptor": {"sel": [30, 30], "rcut_smth": 3.0, "rcut": 4.0, "neuron": [6, 12], "axis_neuron": 4},
                   "fitting_net": {"neuron": [16, 16]}, "spin": spin},
         "learning_rate": {"start_lr": 0.005, "stop_lr": 0.0005, "decay_steps": max(steps // 5, 1)},
-        "loss": {"start_pref_fm": torque_prefactor[0], "limit_pref_fm": torque_prefactor[1]},
+        "loss": {"start_pref_fm": torque_prefactor[0], "limit_pref_fm": torque_prefactor[1],
+                 **({} if relative_f is None else {"relative_f": relative_f})},
         "training": {"numb_steps": steps, "n_validation": 2, "disp_freq": steps, "save_freq": steps,
                      "augment_spin_rotation": augment,
                      "training_data": {"systems": [str(s) for s in systems], "batch_size": 2}},
@@ -137,6 +143,8 @@ def main():
                         help="the exploration ladder; the committees are scored at the last one")
     parser.add_argument("--torque-prefactor", type=float, nargs=2, default=[10000.0, 1000.0])
     parser.add_argument("--baseline", action="store_true", help="add the Heisenberg spin baseline to the model")
+    parser.add_argument("--relative-f", type=float, default=None, metavar="EV_PER_A",
+                        help="relative force errors, |ΔF| / (|F_label| + RELATIVE_F) (DeePMD-kit's relative_f)")
     parser.add_argument("--augment", action="store_true",
                         help="train on randomly rotated spins (exact here: the oracle has no spin-orbit terms)")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
@@ -150,7 +158,7 @@ def main():
         write_deepmd_npy(work / "data", near_ground_state(20), ["Fe"])
     (work / "train.yaml").write_text(yaml.safe_dump(training_config([work / "data"], args.steps,
                                                                       args.torque_prefactor, args.baseline,
-                                                                      args.augment)))
+                                                                      args.augment, args.relative_f)))
     cfg = ExploreConfig(training=str(work / "train.yaml"), systems=[str(work / "data")], members=args.members,
                         iterations=3, temperatures_K=args.temperatures, canting_rad=[0.1, 0.4, 0.8], strain=0.01,
                         starts=4, steps=100, sample_every=10, trust_f=(0.02, 1.5), trust_fm=(0.005, 0.3),
@@ -159,15 +167,23 @@ def main():
     committees = [[work / "al" / f"iter_{i:03d}" / "members" / f"member_{k}" / "model.pt" for k in range(args.members)]
                   for i in range(cfg.iterations)] + [final_committee(cfg, work / "al")]
     test = hot_frames(args.temperatures[-1], args.test_frames, seed=11)
-    scores = [{"committee": i, **score(models, test)} for i, models in enumerate(committees)]
+    per_rung = -(-args.test_frames // len(args.temperatures))
+    ladder = [f for k, t in enumerate(args.temperatures) for f in hot_frames(t, per_rung, seed=21 + k)]
+    scores = []
+    for i, models in enumerate(committees):
+        on_ladder = score(models, ladder)
+        scores.append({"committee": i, **score(models, test),
+                       "ladder": {k: on_ladder[k] for k in ("forces", "torques", "spearman_f", "spearman_fm")}})
     labels = {"forces": float(np.sqrt(np.mean(np.concatenate([f.forces for f in test]) ** 2))),
               "torques": float(np.sqrt(np.mean(np.concatenate([f.torques for f in test]) ** 2)))}
     print(f"oracle frames at {args.temperatures[-1]:g} K (label RMS: F {labels['forces']:.4f} eV/Å, ω "
           f"{labels['torques']:.4f} eV/μB): committee RMSE and Spearman ρ(max deviation, max error)")
-    print(f"{'committee':>10s} {'F (eV/Å)':>10s} {'ω (eV/μB)':>10s} {'ρ_F':>6s} {'ρ_ω':>6s}")
+    print(f"and ρ on {len(ladder)} frames across the ladder {', '.join(f'{t:g}' for t in args.temperatures)} K")
+    print(f"{'committee':>10s} {'F (eV/Å)':>10s} {'ω (eV/μB)':>10s} {'ρ_F':>6s} {'ρ_ω':>6s} {'ladder ρ_F':>11s} "
+          f"{'ladder ρ_ω':>11s}")
     for s in scores:
         print(f"{s['committee']:>10d} {s['forces']:10.4f} {s['torques']:10.4f} {s['spearman_f']:6.2f} "
-              f"{s['spearman_fm']:6.2f}")
+              f"{s['spearman_fm']:6.2f} {s['ladder']['spearman_f']:11.2f} {s['ladder']['spearman_fm']:11.2f}")
     print(f"fall from committee 0 to 3: forces {scores[0]['forces'] / scores[-1]['forces']:.1f}×, "
           f"torques {scores[0]['torques'] / scores[-1]['torques']:.1f}×")
     (work / "scores.json").write_text(json.dumps({"label_rms": labels, "committees": scores}, indent=1))

@@ -41,7 +41,7 @@ def small_model(seed: int = 3, dtype=torch.float64, **overrides) -> DeepSpinMode
 def with_random_baseline(model: DeepSpinModel, seed: int = 5) -> DeepSpinModel:
     """Give a model built with ``spin_baseline`` random coefficients of realistic size in place.
 
-    On-site a_p ~ 0.1–1 eV/μB^p (the leading one positive), J ~ 0.1 eV, K ~ 0.3 eV/μB, so the baseline
+    On-site a_p ~ 0.1–1 eV/μB^p (the leading one positive), J ~ 0.1 eV, K ~ 0.3 eV/μB, B ~ 0.05, so the baseline
     shapes forces, torques and stress as much as the network does and contract tests see it.
     """
     base = model.baseline
@@ -55,6 +55,7 @@ def with_random_baseline(model: DeepSpinModel, seed: int = 5) -> DeepSpinModel:
     exchange = torch.randn(base.exchange.shape, generator=gen, dtype=base.exchange.dtype)
     exchange[0] *= 0.1
     exchange[1] *= 0.3
+    exchange[2:] *= 0.05  # biquadratic B, where the model has it
     base.exchange.copy_(exchange)
     return model
 

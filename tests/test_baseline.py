@@ -120,12 +120,15 @@ def test_compression_keeps_the_baseline(nio):
 LANDAU = {"n_basis": 6, "onsite_order": 2, "form": "landau"}
 
 
-def test_landau_dimer_energy_is_the_closed_form_and_smooth_at_zero_moment():
-    """E = Σ a_p |S|^{2p} + [J + K(|S_1|² + |S_2|²)] S_1·S_2; the torque of a vanishing moment vanishes."""
-    model = network_silenced(with_random_baseline(small_model(spin_baseline=LANDAU)))
+@pytest.mark.parametrize("biquadratic", [False, True])
+def test_landau_dimer_energy_is_the_closed_form_and_smooth_at_zero_moment(biquadratic):
+    """E = Σ a_p |S|^{2p} + [J + K(|S_1|² + |S_2|²)] S_1·S_2 (+ B (S_1·S_2)²), its torques −∂E/∂S in closed
+    form; the torque of a vanishing moment vanishes."""
+    model = network_silenced(with_random_baseline(small_model(spin_baseline=LANDAU | {"biquadratic": biquadratic})))
     base, cfg = model.baseline, model.config
     a = base.onsite[0].numpy()
     coeffs = 0.5 * (base.exchange + base.exchange.transpose(1, 2))[:, 0, 0].numpy()
+    assert len(coeffs) == (3 if biquadratic else 2)
     centres, width = np.arange(1, 7) * cfg.rcut / 6, cfg.rcut / 6
     calc = DeepSpinCalculator(model)
     reference_energy = 2 * float(model.energy_bias[0])
@@ -134,10 +137,14 @@ def test_landau_dimer_energy_is_the_closed_form_and_smooth_at_zero_moment():
         dimer = Atoms("Ni2", positions=[[0, 0, 0], [r, 0, 0]], pbc=False)
         dimer.set_initial_magnetic_moments([s1, s2])
         dimer.calc = calc
-        j, k = coeffs @ (np.exp(-(((r - centres) / width) ** 2)) * switch(r, cfg.rcut_smth, cfg.rcut))
+        j, k, *b = coeffs @ (np.exp(-(((r - centres) / width) ** 2)) * switch(r, cfg.rcut_smth, cfg.rcut))
+        b = b[0] if biquadratic else 0.0
         onsite = sum((a * (s @ s) ** np.arange(1, 3)).sum() for s in (s1, s2))
-        expected = onsite + (j + k * (s1 @ s1 + s2 @ s2)) * (s1 @ s2)
+        expected = onsite + (j + k * (s1 @ s1 + s2 @ s2)) * (s1 @ s2) + b * (s1 @ s2) ** 2
         assert dimer.get_potential_energy() - reference_energy == pytest.approx(expected, rel=1e-12, abs=1e-12)
+        torque_1 = -(2 * a[0] * s1 + 4 * a[1] * (s1 @ s1) * s1 + (j + k * (s1 @ s1 + s2 @ s2)) * s2
+                     + 2 * k * (s1 @ s2) * s1 + 2 * b * (s1 @ s2) * s2)
+        assert np.allclose(calc.get_property("magnetic_torques", dimer)[0], torque_1, rtol=1e-10, atol=1e-14)
     lone = Atoms("Ni", positions=[[0, 0, 0]], pbc=False)
     lone.calc = calc
     for length in (1e-1, 1e-3, 1e-6):
@@ -147,12 +154,14 @@ def test_landau_dimer_energy_is_the_closed_form_and_smooth_at_zero_moment():
         assert np.allclose(lone.calc.get_property("magnetic_torques", lone)[0], expected, rtol=1e-10, atol=1e-15)
 
 
-def test_joint_fit_to_forces_and_torques_recovers_a_known_baseline(nio):
-    """Forces and torques of a known baseline, weighed relatively, are both reproduced by the joint fit."""
+@pytest.mark.parametrize("form", [BASELINE, LANDAU | {"biquadratic": True}, BASELINE | {"biquadratic": True}])
+def test_joint_fit_to_forces_and_torques_recovers_a_known_baseline(nio, form):
+    """Forces and torques of a known baseline (either form, with or without biquadratic exchange), weighed
+    relatively, are both reproduced by the joint fit."""
     from ase_deepspin.system import model_inputs
 
-    truth = network_silenced(with_random_baseline(small_model(spin_baseline=BASELINE)))
-    fitted = network_silenced(small_model(spin_baseline=BASELINE))
+    truth = network_silenced(with_random_baseline(small_model(spin_baseline=form)))
+    fitted = network_silenced(small_model(spin_baseline=form))
     types = np.array([0 if s == "Ni" else 1 for s in nio.get_chemical_symbols()])
     rng = np.random.default_rng(2)
     spins = nio.get_initial_magnetic_moments()

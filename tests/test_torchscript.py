@@ -99,10 +99,13 @@ def test_forward_lower_matches_calculator_on_nio_frames(variant):
             assert result[key] < 1e-10, (variant, key, result[key])
 
 
-def test_triclinic_cell_small_chunks_and_virial(nio):
+@pytest.mark.parametrize("baseline", [{"n_basis": 4, "onsite_order": 2},
+                                      {"n_basis": 4, "onsite_order": 2, "form": "landau", "biquadratic": True}])
+def test_triclinic_cell_small_chunks_and_virial(nio, baseline):
     """A triclinic 16-atom cell (many images of each atom), centres in chunks of a few rows: E, F, ω as the
-    calculator, and the virial (Σ x ⊗ F, symmetrised) equals −V σ of the calculator's stress."""
-    model = full_model()
+    calculator, and the virial (Σ x ⊗ F, symmetrised) equals −V σ of the calculator's stress; for both
+    baseline forms (the landau one with biquadratic exchange, as the Fe model has)."""
+    model = full_model(spin_baseline=baseline)
     module = scripted_model(model, max_edges_per_chunk=500)
     result = compare(module, model, nio, model.config.rcut + 1.5, seed=3)
     for key in ("energy", "forces", "torques"):

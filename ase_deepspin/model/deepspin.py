@@ -47,7 +47,8 @@ class ModelConfig:
     ``sel`` may be one int (for every doubled type), one int per real type (repeated for the
     pseudo-types) or one int per doubled type. ``resnet_dt`` is the fitting net's (DeePMD-kit
     ``fitting_net.resnet_dt``), ``embedding_resnet_dt`` the embedding nets' (``descriptor.resnet_dt``).
-    ``spin_baseline`` (``{"n_basis": K, "onsite_order": P, "form": "landau" | "deviation"}``) adds the
+    ``spin_baseline`` (``{"n_basis": K, "onsite_order": P, "form": "landau" | "deviation"}``, optionally
+    ``"biquadratic": true``) adds the
     Heisenberg–Landau term of :mod:`ase_deepspin.model.baseline` to the network energy (not a DeePMD-kit
     feature; without a form, "deviation", the rigid-moment form of files written before forms existed).
     ``time_reversal`` makes the network even in the spins, E_net = ½[E(R, S) + E(R, −S)], as
@@ -103,12 +104,18 @@ class ModelConfig:
             if not isinstance(knots, list) or len(knots) != 2 * n * n or any(int(k) < 2 for k in knots):
                 raise ValueError(f"compression.n_knots needs {2 * n * n} counts >= 2, got {knots}")
         if self.spin_baseline is not None:
-            unknown = set(self.spin_baseline) - {"n_basis", "onsite_order", "form"}
+            unknown = set(self.spin_baseline) - {"n_basis", "onsite_order", "form", "biquadratic"}
             if unknown:
-                raise ValueError(f"unknown spin_baseline keys {sorted(unknown)} (known: n_basis, onsite_order, form)")
+                raise ValueError(f"unknown spin_baseline keys {sorted(unknown)} "
+                                 "(known: n_basis, onsite_order, form, biquadratic)")
+            biquadratic = self.spin_baseline.get("biquadratic", False)
+            if not isinstance(biquadratic, bool):
+                raise ValueError(f"spin_baseline biquadratic must be true or false, got {biquadratic!r}")
             self.spin_baseline = {"n_basis": int(self.spin_baseline.get("n_basis", 8)),
                                   "onsite_order": int(self.spin_baseline.get("onsite_order", 4)),
-                                  "form": check_form(self.spin_baseline.get("form", "deviation"))}
+                                  "form": check_form(self.spin_baseline.get("form", "deviation")),
+                                  # only when on, so files written before the option keep their config
+                                  **({"biquadratic": True} if biquadratic else {})}
         if not isinstance(self.time_reversal, bool):
             raise ValueError(f"time_reversal must be true or false, got {self.time_reversal!r}")
         if self.short_range is not None:
@@ -171,7 +178,7 @@ class DeepSpinModel(nn.Module):
         if config.spin_baseline is not None:
             self.baseline = SpinBaseline(n, config.magnetic, config.rcut, config.rcut_smth,
                                          config.spin_baseline["n_basis"], config.spin_baseline["onsite_order"], dtype,
-                                         config.spin_baseline["form"])
+                                         config.spin_baseline["form"], config.spin_baseline.get("biquadratic", False))
         self.wall = None
         if config.short_range is not None:
             wall = config.short_range

@@ -30,13 +30,13 @@ import ase
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, all_changes
 
 from .model import DeepSpinModel, compress_model, load_model
 from .model.io import pretrained_models, resolve_model_path
 from .model.ranges import LENGTH_SPREAD, ExtrapolationWarning, fixed_length_types, outside_data
 from .neighbors import NeighborSearch
-from .system import atoms_graph, check_structure, model_inputs, read_spins, type_indices
+from .system import atoms_graph, check_structure, model_inputs, periodic_for, read_spins, type_indices
 
 _LIBRARY_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (ase, sys.modules[__package__]))
 
@@ -244,9 +244,7 @@ class DeepSpinCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        periodic = bool(atoms.pbc.all())
-        if "stress" in properties and not periodic:
-            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        periodic = periodic_for(atoms, properties)
         graph = self._graph(atoms)
         self._warn_outside_data(graph)
         members = []

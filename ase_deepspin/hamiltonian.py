@@ -36,7 +36,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from .neighbors import build_neighbor_list
 
 from .spins import MU_B_EV_PER_T
-from .system import magnetic_mask, read_spins
+from .system import magnetic_mask, periodic_for, read_spins
 
 
 @dataclass(frozen=True)
@@ -227,9 +227,7 @@ class SpinHamiltonian(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        periodic = bool(atoms.pbc.all())
-        if "stress" in properties and not periodic:
-            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        periodic = periodic_for(atoms, properties)
         n = len(atoms)
         symbols = np.array(atoms.get_chemical_symbols())
         spins = read_spins(atoms, magnetic=self.magnetic_elements)

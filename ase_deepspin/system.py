@@ -156,6 +156,17 @@ def _atoms_spins(atoms, is_magnetic: np.ndarray | None) -> np.ndarray:
     return validate_spins(atoms.get_initial_magnetic_moments(), is_magnetic, symbols)
 
 
+def periodic_for(atoms, properties) -> bool:
+    """Whether ``atoms`` is periodic in all three directions, the condition for a stress (and a virial);
+    asking for ``"stress"`` of any other cell is an error, as in ASE's own calculators."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    periodic = bool(atoms.pbc.all())
+    if "stress" in properties and not periodic:
+        raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+    return periodic
+
+
 def magnetic_mask(spins: np.ndarray) -> np.ndarray:
     """[N] bool: atoms with a non-zero moment.
 

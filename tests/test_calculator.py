@@ -142,6 +142,19 @@ def dimer(distance, spin_a=(0.0, 0.0, 1.2), spin_b=(0.0, 0.0, 1.2), second="Ni")
     return atoms
 
 
+def test_stress_of_a_cell_not_periodic_everywhere_is_refused(model):
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    from ase_deepspin.hamiltonian import ShellExchange, SpinHamiltonian
+
+    for calc in (DeepSpinCalculator(model), SpinHamiltonian(exchange={("Ni", "Ni"): ShellExchange(J=(0.01,), radii=(2.5,))})):
+        atoms = dimer(2.5)
+        atoms.calc = calc
+        assert np.isfinite(atoms.get_potential_energy())
+        with pytest.raises(PropertyNotImplementedError, match="periodic in all three"):
+            atoms.get_stress()
+
+
 @pytest.mark.parametrize("second", ["Ni", "O"])
 def test_energy_is_smooth_as_a_real_neighbour_crosses_the_cutoff(model, second):
     calc = DeepSpinCalculator(model)

@@ -432,7 +432,8 @@ def record_data_ranges(path, out=None) -> dict:
     """Recompute the data ranges of the model file ``path`` from the training frames its provenance names
     (for files written before a kind of range was recorded) and write it to ``out`` (default: in place);
     weights, statistics and provenance are kept, the provenance noting the update. Returns the ranges."""
-    model, train_frames = _training_run(path)
+    model, cfg = _training_run(path)
+    train_frames = select_frames(cfg)[1]
     items = PreparedFrames(train_frames, model).items
     ranges = data_ranges(items, model.config.magnetic, shortest_distances(items, model.config.n_types))
     model.config.data_ranges = ranges
@@ -445,15 +446,19 @@ def change_bias(path, out=None) -> np.ndarray:
     """Refit the energy bias of the model file ``path`` on the training frames its provenance names
     (:func:`shift_energy_bias`) and write it to ``out`` (default: in place), the provenance noting the
     shift; returns the shift (eV per atom of each type)."""
-    model, train_frames = _training_run(path)
+    model, cfg = _training_run(path)
+    all_frames, train_frames, valid_frames = select_frames(cfg)
     shift = shift_energy_bias(model, PreparedFrames(train_frames, model), train_frames)
-    _save_like(model, path, out, {"energy_bias_shift": {"eV_per_atom": dict(zip(model.config.type_map, shift.tolist())),
+    # the held-out errors the file records were measured with the old bias: measure them again
+    training = {**model.provenance["training"], **held_out_record(model, cfg, all_frames, valid_frames)}
+    _save_like(model, path, out, {"training": training,
+                                  "energy_bias_shift": {"eV_per_atom": dict(zip(model.config.type_map, shift.tolist())),
                                                         "fitted_on": f"the {len(train_frames)} training frames"}})
     return shift
 
 
-def _training_run(path) -> tuple[DeepSpinModel, list[Frame]]:
-    """The model of file ``path`` and the training frames of the run its provenance records."""
+def _training_run(path) -> tuple[DeepSpinModel, TrainConfig]:
+    """The model of file ``path`` and the configuration of the training run its provenance records."""
     from .model import load_model
 
     model = load_model(path)
@@ -461,8 +466,7 @@ def _training_run(path) -> tuple[DeepSpinModel, list[Frame]]:
     if not training or "config" not in training:
         raise ValueError(f"{path} records no training run to find its training frames from")
     raw = dict(training["config"])
-    cfg = TrainConfig(**{**raw, "model": ModelConfig(**raw["model"]), "loss": LossConfig(**raw["loss"])})
-    return model, select_frames(cfg)[1]
+    return model, TrainConfig(**{**raw, "model": ModelConfig(**raw["model"]), "loss": LossConfig(**raw["loss"])})
 
 
 def _save_like(model: DeepSpinModel, path, out, provenance: dict) -> None:
@@ -588,23 +592,34 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     bar.close()
     checkpoint()
     model_path = out_dir / cfg.model_file
-    last = curve[-1] if curve and len(valid_data) else None
     training = {"config": cfg.to_dict(), "systems": cfg.systems, "training_frames": len(train_frames),
                 "validation_frames": len(valid_frames), "steps": step,
-                "held_out_rmse": None if last is None else _milli(last["val_e"], last["val_f"], last["val_m"])}
-    if cfg.held_out and last is not None:
-        # one pooled number hides which held-out part is hard (hot frames dominate it): keep each
-        position = {id(f): k for k, f in enumerate(valid_frames)}
-        training["held_out_rmse_by_selection"] = {
-            selection: _milli(*validation_rmse(model, valid_data, indices=[
-                position[id(f)] for f in hold_out(all_frames, [selection])[1]]).values())
-            for selection in cfg.held_out}
+                **held_out_record(model, cfg, all_frames, valid_frames, valid_data)}
     save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype), provenance={"training": training})
     if curve:
         from .analysis.plots import plot_learning_curve
 
         plot_learning_curve(curve, out_dir / "lcurve.png")
     return model_path
+
+
+def held_out_record(model: DeepSpinModel, cfg: TrainConfig, all_frames: list[Frame], valid_frames: list[Frame],
+                    valid_data: PreparedFrames | None = None) -> dict:
+    """The model's RMSE on a run's validation frames, as a model file's provenance records it:
+    ``held_out_rmse`` pooled over them (meV/atom, meV/Å, meV/μB; None without validation frames) and,
+    where the run holds out named selections, ``held_out_rmse_by_selection``."""
+    if not valid_frames:
+        return {"held_out_rmse": None}
+    valid_data = valid_data or PreparedFrames(valid_frames, model)
+    record = {"held_out_rmse": _milli(*validation_rmse(model, valid_data).values())}
+    if cfg.held_out:
+        # one pooled number hides which held-out part is hard (hot frames dominate it): keep each
+        position = {id(f): k for k, f in enumerate(valid_frames)}
+        record["held_out_rmse_by_selection"] = {
+            selection: _milli(*validation_rmse(model, valid_data, indices=[
+                position[id(f)] for f in hold_out(all_frames, [selection])[1]]).values())
+            for selection in cfg.held_out}
+    return record
 
 
 def _milli(e: float, f: float, m: float) -> dict:

@@ -219,22 +219,31 @@ def test_data_ranges_of_a_model_file_are_recomputed_from_its_training_frames(tmp
 
 def test_change_bias_removes_the_mean_energy_offset_of_the_training_frames(tmp_path, capsys):
     """After change-bias the training frames' energy residuals average zero (one type count per frame);
-    forces and torques are those of the model before."""
+    forces and torques are those of the model before; the held-out errors the file records are the
+    shifted model's own."""
     from ase_deepspin.cli import main
-    from ase_deepspin.train import PreparedFrames, _training_run, evaluate
+    from ase_deepspin.train import PreparedFrames, _training_run, evaluate, select_frames, validation_rmse
 
-    path = train(tiny_config(tmp_path, numb_steps=5), progress=False, log=lambda *a: None)
+    path = train(tiny_config(tmp_path, numb_steps=5, n_validation=0, held_out=["data_0#0:5"]), progress=False,
+                 log=lambda *a: None)
     assert main(["change-bias", str(path), "-o", str(tmp_path / "shifted.pt")]) == 0
     assert "energy bias shifted by" in capsys.readouterr().out
-    residuals, outputs = [], []
+    residuals, outputs, recorded = [], [], []
     for file in (path, tmp_path / "shifted.pt"):
-        model, frames = _training_run(file)
+        model, cfg = _training_run(file)
+        _, frames, valid = select_frames(cfg)
+        held_out = {k: 1e3 * v for k, v in validation_rmse(model, PreparedFrames(valid, model)).items()}
+        recorded.append(model.provenance["training"]["held_out_rmse"])
+        assert [recorded[-1][k] for k in ("energy_meV_per_atom", "forces_meV_per_A", "torques_meV_per_muB")] == \
+            pytest.approx([held_out["e"], held_out["f"], held_out["m"]], rel=1e-6)
+        assert model.provenance["training"]["held_out_rmse_by_selection"]["data_0#0:5"] == pytest.approx(recorded[-1])
         data = PreparedFrames(frames, model)
         out = [evaluate(model, data.batch([k]), create_graph=False) for k in range(len(data))]
         residuals.append(np.array([f.energy - float(o["energy"]) for f, o in zip(frames, out)]))
         outputs.append(torch.cat([o["forces"] for o in out]))
     assert abs(residuals[0].mean()) > 1e-4 and abs(residuals[1].mean()) < 1e-9  # NiO: Ni and O counts fixed
     assert torch.allclose(outputs[0], outputs[1], atol=1e-12)
+    assert recorded[0]["energy_meV_per_atom"] != pytest.approx(recorded[1]["energy_meV_per_atom"])
     assert "energy_bias_shift" in load_model(tmp_path / "shifted.pt").provenance
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
+from ase.calculators.calculator import PropertyNotImplementedError
 from ase.data import atomic_numbers, chemical_symbols
 
 from .neighbors import NeighborSearch, build_neighbor_list
@@ -159,8 +160,6 @@ def _atoms_spins(atoms, is_magnetic: np.ndarray | None) -> np.ndarray:
 def periodic_for(atoms, properties) -> bool:
     """Whether ``atoms`` is periodic in all three directions, the condition for a stress (and a virial);
     asking for ``"stress"`` of any other cell is an error, as in ASE's own calculators."""
-    from ase.calculators.calculator import PropertyNotImplementedError
-
     periodic = bool(atoms.pbc.all())
     if "stress" in properties and not periodic:
         raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")

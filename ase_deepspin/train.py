@@ -594,7 +594,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     model_path = out_dir / cfg.model_file
     training = {"config": cfg.to_dict(), "systems": cfg.systems, "training_frames": len(train_frames),
                 "validation_frames": len(valid_frames), "steps": step,
-                **held_out_record(model, cfg, all_frames, valid_frames, valid_data)}
+                **held_out_record(model, cfg, all_frames, valid_frames, valid_data,
+                                  pooled=(curve[-1]["val_e"], curve[-1]["val_f"], curve[-1]["val_m"]) if curve else None)}
     save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype), provenance={"training": training})
     if curve:
         from .analysis.plots import plot_learning_curve
@@ -604,14 +605,15 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
 
 
 def held_out_record(model: DeepSpinModel, cfg: TrainConfig, all_frames: list[Frame], valid_frames: list[Frame],
-                    valid_data: PreparedFrames | None = None) -> dict:
+                    valid_data: PreparedFrames | None = None, pooled: tuple | None = None) -> dict:
     """The model's RMSE on a run's validation frames, as a model file's provenance records it:
     ``held_out_rmse`` pooled over them (meV/atom, meV/Å, meV/μB; None without validation frames) and,
-    where the run holds out named selections, ``held_out_rmse_by_selection``."""
+    where the run holds out named selections, ``held_out_rmse_by_selection``. ``pooled`` (eV/atom, eV/Å,
+    eV/μB) is the pooled RMSE where the caller has just measured it (training's last curve row)."""
     if not valid_frames:
         return {"held_out_rmse": None}
     valid_data = valid_data or PreparedFrames(valid_frames, model)
-    record = {"held_out_rmse": _milli(*validation_rmse(model, valid_data).values())}
+    record = {"held_out_rmse": _milli(*(pooled or validation_rmse(model, valid_data).values()))}
     if cfg.held_out:
         # one pooled number hides which held-out part is hard (hot frames dominate it): keep each
         position = {id(f): k for k, f in enumerate(valid_frames)}

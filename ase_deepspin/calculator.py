@@ -206,7 +206,7 @@ class DeepSpinCalculator(Calculator):
         sources = [source for _, source in loaded]
         self.parameters.update(model=sources if committee else sources[0], device=str(self.device),
                                dtype=str(torch_dtype).removeprefix("torch."),
-                               compressed=self.model.tables is not None, neighbor_skin=float(neighbor_skin),
+                               compressed=self.model.compressed, neighbor_skin=float(neighbor_skin),
                                max_edges_per_chunk=max_edges_per_chunk)
 
     def _load(self, model, torch_dtype, compress):
@@ -221,7 +221,7 @@ class DeepSpinCalculator(Calculator):
         else:
             raise TypeError(f"model must be a path, a shipped model name, a DeepSpinModel or a list of them (a "
                             f"committee), got {type(model).__name__}")
-        if isinstance(compress, dict) or (compress and model.tables is None):
+        if isinstance(compress, dict) or (compress and not model.compressed):
             model = compress_model(model, **(compress if isinstance(compress, dict) else {}))
         if model.dtype != torch_dtype or model.device != self.device:
             model = copy.deepcopy(model).to(device=self.device, dtype=torch_dtype)

@@ -107,14 +107,12 @@ def _compress(args):
 
 def _print_tables(model):
     cfg = model.config
-    names = model.block_names()
     print(f"compression     tolerance {cfg.compression['tolerance']:g} (|G| units), neighbours from "
           f"{cfg.compression['min_distance']} Å to rcut tabulated, closer ones by the nets")
     print("  table               x range              knots   step min / max      max error")
-    for p, table in enumerate(model.tables):
-        centre, block = cfg.type_map[p // (2 * cfg.n_types)], names[p % (2 * cfg.n_types)]
+    for table, (_, _, label) in zip(model.descriptor.tables, model.descriptor.radial_nets()):
         steps = table.knots.diff()
-        print(f"  {centre + ' <- ' + block:18s}  [{table.lower:8.3f}, {table.upper:8.3f}]  {len(table.knots):6d}   "
+        print(f"  {label:18s}  [{table.lower:8.3f}, {table.upper:8.3f}]  {len(table.knots):6d}   "
               f"{float(steps.min()):.2e} / {float(steps.max()):.2e}   {float(table.max_error):.1e}")
 
 
@@ -184,15 +182,25 @@ def _info(args):
     if export is not None:
         print(f"kind            TorchScript module for DeePMD-kit's LAMMPS pair_style deepspin, {export['dtype']}, "
               f"exported by ase-deepspin {export['package_version']}; the model it holds:")
-    print(f"type_map        {cfg.type_map}   (pseudo-types {', '.join(model.block_names()[cfg.n_types:])})")
-    print(f"virtual_scale   {cfg.virtual_scale} Å/μB")
+    magnetic = [t for t, m in zip(cfg.type_map, cfg.magnetic) if m]
+    print(f"type_map        {cfg.type_map}   (magnetic: {', '.join(magnetic) or 'none'})")
+    if cfg.descriptor == "pseudo_atom":
+        print(f"descriptor      pseudo_atom: se_e2_a over real atoms and pseudo-atoms at R + ηS (pseudo-types "
+              f"{', '.join(model.block_names()[cfg.n_types:])}), virtual_scale η {cfg.virtual_scale} Å/μB")
+    else:
+        print(f"descriptor      spin_invariant: se_e2_a over real atoms, spins through S_i·S_j and |S_i|² "
+              f"(gates {cfg.gate_neuron}, moment floor {cfg.moment_floor} μB, moment scales "
+              f"{[round(float(v), 4) for v in model.descriptor.moment_scale]} μB)")
     print(f"rcut            {cfg.rcut} Å (smooth from {cfg.rcut_smth} Å), env_protection {cfg.env_protection} Å")
     print(f"sel             {cfg.sel} (total {sum(cfg.sel)})")
     print(f"embedding       {cfg.neuron}, axis_neuron {cfg.axis_neuron}, resnet_dt {cfg.embedding_resnet_dt}")
     print(f"fitting         {cfg.fitting_neuron}, resnet_dt {cfg.resnet_dt}")
     print(f"energy bias     {[round(float(b), 6) for b in model.energy_bias]} eV")
-    symmetry = "E_net = [E(R, S) + E(R, -S)]/2, exactly even in S" if cfg.time_reversal else "no (not even in S)"
-    print(f"time reversal   {symmetry}")
+    meaning = {"spin rotation and time reversal": "exact under rotating the spins alone (no spin-orbit terms: no "
+               "DMI or anisotropy) and under S -> -S",
+               "time reversal": "E_net = [E(R, S) + E(R, -S)]/2, exactly even in S; spins rotate only jointly with "
+               "the lattice", "none": "only joint rotations of lattice and spins (not even in S)"}[cfg.symmetry]
+    print(f"spin symmetry   {cfg.symmetry}: {meaning}")
     if cfg.short_range is not None:
         pairs = [(a, b) for a in range(cfg.n_types) for b in range(a, cfg.n_types)]
         print("short range     ZBL wall (ase_deepspin.model.zbl), full below r_inner, off beyond r_outer: "
@@ -217,7 +225,7 @@ def _info(args):
     _print_provenance(model.provenance)
     if model.baseline is not None:
         _print_baseline(model)
-    if model.tables is not None:
+    if model.compressed:
         _print_tables(model)
 
 

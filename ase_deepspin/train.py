@@ -126,21 +126,29 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown spin keys {sorted(unknown)} (known: use_spin, virtual_scale, baseline, "
                              "time_reversal)")
-        if desc.pop("type", "se_e2_a") != "se_e2_a":
-            raise ValueError("only the se_e2_a descriptor is supported")
+        kind = desc.pop("type", "se_e2_a")
+        descriptors = {"se_e2_a": "pseudo_atom", "spin_invariant": "spin_invariant"}
+        if kind not in descriptors:
+            raise ValueError(f"descriptor.type must be se_e2_a (DeepSPIN's pseudo-atoms) or spin_invariant, got {kind!r}")
         use_spin = list(spin.get("use_spin") or [False] * len(type_map))
-        scale = list(spin.get("virtual_scale") or [])
-        if len(scale) == sum(use_spin) and len(scale) != len(type_map):
-            it = iter(scale)
-            scale = [next(it) if u else 0.0 for u in use_spin]
-        if len(scale) != len(type_map) or len(use_spin) != len(type_map):
-            raise ValueError("spin.use_spin needs one bool per type and virtual_scale one value per type "
-                             "(or per magnetic type)")
-        scale = [float(s) if u else 0.0 for s, u in zip(scale, use_spin)]
-        if any(u and s <= 0 for s, u in zip(scale, use_spin)):
-            raise ValueError("magnetic types need a positive virtual_scale (Å/μB)")
+        if len(use_spin) != len(type_map):
+            raise ValueError("spin.use_spin needs one bool per type")
+        if kind == "spin_invariant":
+            if spin.get("virtual_scale"):
+                raise ValueError("the spin_invariant descriptor has no pseudo-atoms: remove spin.virtual_scale")
+            scale = [0.0] * len(type_map)
+        else:
+            scale = list(spin.get("virtual_scale") or [])
+            if len(scale) == sum(use_spin) and len(scale) != len(type_map):
+                it = iter(scale)
+                scale = [next(it) if u else 0.0 for u in use_spin]
+            if len(scale) != len(type_map):
+                raise ValueError("spin.virtual_scale needs one value per type (or per magnetic type)")
+            scale = [float(s) if u else 0.0 for s, u in zip(scale, use_spin)]
+            if any(u and s <= 0 for s, u in zip(scale, use_spin)):
+                raise ValueError("magnetic types need a positive virtual_scale (Å/μB)")
         known_desc = {"sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "env_protection", "seed", "resnet_dt",
-                      "type_one_side"}
+                      "type_one_side"} | ({"gate_neuron", "moment_floor"} if kind == "spin_invariant" else set())
         if set(desc) - known_desc:
             raise ValueError(f"unknown descriptor keys {sorted(set(desc) - known_desc)}")
         if desc.pop("resnet_dt", False) or desc.pop("type_one_side", False):
@@ -171,6 +179,7 @@ class TrainConfig:
         if explicit:
             short_range = {"charges": nuclear_charges(type_map), **short_range}
         model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=fitting_neuron,
+                            descriptor=descriptors[kind], magnetic=[bool(u) for u in use_spin],
                             resnet_dt=fit.pop("resnet_dt", True), spin_baseline=baseline,
                             time_reversal=spin.get("time_reversal", True),
                             short_range=short_range if explicit else None, **desc)

@@ -172,9 +172,9 @@ def table():
     """The first table of a compressed small model: its coefficients, fused constants and the model's rcut (Å)."""
     model = compress_model(small_model())
     cfg = model.config
-    constants = fused.table_constants(model.tables[0], model.env_mean[0], model.env_std[0],
+    constants = fused.table_constants(model.descriptor.tables[0], model.descriptor.env_mean[0], model.descriptor.env_std[0],
                                       (cfg.rcut_smth, cfg.rcut, cfg.env_protection))
-    return model.tables[0].coefficients, constants, cfg.rcut
+    return model.descriptor.tables[0].coefficients, constants, cfg.rcut
 
 
 def moment_and_gradient(table, n_centres: int, edges_per_centre: int = 40):

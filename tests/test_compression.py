@@ -28,7 +28,7 @@ def results(calc, atoms):
 
 
 def test_stored_derivatives_are_the_nets():
-    net = small_model().embedding[2]
+    net = small_model().descriptor.embedding[2]
     x = torch.linspace(-1.0, 6.0, 9, dtype=torch.float64, requires_grad=True)
     g = net(x[:, None])
     first = torch.stack([torch.autograd.grad(g[:, m].sum(), x, create_graph=True)[0] for m in range(g.shape[1])], 1)
@@ -53,7 +53,7 @@ def spline_on_interval(table, interval, tau_value):
 
 def test_tabulated_net_is_smooth_across_knots():
     # value, slope and curvature at each interior knot agree between the pieces left and right of it
-    table = EmbeddingTable.from_net(small_model().embedding[0], -1.0, 8.0)
+    table = EmbeddingTable.from_net(small_model().descriptor.embedding[0], -1.0, 8.0)
     left = torch.arange(len(table.knots) - 2)
     for k, (below, above) in enumerate(zip(spline_on_interval(table, left, 1.0),
                                            spline_on_interval(table, left + 1, 0.0))):
@@ -62,7 +62,7 @@ def test_tabulated_net_is_smooth_across_knots():
 
 
 def test_table_is_within_its_tolerance_everywhere():
-    net = small_model().embedding[1]
+    net = small_model().descriptor.embedding[1]
     table = EmbeddingTable.from_net(net, -1.0, 8.0, tolerance=1e-8)
     x = torch.tensor(np.random.default_rng(0).uniform(-1.0, 8.0, 20_000))
     with torch.no_grad():
@@ -131,7 +131,7 @@ def test_bad_compression_options(options, message):
 
 def test_unreachable_tolerance_is_refused():
     with pytest.raises(ValueError, match="more than 200 knots"):
-        EmbeddingTable.from_net(small_model().embedding[0], -1.0, 8.0, tolerance=1e-30, max_knots=200)
+        EmbeddingTable.from_net(small_model().descriptor.embedding[0], -1.0, 8.0, tolerance=1e-30, max_knots=200)
 
 
 def test_derivatives_of_forces_through_the_tables_for_training(nio):

@@ -46,7 +46,7 @@ def randomized(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         model.energy_bias.copy_(torch.randn(model.energy_bias.shape, generator=g, dtype=model.dtype) - 5.0)
-        model.env_mean[:, 0] += 0.05 * torch.rand(model.env_mean.shape[0], generator=g, dtype=model.dtype)
+        model.descriptor.env_mean[:, 0] += 0.05 * torch.rand(model.descriptor.env_mean.shape[0], generator=g, dtype=model.dtype)
     return model
 
 
@@ -177,9 +177,9 @@ def test_written_file_layout(tmp_path):
     assert len(nets) == 16 and desc["embeddings"]["ndim"] == 2
     # DeePMD-kit's flat index is ti + tb * 4; the native one ti * 4 + tb
     w = stored[nets[0 + 3 * 4]["layers"][1]["@variables"]["w"].lstrip("/")]
-    np.testing.assert_array_equal(w, model.embedding[0 * 4 + 3][1].weight.detach().numpy())
+    np.testing.assert_array_equal(w, model.descriptor.embedding[0 * 4 + 3][1].weight.detach().numpy())
     davg = stored[desc["@variables"]["davg"].lstrip("/")]
-    assert davg.shape == (4, 120, 4) and np.all(davg[:2] == model.env_mean.numpy()[:, None, :])
+    assert davg.shape == (4, 120, 4) and np.all(davg[:2] == model.descriptor.env_mean.numpy()[:, None, :])
     out_bias = stored[bb["@variables"]["out_bias"].lstrip("/")]
     np.testing.assert_array_equal(out_bias[0, :2, 0], model.energy_bias.numpy())
     assert not np.any(stored[fit["@variables"]["bias_atom_e"].lstrip("/")])
@@ -271,7 +271,7 @@ def test_calculator_and_info_read_deepmd_files(tmp_path, nio, capsys):
     expected = DeepSpinCalculator(model).get_potential_energy(nio)
     assert DeepSpinCalculator(str(tmp_path / "m.dp")).get_potential_energy(nio) == pytest.approx(expected, abs=1e-10)
     assert cli_main(["info", str(tmp_path / "m.dp")]) == 0
-    assert "time reversal   no" in capsys.readouterr().out
+    assert "spin symmetry   none" in capsys.readouterr().out
 
 
 def test_not_a_dp_file(tmp_path):

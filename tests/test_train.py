@@ -303,7 +303,7 @@ def test_warm_start_begins_from_the_given_model(tmp_path):
     curve = lambda run: json.loads((tmp_path / run / "run" / "lcurve.json").read_text())[-1]  # noqa: E731
     assert curve("d")["val_f"] < curve("c")["val_f"]  # 40 steps in all beat 20 from scratch
     moved = load_model(warm).state_dict()
-    assert torch.equal(moved["env_mean"], a["env_mean"]) and not torch.equal(moved["fitting.0.0.weight"],
+    assert torch.equal(moved["descriptor.env_mean"], a["descriptor.env_mean"]) and not torch.equal(moved["fitting.0.0.weight"],
                                                                               a["fitting.0.0.weight"])
     other = tiny_config(tmp_path / "e", numb_steps=0, init_model=str(first))
     other.model = ModelConfig(**{**other.model.__dict__, "fitting_neuron": [8, 8]})

@@ -185,8 +185,7 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8, forces: boo
             positions = f["positions"].detach().requires_grad_(True)
             real = ~f["pseudo"]
             c, n = f["centers"][real], f["neighbors"][real]
-            vectors = model.edge_vectors(positions, spins, f["atom_types"], c, n, f["offsets"][real],
-                                         f["pseudo"][real])
+            vectors = model.lattice_vectors(positions, c, n, f["offsets"][real])
             energy = base.atomic_energies(spins, f["atom_types"], c, n, vectors, 0, len(spins), onsite, exchange)
             grad_s, grad_r = torch.autograd.grad(energy.sum(), (spins, positions))
         return -grad_s[f["magnetic"]], -grad_r

@@ -1,7 +1,7 @@
 """Compression of a model: its embedding nets replaced by quintic-spline tables.
 
 The tables and how they are evaluated are described in :mod:`~ase_deepspin.model.tabulation`;
-this module builds them for every embedding net of a :class:`~ase_deepspin.model.DeepSpinModel`
+this module builds them for every embedding net of a model's descriptor
 over the range of standardised radial entries that the model's neighbours can reach.
 """
 
@@ -35,10 +35,10 @@ def compress_model(model: DeepSpinModel, tolerance: float = 1e-8, min_distance: 
     if not tolerance > 0.0:
         raise ValueError(f"tolerance must be positive, got {tolerance}")
     source = copy.deepcopy(model).to(device="cpu", dtype=torch.float64)
-    n_blocks = 2 * cfg.n_types
+    descriptor = source.descriptor
     tables = []
-    for p, net in enumerate(source.embedding):
-        mean, std = source.env_mean[p // n_blocks, 0], source.env_std[p // n_blocks, 0]
+    for net, t, _ in descriptor.radial_nets():
+        mean, std = descriptor.env_mean[t, 0], descriptor.env_std[t, 0]
         lower = float(-mean / std)  # every empty slot and every neighbour at r >= rcut
         radial = smooth_switch(torch.tensor(min_distance, dtype=torch.float64), cfg.rcut_smth, cfg.rcut)
         upper = float((radial / (min_distance + cfg.env_protection) - mean) / std)
@@ -46,8 +46,8 @@ def compress_model(model: DeepSpinModel, tolerance: float = 1e-8, min_distance: 
         tables.append(EmbeddingTable.from_net(net, lower - margin, upper, tolerance, initial_step))
     compression = {"tolerance": tolerance, "min_distance": min_distance, "n_knots": [len(t.knots) for t in tables]}
     compressed = DeepSpinModel(ModelConfig(**{**asdict(cfg), "compression": compression}))
-    state = {k: v for k, v in source.state_dict().items() if not k.startswith("tables.")}
-    state.update({f"tables.{p}.{k}": v for p, t in enumerate(tables) for k, v in t.state_dict().items()})
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("descriptor.tables.")}
+    state.update({f"descriptor.tables.{p}.{k}": v for p, t in enumerate(tables) for k, v in t.state_dict().items()})
     compressed.load_state_dict(state)
     compressed.provenance = {**model.provenance, "compression": {"tolerance": tolerance, "min_distance": min_distance}}
     return compressed.to(device=model.device, dtype=model.dtype)

@@ -263,8 +263,8 @@ def model_from_dp_dict(data: dict) -> DeepSpinModel:
         _require(np.array_equal(arr[:n], np.broadcast_to(arr[:n, :1], arr[:n].shape)),
                  f"{name} differs between neighbour slots; only per-type statistics are supported")
     with torch.no_grad():
-        out.env_mean.copy_(torch.as_tensor(davg[:n, 0]))
-        out.env_std.copy_(torch.as_tensor(dstd[:n, 0]))
+        out.descriptor.env_mean.copy_(torch.as_tensor(davg[:n, 0]))
+        out.descriptor.env_std.copy_(torch.as_tensor(dstd[:n, 0]))
 
     emb = desc["embeddings"]
     ndim = int(emb["ndim"])
@@ -276,7 +276,7 @@ def model_from_dp_dict(data: dict) -> DeepSpinModel:
             what = f"embedding net ({full_map[ti]}, {full_map[tb]})"
             layers = _net_layers(emb["networks"][index], what, len(neuron))
             for k, layer in enumerate(layers):
-                _copy_layer(layer, out.embedding[ti * n2 + tb][k], f"{what} layer {k}", hidden=True)
+                _copy_layer(layer, out.descriptor.embedding[ti * n2 + tb][k], f"{what} layer {k}", hidden=True)
 
     nets = fit["nets"]
     _require(int(nets["ndim"]) == 1 and int(nets["ntypes"]) == n2, "fitting collection is not one net per type")
@@ -334,6 +334,9 @@ def _zeroed(d: dict) -> dict:
 def dp_dict_from_model(model: DeepSpinModel) -> dict:
     """DeePMD-kit 3.x serialized dictionary (PyTorch-backend layout) of a native model, float64."""
     cfg = model.config
+    if cfg.descriptor != "pseudo_atom":
+        raise DeepMDFormatError(f"this model's descriptor is {cfg.descriptor!r} (ModelConfig.descriptor), which "
+                                "DeePMD-kit cannot represent; only pseudo-atom (se_e2_a spin) models can be exported")
     if cfg.spin_baseline is not None:
         raise DeepMDFormatError("this model has a spin baseline (ModelConfig.spin_baseline), which DeePMD-kit "
                                 "cannot represent; only models trained without one can be exported")
@@ -355,7 +358,7 @@ def dp_dict_from_model(model: DeepSpinModel) -> dict:
     embeddings = [None] * (n2 * n2)
     for ti in range(n2):
         for tb in range(n2):
-            source = model.embedding[(ti % n) * n2 + tb]
+            source = model.descriptor.embedding[(ti % n) * n2 + tb]
             d = _embedding_dict(source, cfg.neuron, cfg.embedding_resnet_dt)
             embeddings[ti + tb * n2] = d if ti < n else _zeroed(d)
     n_desc = cfg.neuron[-1] * cfg.axis_neuron
@@ -366,8 +369,8 @@ def dp_dict_from_model(model: DeepSpinModel) -> dict:
 
     davg = np.zeros((n2, n_slots, 4))
     dstd = np.ones((n2, n_slots, 4))
-    davg[:n] = _numpy(model.env_mean)[:, None, :]
-    dstd[:n] = _numpy(model.env_std)[:, None, :]
+    davg[:n] = _numpy(model.descriptor.env_mean)[:, None, :]
+    dstd[:n] = _numpy(model.descriptor.env_std)[:, None, :]
     out_bias = np.zeros((1, n2, 1))
     out_bias[0, :n, 0] = _numpy(model.energy_bias)
 

@@ -1,4 +1,4 @@
-"""DeepSPIN energy model: se_e2_a descriptor over real and spin pseudo-atoms, per-type fitting.
+"""The energy model: a descriptor, per-type fitting nets and optional physical terms, on an edge list.
 
 Symbols and variables
 ---------------------
@@ -15,37 +15,48 @@ omega = -dE/dS          ``torques``            full gradient, eV/μB (zero on no
 W = -dE/d(strain)       ``virial``             per frame [B, 3, 3] (eV), spins held fixed
 ======================  =====================  ===========================================
 
-Neighbour blocks follow DeePMD-kit's spin models: the type map is doubled (real types, then one
-pseudo-type per real type; those of non-magnetic types are unused placeholders) and ``sel`` has
-one entry per doubled type. The model is a pure ``torch.nn.Module``: tensors in, tensors out.
+The energy is computed in one place, :meth:`DeepSpinModel.atomic_energies` (TorchScript-compatible):
+the descriptor (``config.descriptor``: ``"pseudo_atom"``, DeepSPIN's se_e2_a over real and pseudo-atoms,
+:mod:`~ase_deepspin.model.pseudo_atom`; or ``"spin_invariant"``, :mod:`~ase_deepspin.model.spin_invariant`)
+gives features per centre, the fitting net of the centre's type and its energy bias the atomic
+energy, and the spin baseline and ZBL wall add theirs. :meth:`DeepSpinModel.forward` builds the edge
+vectors from the package's graph, :class:`~ase_deepspin.model.torchscript.LammpsModel` from LAMMPS's
+list; both call it. The model is a pure ``torch.nn.Module``: tensors in, tensors out.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import List
 
 import torch
 from torch import nn
 
-from . import fused
 from .baseline import SpinBaseline, check_form
-from .descriptor import environment_rows, mlp
-from .tabulation import EmbeddingTable
+from .descriptor import mlp
+from .pseudo_atom import PseudoAtomDescriptor
+from .spin_invariant import SpinInvariantDescriptor
 from .zbl import ZBLWall, check_short_range
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # version 2 added the optional ``compression`` and ``embedding_resnet_dt``, version 3 ``spin_baseline``,
-# version 4 ``time_reversal`` (files of earlier versions have none) and ``short_range``
-READABLE_VERSIONS = (1, 2, 3, 4)
+# version 4 ``time_reversal`` (files of earlier versions have none) and ``short_range``, version 5
+# ``descriptor``, ``magnetic`` and the descriptor as a submodule (state-dict keys ``descriptor.*``)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
+DESCRIPTORS = {"pseudo_atom": PseudoAtomDescriptor, "spin_invariant": SpinInvariantDescriptor}
 
 
 @dataclass
 class ModelConfig:
-    """Hyper-parameters of a DeepSPIN model (names as in DeePMD-kit's se_e2_a spin input).
+    """Hyper-parameters of a model (names as in DeePMD-kit's se_e2_a spin input where it has them).
 
-    ``sel`` may be one int (for every doubled type), one int per real type (repeated for the
-    pseudo-types) or one int per doubled type. ``resnet_dt`` is the fitting net's (DeePMD-kit
+    ``descriptor`` is ``"pseudo_atom"`` (DeepSPIN: pseudo-atoms at R + ηS, ``virtual_scale`` η > 0 on
+    magnetic types) or ``"spin_invariant"`` (exact under rotating the spins alone; ``virtual_scale`` all 0,
+    ``magnetic`` names the magnetic types, ``gate_neuron`` the hidden widths of the spin gates and
+    ``moment_floor`` (μB) regularises the spin cosine). ``magnetic`` defaults to ``virtual_scale > 0``.
+    ``sel`` may be one int, one int per real type or (pseudo-atom descriptor) one per doubled type
+    (real types, then pseudo-types). ``resnet_dt`` is the fitting net's (DeePMD-kit
     ``fitting_net.resnet_dt``), ``embedding_resnet_dt`` the embedding nets' (``descriptor.resnet_dt``).
     ``spin_baseline`` (``{"n_basis": K, "onsite_order": P, "form": "landau" | "deviation"}``, optionally
     ``"biquadratic": true``) adds the
@@ -76,6 +87,10 @@ class ModelConfig:
     short_range: dict | None = None  # ZBL wall: nuclear charges, r_inner, r_outer per type pair (Å)
     data_ranges: dict | None = None  # training data: moment range per type (μB), shortest distance per pair (Å),
     # first-shell spin alignment range per type (model.ranges.spin_alignment)
+    descriptor: str = "pseudo_atom"
+    magnetic: list[bool] | None = None  # default: virtual_scale > 0
+    gate_neuron: list[int] = field(default_factory=lambda: [32])  # spin_invariant only
+    moment_floor: float = 0.1  # μB, spin_invariant only
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -87,12 +102,33 @@ class ModelConfig:
             raise ValueError(f"virtual_scale must be >= 0 (Å/μB), got {self.virtual_scale}")
         if not 0.0 < self.rcut_smth < self.rcut:
             raise ValueError(f"need 0 < rcut_smth < rcut, got rcut_smth={self.rcut_smth}, rcut={self.rcut}")
-        sel = [self.sel] * (2 * n) if isinstance(self.sel, int) else list(self.sel)
-        if len(sel) == n:
+        if self.descriptor not in DESCRIPTORS:
+            raise ValueError(f"descriptor must be one of {sorted(DESCRIPTORS)}, got {self.descriptor!r}")
+        pseudo = self.descriptor == "pseudo_atom"
+        if self.magnetic is None:
+            self.magnetic = [v > 0 for v in self.virtual_scale]
+        if len(self.magnetic) != n or not all(isinstance(m, bool) for m in self.magnetic):
+            raise ValueError(f"magnetic needs one true/false per type ({n}), got {self.magnetic}")
+        self.magnetic = list(self.magnetic)
+        if pseudo and self.magnetic != [v > 0 for v in self.virtual_scale]:
+            raise ValueError(f"with pseudo-atoms the magnetic types are those with virtual_scale > 0; got magnetic "
+                             f"{self.magnetic} and virtual_scale {self.virtual_scale}")
+        if not pseudo and any(v != 0 for v in self.virtual_scale):
+            raise ValueError(f"the {self.descriptor} descriptor has no pseudo-atoms: virtual_scale must be 0 for "
+                             f"every type, got {self.virtual_scale}")
+        n_blocks = 2 * n if pseudo else n
+        sel = [self.sel] * n_blocks if isinstance(self.sel, int) else list(self.sel)
+        if len(sel) == n and n_blocks == 2 * n:
             sel = sel + sel
-        if len(sel) != 2 * n or any(int(s) < 0 for s in sel):
-            raise ValueError(f"sel needs 1, {n} or {2 * n} non-negative ints, got {self.sel}")
+        if len(sel) != n_blocks or any(int(s) < 0 for s in sel):
+            raise ValueError(f"sel needs 1{f', {n}' if n_blocks != n else ''} or {n_blocks} non-negative ints, "
+                             f"got {self.sel}")
         self.sel = [int(s) for s in sel]
+        self.gate_neuron = [int(v) for v in self.gate_neuron]
+        if any(v < 1 for v in self.gate_neuron) or not self.moment_floor > 0:
+            raise ValueError(f"need gate_neuron widths >= 1 and moment_floor > 0 μB, got {self.gate_neuron}, "
+                             f"{self.moment_floor}")
+        self.moment_floor = float(self.moment_floor)
         if not 0 < self.axis_neuron <= self.neuron[-1]:
             raise ValueError(f"axis_neuron must be in 1..{self.neuron[-1]}, got {self.axis_neuron}")
         self.type_map = list(self.type_map)
@@ -101,8 +137,8 @@ class ModelConfig:
         self.fitting_neuron = [int(v) for v in self.fitting_neuron]
         if self.compression is not None:
             knots = self.compression.get("n_knots")
-            if not isinstance(knots, list) or len(knots) != 2 * n * n or any(int(k) < 2 for k in knots):
-                raise ValueError(f"compression.n_knots needs {2 * n * n} counts >= 2, got {knots}")
+            if not isinstance(knots, list) or len(knots) != n * n_blocks or any(int(k) < 2 for k in knots):
+                raise ValueError(f"compression.n_knots needs {n * n_blocks} counts >= 2, got {knots}")
         if self.spin_baseline is not None:
             unknown = set(self.spin_baseline) - {"n_basis", "onsite_order", "form", "biquadratic"}
             if unknown:
@@ -118,6 +154,9 @@ class ModelConfig:
                                   **({"biquadratic": True} if biquadratic else {})}
         if not isinstance(self.time_reversal, bool):
             raise ValueError(f"time_reversal must be true or false, got {self.time_reversal!r}")
+        if not pseudo and not self.time_reversal:
+            raise ValueError(f"the {self.descriptor} descriptor is even in S by construction: time_reversal "
+                             "cannot be false")
         if self.short_range is not None:
             self.short_range = check_short_range(self.short_range, n, self.rcut)
         if self.data_ranges is not None and (not {"moment", "shortest"} <= set(self.data_ranges)
@@ -132,48 +171,44 @@ class ModelConfig:
         return len(self.type_map)
 
     @property
-    def magnetic(self) -> list[bool]:
-        return [v > 0 for v in self.virtual_scale]
+    def symmetry(self) -> str:
+        """What the energy is exactly invariant under, beyond rotating lattice and spins together."""
+        if self.descriptor == "spin_invariant":
+            return "spin rotation and time reversal"
+        return "time reversal" if self.time_reversal else "none"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
 
 class DeepSpinModel(nn.Module):
-    """DeepSPIN model (Yang et al., Phys. Rev. B 110, 064427 (2024)) on an edge list.
+    """Energy model on an edge list: descriptor, per-type fitting nets and energy bias, optional spin
+    baseline and ZBL wall (DeepSPIN: Yang et al., Phys. Rev. B 110, 064427 (2024), with the pseudo-atom
+    descriptor).
 
     Build with ``DeepSpinModel(ModelConfig(...))``; evaluate with :meth:`forward` on tensors
     (the ASE adaptor is :class:`ase_deepspin.DeepSpinCalculator`). Parameters are float64 unless
-    ``dtype`` says otherwise; the environment statistics (``env_mean``, ``env_std``, per centre
-    type) and the per-type energy bias (``energy_bias``, eV) are buffers saved with the weights.
+    ``dtype`` says otherwise; the descriptor's statistics and the per-type energy bias (``energy_bias``,
+    eV) are buffers saved with the weights.
     """
+
+    __jit_unused_properties__ = ["dtype", "device", "compressed"]
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.config = config
         self.provenance = {}  # what the model was made from, kept by model files (see model.io)
         n = config.n_types
+        self.n_types = n
+        self.rcut = float(config.rcut)
         gen = torch.Generator().manual_seed(config.seed)
-        self.embedding = nn.ModuleList(
-            mlp([1, *config.neuron], timestep=config.embedding_resnet_dt, linear_output=False, generator=gen,
-                dtype=dtype)
-            for _ in range(n * 2 * n)
-        )
-        n_desc = config.neuron[-1] * config.axis_neuron
+        self.descriptor = DESCRIPTORS[config.descriptor](config, gen, dtype)
         self.fitting = nn.ModuleList(
-            mlp([n_desc, *config.fitting_neuron, 1], timestep=config.resnet_dt, linear_output=True,
-                generator=gen, dtype=dtype)
+            mlp([self.descriptor.n_features, *config.fitting_neuron, 1], timestep=config.resnet_dt,
+                linear_output=True, generator=gen, dtype=dtype)
             for _ in range(n)
         )
-        self.register_buffer("env_mean", torch.zeros(n, 4, dtype=dtype))
-        self.register_buffer("env_std", torch.ones(n, 4, dtype=dtype))
         self.register_buffer("energy_bias", torch.zeros(n, dtype=dtype))
-        self.register_buffer("virtual_scale", torch.tensor(config.virtual_scale, dtype=dtype))
-        self.register_buffer("sel", torch.tensor(config.sel, dtype=torch.int64))
-        self.tables = None
-        if config.compression is not None:
-            self.tables = nn.ModuleList(EmbeddingTable(int(k), config.neuron[-1], dtype)
-                                        for k in config.compression["n_knots"])
         self.baseline = None
         if config.spin_baseline is not None:
             self.baseline = SpinBaseline(n, config.magnetic, config.rcut, config.rcut_smth,
@@ -186,234 +221,91 @@ class DeepSpinModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.env_mean.dtype
+        return self.energy_bias.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.env_mean.device
+        return self.energy_bias.device
 
     @property
-    def n_slots(self) -> int:
-        return int(sum(self.config.sel))
+    def compressed(self) -> bool:
+        """Whether the embedding nets are tabulated (:func:`~ase_deepspin.model.compress_model`)."""
+        return self.descriptor.tables is not None
 
-    # ------------------------------------------------------------------ descriptor
-    def edge_vectors(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo, strain=None,
-                     edge_frames=None):
-        """Edge vectors [E, 3] (Å) in the model dtype: R_j + n·cell − R_i, plus eta_j S_j for pseudo neighbours.
+    def block_names(self) -> List[str]:
+        """The descriptor's neighbour blocks (element names; pseudo-types ``Ni_spin`` with pseudo-atoms)."""
+        return self.descriptor.block_names()
 
-        The lattice part is formed in the dtype of ``positions`` and ``offsets`` (float64 from
-        :mod:`ase_deepspin.system`) and cast afterwards: differences of large coordinates lose
-        no digits, so float32 models are as accurate at 10⁴ Å as at the origin. ``strain``
-        ([B, 3, 3], dimensionless, dtype of ``positions``) deforms the lattice part only: spins
-        are not lengths, so pseudo-atom offsets are unstrained. (index_select rather than advanced
-        indexing throughout: several times faster on CPU, and its backward is an index_add.)
+    # ------------------------------------------------------------------ the energy core
+    def atomic_energies(self, spins: torch.Tensor, atom_types: torch.Tensor, centers: torch.Tensor,
+                        neighbors: torch.Tensor, lattice: torch.Tensor, pseudo: torch.Tensor, first: int,
+                        n_centres: int, twice_differentiable: bool = True) -> torch.Tensor:
+        """Atomic energies (eV, model dtype) of centres ``first .. first + n_centres − 1`` from their edges.
+
+        spins [N, 3] μB (model dtype); atom_types [N]; centers, neighbors [E]; lattice [E, 3] Å: the
+        edge's R_j + n·cell − R_i (strained where a strain applies) in the model dtype; pseudo [E]: the
+        neighbour is a pseudo-atom candidate (the descriptor keeps those within rcut). Real edges
+        beyond rcut are ignored, so a list with a skin may be passed. The one place where the energy
+        is written: Python and LAMMPS both call it.
         """
-        lattice, shift = self.edge_parts(positions, spins, atom_types, centers, neighbors, offsets, pseudo, strain,
-                                         edge_frames)
-        return lattice + shift
+        real = ~pseudo & (torch.linalg.vector_norm(lattice.detach(), dim=-1) < self.rcut)
+        local_types = atom_types[first:first + n_centres]
+        members_of: List[torch.Tensor] = []
+        for t in range(self.n_types):
+            members_of.append((local_types == t).nonzero().squeeze(-1))
+        features = self.descriptor(spins, atom_types, centers, neighbors, lattice, pseudo, real, first, n_centres,
+                                   members_of, twice_differentiable)
+        energies = lattice.new_zeros(n_centres)
+        for t, fitting in enumerate(self.fitting):
+            sets = features[t]
+            if sets.shape[1] > 0:
+                network = fitting(sets.reshape(-1, sets.shape[2])).view(sets.shape[0], sets.shape[1]).mean(0)
+                energies = energies.index_put((members_of[t],), network + self.energy_bias[t])
+        baseline = self.baseline
+        wall = self.wall
+        if baseline is not None or wall is not None:
+            edges = real.nonzero().squeeze(-1)
+            c, j, vectors = centers.index_select(0, edges), neighbors.index_select(0, edges), lattice.index_select(0, edges)
+            if baseline is not None:
+                energies = energies + baseline.atomic_energies(spins, atom_types, c, j, vectors, first, n_centres)
+            if wall is not None:
+                energies = energies + wall.atomic_energies(atom_types, c, j, vectors, first, n_centres)
+        return energies
 
-    def edge_parts(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo, strain=None,
-                   edge_frames=None):
-        """The two parts of :meth:`edge_vectors` [E, 3] (Å, model dtype): R_j + n·cell − R_i (strained) and
-        eta_j S_j on pseudo edges (zero on real ones); a time-reversed pseudo-atom sits at their difference."""
+    @torch.jit.unused
+    def lattice_vectors(self, positions, centers, neighbors, offsets, strain=None, edge_frames=None):
+        """Edge lattice vectors [E, 3] (Å, model dtype): R_j + n·cell − R_i, strained by ``strain`` [B, 3, 3].
+
+        Formed in the dtype of ``positions`` and ``offsets`` (float64 from :mod:`ase_deepspin.system`) and
+        cast afterwards: differences of large coordinates lose no digits, so float32 models are as accurate
+        at 10⁴ Å as at the origin. Spins are not lengths: pseudo-atom offsets are never strained.
+        (index_select rather than advanced indexing: several times faster on CPU.)
+        """
         lattice = positions.index_select(0, neighbors) - positions.index_select(0, centers) + offsets.to(positions.dtype)
         if strain is not None and len(strain) == 1:
             lattice = lattice + lattice @ strain[0]
         elif strain is not None:
             lattice = lattice + torch.bmm(lattice.unsqueeze(1), strain.index_select(0, edge_frames)).squeeze(1)
-        lattice = lattice.to(self.dtype)
-        eta = self.virtual_scale.index_select(0, atom_types.index_select(0, neighbors)) * pseudo.to(self.dtype)
-        return lattice, eta.unsqueeze(-1) * spins.to(self.dtype).index_select(0, neighbors)
-
-    def spin_halves(self, lattice, shift) -> list:
-        """Edge vectors the network sees: at S, and with time reversal also at −S (see :meth:`edge_parts`)."""
-        return [lattice + shift, lattice - shift] if self.config.time_reversal else [lattice + shift]
-
-    def slot_counts(self, center_local, blocks, n_centres, inside=None):
-        """Filled neighbour slots per centre and block [n_centres, 2 n_types]; raises on overflow.
-
-        ``inside`` (one bool mask [E] per half of a time-reversal-symmetric model) marks the edges
-        within rcut in that half: the list holds pseudo-atoms within rcut for S or for −S, and one
-        beyond rcut in a half is an empty slot there. Returns one count per half.
-        """
-        n_blocks = 2 * self.config.n_types
-        slot = center_local * n_blocks + blocks
-        filled = [torch.bincount(slot if mask is None else slot[mask], minlength=n_centres * n_blocks)
-                  .view(n_centres, n_blocks) for mask in (inside or [None])]
-        for counts in filled:
-            over = counts > self.sel
-            if bool(over.any()):
-                c, b = (int(v) for v in over.nonzero()[0])
-                names = self.block_names()
-                raise ValueError(
-                    f"a centre has {int(counts[c, b])} neighbours of block '{names[b]}' within rcut="
-                    f"{self.config.rcut} Å but sel allows {int(self.sel[b])}; the model cannot describe "
-                    "this environment (DeePMD-kit would silently drop the farthest). Atoms may be too close."
-                )
-        return filled
-
-    def block_names(self) -> list[str]:
-        return list(self.config.type_map) + [f"{t}_spin" for t in self.config.type_map]
-
-    def block_moment(self, p: int, vectors, rank, n_rank: int, twice_differentiable: bool = True):
-        """Σ_j d_jᵀ G_p(d_j[0]) [n_rank, 4, M] over the edges of embedding net ``p`` (vectors [E_p, 3], Å).
-
-        ``rank`` [E_p] numbers each edge's centre among the ``n_rank`` centres of the net's centre
-        type. A tabulated net handles the edges inside its table and the net itself the rest (exact):
-        on CPU, with edges sorted by centre, by the fused kernels of :mod:`~ase_deepspin.model.fused`.
-        ``twice_differentiable=False`` lets tables use their faster first-derivative rules.
-        """
-        cfg = self.config
-        t = p // (2 * cfg.n_types)
-        part = None
-        if self.tables is not None and fused.usable(vectors, twice_differentiable) \
-                and not bool((rank[1:] < rank[:-1]).any()):
-            constants = fused.table_constants(self.tables[p], self.env_mean[t], self.env_std[t],
-                                              (cfg.rcut_smth, cfg.rcut, cfg.env_protection))
-            start = torch.searchsorted(rank, torch.arange(n_rank + 1, device=rank.device))
-            part, outside = fused.FusedMoment.apply(vectors, start, self.tables[p].coefficients, constants)
-            if not bool(outside.any()):
-                return part
-            vectors, rank = vectors[outside], rank[outside]  # closer than the table's min_distance
-        rows = (environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection) - self.env_mean[t]) \
-            / self.env_std[t]
-        if self.tables is not None and part is None:
-            table = self.tables[p]
-            inside = table.inside(rows[:, 0])
-            if bool(inside.all()):
-                return table.moment(rows, rank, n_rank, twice_differentiable)
-            part = table.moment(rows[inside], rank[inside], n_rank, twice_differentiable)
-            rows, rank = rows[~inside], rank[~inside]  # closer than the table's min_distance
-        g = self.embedding[p](rows[:, :1])  # [E_p, M]
-        moment = torch.stack([g.new_zeros(n_rank, g.shape[1]).index_add(0, rank, rows[:, k : k + 1] * g)
-                              for k in range(4)], dim=1)
-        return moment if part is None else moment + part
-
-    def empty_slot_rows(self, t: int):
-        """Per block, the moment row0ᵀ G(row0[0]) [2 n_types, 4 M] of one empty slot of a type-t centre."""
-        n_blocks = 2 * self.config.n_types
-        row0 = -self.env_mean[t] / self.env_std[t]  # an empty slot is a neighbour beyond the cutoff
-        return torch.stack([(row0.unsqueeze(-1) * self.embedding[t * n_blocks + b](row0[:1].unsqueeze(0))).reshape(-1)
-                            for b in range(n_blocks)])
+        return lattice.to(self.dtype)
 
     @torch.no_grad()
+    @torch.jit.unused
     def set_environment_statistics(self, frames) -> None:
-        """Set ``env_mean``/``env_std`` from frames, as DeePMD-kit does for se_e2_a.
+        """Set the descriptor's statistics from frames (dicts of :meth:`forward` inputs), as DeePMD-kit
+        does for se_e2_a (see :meth:`~ase_deepspin.model.descriptor.RadialEmbeddings.set_statistics`);
+        a spin-invariant descriptor also takes its moment scales from them."""
+        frames = list(frames)
 
-        ``frames`` yields dicts of :meth:`forward` inputs. Per centre type, every one of the
-        ``sum(sel)`` slots counts, empty ones as zero rows; the angular mean is fixed at 0 and the
-        three angular components share one standard deviation; deviations below 0.01 are raised
-        to 0.01 and types never seen as centres get mean 0, std 0.1.
-        """
-        cfg = self.config
-        n = cfg.n_types
-        sums = torch.zeros(n, 5, dtype=torch.float64)  # centres, sum r, sum r^2, sum a, sum a^2
-        for f in frames:
-            lattice, shift = self.edge_parts(f["positions"], f["spins"], f["atom_types"], f["centers"],
-                                             f["neighbors"], f["offsets"], f["pseudo"])
-            halves = self.spin_halves(lattice, shift)
-            ct = f["atom_types"][f["centers"]]
-            sums[:, 0] += torch.bincount(f["atom_types"], minlength=n).double()
-            weight = 1.0 / len(halves)  # a symmetric model sees both halves equally often
-            for vectors in halves:
-                env = environment_rows(vectors, cfg.rcut_smth, cfg.rcut, cfg.env_protection).double()
-                sums[:, 1].index_add_(0, ct, weight * env[:, 0])
-                sums[:, 2].index_add_(0, ct, weight * env[:, 0] ** 2)
-                sums[:, 3].index_add_(0, ct, weight * env[:, 1:].sum(-1))
-                sums[:, 4].index_add_(0, ct, weight * (env[:, 1:] ** 2).sum(-1))
-        mean = torch.zeros(n, 4, dtype=torch.float64)
-        std = torch.full((n, 4), 0.1, dtype=torch.float64)
-        for t in range(n):
-            count = sums[t, 0] * self.n_slots
-            if count == 0:
-                continue
-            mean[t, 0] = sums[t, 1] / count
-            std[t, 0] = (sums[t, 2] / count - mean[t, 0] ** 2).clamp(min=0).sqrt()
-            std[t, 1:] = (sums[t, 4] / (3 * count) - (sums[t, 3] / (3 * count)) ** 2).clamp(min=0).sqrt()
-        self.env_mean.copy_(mean)
-        self.env_std.copy_(std.clamp(min=1e-2))
+        def edge_sets(f):
+            lattice = self.lattice_vectors(f["positions"], f["centers"], f["neighbors"], f["offsets"])
+            return self.descriptor.edge_sets(f["spins"].to(self.dtype), f["atom_types"], f["centers"],
+                                             f["neighbors"], lattice, f["pseudo"])
 
-    # ------------------------------------------------------------------ energy
-    def atomic_energies(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
-                        first, n_centres, strain=None, atom_frames=None, twice_differentiable=True):
-        """Atomic energies (eV) of centres ``first .. first + n_centres - 1`` from their edges.
+        self.descriptor.set_statistics({"atom_types": f["atom_types"], "edge_sets": edge_sets(f)} for f in frames)
+        if isinstance(self.descriptor, SpinInvariantDescriptor):
+            self.descriptor.set_moment_scale(frames)
 
-        The se_e2_a descriptor (see :mod:`~ase_deepspin.model.descriptor`) and fitting net run
-        per centre type, with the edges grouped by (centre type, neighbour block).
-        """
-        cfg = self.config
-        n_types, n_blocks, width = cfg.n_types, 2 * cfg.n_types, cfg.neuron[-1]
-        blocks = atom_types.index_select(0, neighbors) + n_types * pseudo.to(torch.int64)
-        pair = atom_types.index_select(0, centers) * n_blocks + blocks
-        # one permutation of the (gradient-free) edge inputs makes every embedding net's edges a
-        # contiguous slice, still sorted by centre: no gathers of environment rows, none in backward
-        order = torch.argsort(pair, stable=True)
-        centers, neighbors, offsets, pseudo, blocks = (x.index_select(0, order)
-                                                       for x in (centers, neighbors, offsets, pseudo, blocks))
-        bounds = [0, *torch.bincount(pair, minlength=n_types * n_blocks).cumsum(0).tolist()]
-        edge_frames = atom_frames.index_select(0, centers) if strain is not None and len(strain) > 1 else None
-        lattice, shift = self.edge_parts(positions, spins, atom_types, centers, neighbors, offsets, pseudo,
-                                         strain, edge_frames)
-        # with time reversal the pseudo blocks are evaluated at R_j + eta S_j and at R_j - eta S_j, each
-        # on its edges within rcut; real blocks are shared by both halves
-        halves = self.spin_halves(lattice, shift)
-        inside = None
-        if cfg.time_reversal:
-            inside = [~pseudo | (torch.linalg.vector_norm(v.detach(), dim=-1) < cfg.rcut) for v in halves]
-        center_local = centers - first
-        local_types = atom_types[first : first + n_centres]
-        empty = [(self.sel - counts).to(lattice.dtype)  # [n_centres, 2T] per half
-                 for counts in self.slot_counts(center_local, blocks, n_centres, inside)]
-        members_of = [(local_types == t).nonzero().squeeze(-1) for t in range(n_types)]
-        rank = torch.empty(n_centres, dtype=torch.int64, device=lattice.device)  # index of a centre among its type
-        for members in members_of:
-            rank[members] = torch.arange(len(members), device=lattice.device)
-        edge_rank = rank.index_select(0, center_local)
-        energies = lattice.new_zeros(n_centres)
-        for t, members in enumerate(members_of):
-            n_t = len(members)
-            if n_t == 0:
-                continue
-
-            def moment_of(vectors, block_range, start, keep=None):
-                for b in block_range:
-                    lo, hi = bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1]
-                    v, r = vectors[lo:hi], edge_rank[lo:hi]
-                    if keep is not None and not bool(keep[lo:hi].all()):
-                        v, r = v[keep[lo:hi]], r[keep[lo:hi]]
-                    if len(v):
-                        start = start + self.block_moment(t * n_blocks + b, v, r, n_t, twice_differentiable)
-                return start
-
-            shared = moment_of(lattice, range(n_types), 0.0)
-            slot_rows = self.empty_slot_rows(t)
-            moment = torch.cat([
-                moment_of(vectors, range(n_types, n_blocks),
-                          shared + (empty[h].index_select(0, members) @ slot_rows).view(n_t, 4, width),
-                          None if inside is None else inside[h])
-                for h, vectors in enumerate(halves)])
-            axes = moment / self.n_slots
-            desc = torch.bmm(axes.transpose(1, 2), axes[:, :, : cfg.axis_neuron]).reshape(len(moment), -1)
-            network = self.fitting[t](desc).view(len(halves), n_t).mean(0)
-            energies = energies.index_put((members,), network + self.energy_bias[t])
-        if self.baseline is not None or self.wall is not None:
-            real = [slice(bounds[t * n_blocks + b], bounds[t * n_blocks + b + 1])
-                    for t in range(n_types) for b in range(n_types)]
-
-            def take(x, slices):
-                return torch.cat([x[s] for s in slices]) if slices else x[:0]
-        if self.baseline is not None:
-            # real edges between magnetic types
-            slices = [real[t * n_types + b] for t in range(n_types) for b in range(n_types)
-                      if cfg.magnetic[t] and cfg.magnetic[b]]
-            energies = energies + self.baseline.atomic_energies(spins, atom_types, take(centers, slices),
-                                                                take(neighbors, slices), take(lattice, slices),
-                                                                first, n_centres)
-        if self.wall is not None:
-            energies = energies + self.wall.atomic_energies(atom_types, take(centers, real), take(neighbors, real),
-                                                            take(lattice, real), first, n_centres)
-        return energies
-
+    @torch.jit.ignore
     def forward(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
                 atom_frames=None, n_frames: int = 1, *, forces: bool = True, torques: bool = True,
                 virial: bool = False, create_graph: bool = False, max_edges_per_chunk: int | None = None):
@@ -457,10 +349,11 @@ class DeepSpinModel(nn.Module):
         atomic, grads = [], {k: None for k in inputs}
         with torch.enable_grad():
             for first, stop, e0, e1 in chunks:
-                energies = self.atomic_energies(
-                    positions, spins, atom_types, centers[e0:e1], neighbors[e0:e1], offsets[e0:e1],
-                    pseudo[e0:e1], first, stop - first, strain, atom_frames, twice_differentiable=create_graph,
-                )
+                edge_frames = atom_frames.index_select(0, centers[e0:e1]) if virial and n_frames > 1 else None
+                lattice = self.lattice_vectors(positions, centers[e0:e1], neighbors[e0:e1], offsets[e0:e1], strain,
+                                               edge_frames)
+                energies = self.atomic_energies(spins.to(self.dtype), atom_types, centers[e0:e1], neighbors[e0:e1],
+                                                lattice, pseudo[e0:e1], first, stop - first, create_graph)
                 if inputs:
                     got = torch.autograd.grad(energies.sum(), list(inputs.values()), create_graph=create_graph,
                                               retain_graph=create_graph, allow_unused=True)
@@ -480,6 +373,7 @@ class DeepSpinModel(nn.Module):
         return out
 
     @staticmethod
+    @torch.jit.unused
     def _chunks(centers, n_atoms, max_edges):
         """Contiguous (first_atom, stop_atom, first_edge, stop_edge) ranges of about max_edges edges."""
         if max_edges is None or len(centers) <= max_edges:

@@ -23,6 +23,7 @@ from .deepspin import FORMAT_VERSION, READABLE_VERSIONS, DeepSpinModel, ModelCon
 
 FORMAT_NAME = "ase-deepspin-model"
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+DESCRIPTOR_KEYS_BEFORE_5 = {"embedding", "tables", "env_mean", "env_std", "virtual_scale", "sel"}
 
 
 class ModelFileError(ValueError):
@@ -125,7 +126,11 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
             raw.setdefault("time_reversal", False)
         config = ModelConfig(**raw)
         model = DeepSpinModel(config, dtype=dtype)
-        model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        state = blob["state_dict"]
+        if version < 5:  # the descriptor's tensors were the model's own before it became a submodule
+            state = {(f"descriptor.{k}" if k.split(".")[0] in DESCRIPTOR_KEYS_BEFORE_5 else k): v
+                     for k, v in state.items()}
+        model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelFileError(f"{path} has an inconsistent config or weights: {err}") from err
     model.provenance = json.loads(blob.get("provenance") or "{}")

@@ -169,9 +169,9 @@ class EmbeddingTable(nn.Module):
         return interval, self.weights(interval, (x - left) / (self.knots[interval + 1] - left))
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        """Tabulated G at points x [E] inside the table, [E, M] (for tests and error checks)."""
+        """Tabulated G at points x [E] inside the table, [E, M] (twice differentiable, TorchScript-compatible)."""
         interval, w = self.locate(x)
-        rows = interval.unsqueeze(-1) + torch.arange(DEGREE + 1, device=x.device)  # [E, 6]
+        rows = interval.unsqueeze(-1) + torch.arange(6, device=x.device)  # [E, 6] (DEGREE + 1, for TorchScript)
         return torch.einsum("el,elm->em", w, self.coefficients[rows])
 
     def moment(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int, twice_differentiable: bool = False):

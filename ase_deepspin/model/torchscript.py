@@ -15,11 +15,11 @@ neighbours within rcut + skin (any order, padded with −1). It returns ``energy
 [1, nall, 1] and ``extended_virial`` [1, nall, 9]; LAMMPS adds the ghosts' forces to their owners.
 
 :class:`LammpsModel` evaluates exactly the energy of :class:`~ase_deepspin.model.DeepSpinModel` on
-that input, with the same embedding and fitting nets, tables, spin baseline, ZBL wall and
-time-reversal symmetrisation (the embedding tables through their autograd spline path, the fused
-CPU kernels being numba code that TorchScript cannot hold). Pseudo-atoms are formed from the
-extended spins: for a local centre i, its own pseudo-atom and those of the real atoms in its list,
-kept where R_j ± η_j S_j lies within rcut (one set per half of a symmetrised model).
+that input: it holds the model and calls its energy core,
+:meth:`~ase_deepspin.model.DeepSpinModel.atomic_energies`, the code the calculator runs (the embedding
+tables through their autograd spline path, the fused CPU kernels being numba code that TorchScript
+cannot hold). For the pseudo-atom descriptor the candidates are, for a local centre i, its own
+pseudo-atom and those of the real atoms in its list; the descriptor keeps those within rcut.
 
 The neighbour-list rule: LAMMPS lists only real atoms, so a pseudo-atom within rcut of i is seen only
 if its atom is in i's list. With pseudo-atoms up to η|S|max from their atoms this needs
@@ -43,8 +43,6 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from .descriptor import environment_rows
-from .tabulation import EmbeddingTable
 
 EXPORT_NAME = "ase_deepspin.json"  # extra file of the .pth: what was exported, and from what
 
@@ -52,32 +50,6 @@ EXPORT_NAME = "ase_deepspin.json"  # extra file of the .pth: what was exported, 
 def _angstrom(value: float) -> str:
     """A distance for an error message, to 0.001 Å (TorchScript has no format specifiers)."""
     return str(float(int(value * 1000.0 + 0.5)) / 1000.0)
-
-
-class _Block(nn.Module):
-    """One embedding net (centre type, neighbour block) with its spline table if the model has one."""
-
-    def __init__(self, net: nn.Module, table: Optional[EmbeddingTable], centre_type: int, block: int):
-        super().__init__()
-        self.net = net
-        self.table = table
-        self.centre_type = centre_type
-        self.block = block
-
-    def forward(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
-        """Σ_j rows_jᵀ G(rows_j[0]) per centre [n_rank, 4, M] for standardised rows [E, 4]."""
-        table = self.table
-        part: Optional[torch.Tensor] = None
-        if table is not None:
-            inside = table.inside(rows[:, 0])
-            part = table.spline_moment(rows[inside], rank[inside], n_rank)
-            outside = ~inside
-            rows, rank = rows[outside], rank[outside]  # closer than the table's min_distance
-        g = self.net(rows[:, :1])
-        width = g.shape[1]
-        moment = rows.new_zeros(n_rank, 4 * width).index_add(
-            0, rank, (rows.unsqueeze(-1) * g.unsqueeze(1)).reshape(-1, 4 * width)).view(n_rank, 4, width)
-        return moment if part is None else moment + part
 
 
 class LammpsModel(nn.Module):
@@ -89,34 +61,14 @@ class LammpsModel(nn.Module):
     def __init__(self, model, max_edges_per_chunk: int = 200_000):
         super().__init__()
         cfg = model.config
-        n_types = cfg.n_types
+        self.model = model
         self.type_map: List[str] = list(cfg.type_map)
-        self.n_types = n_types
+        self.n_types = cfg.n_types
         self.rcut = float(cfg.rcut)
-        self.rcut_smth = float(cfg.rcut_smth)
-        self.env_protection = float(cfg.env_protection)
-        self.axis_neuron = int(cfg.axis_neuron)
-        self.width = int(cfg.neuron[-1])
-        self.n_slots = float(sum(cfg.sel))
-        self.time_reversal = bool(cfg.time_reversal)
+        self.pseudo_atoms = any(v > 0 for v in cfg.virtual_scale)
         self.max_edges_per_chunk = int(max_edges_per_chunk)
-        self.block_names: List[str] = model.block_names()
-        n_blocks = 2 * n_types
-        tables = model.tables
-        self.blocks = nn.ModuleList(
-            _Block(net, None if tables is None else tables[p], p // n_blocks, p % n_blocks)
-            for p, net in enumerate(model.embedding))
-        self.fitting = model.fitting
-        self.baseline = model.baseline
-        self.wall = model.wall
-        self.register_buffer("env_mean", model.env_mean.clone())
-        self.register_buffer("env_std", model.env_std.clone())
-        self.register_buffer("energy_bias", model.energy_bias.clone())
-        self.register_buffer("virtual_scale", model.virtual_scale.clone())
-        self.register_buffer("sel", model.sel.clone())
+        self.register_buffer("virtual_scale", torch.tensor(cfg.virtual_scale, dtype=model.dtype))
         self.register_buffer("magnetic", torch.tensor(cfg.magnetic, dtype=torch.bool))
-        with torch.no_grad():  # the moment of one empty slot, per centre type and block
-            self.register_buffer("slot_rows", torch.stack([model.empty_slot_rows(t) for t in range(n_types)]))
         self.register_buffer("probe", torch.zeros((), dtype=model.dtype))  # carries the model dtype
 
     # ---------------------------------------------------------------- what the plugin asks at load
@@ -205,112 +157,29 @@ class LammpsModel(nn.Module):
 
     def _chunk_energies(self, coord: torch.Tensor, atype: torch.Tensor, spin: torch.Tensor, nlist: torch.Tensor,
                         first: int) -> torch.Tensor:
-        """Atomic energies (eV, model dtype) of the local centres first .. first + len(nlist) − 1."""
+        """Atomic energies (eV, model dtype) of the local centres first .. first + len(nlist) − 1.
+
+        The edges handed to the energy core: every listed pair (the core ignores real pairs beyond rcut)
+        and, with pseudo-atoms, the pseudo-atom candidates of every listed magnetic atom and the centre's own.
+        """
         dtype = self.probe.dtype
-        n_types, n_blocks = self.n_types, 2 * self.n_types
         n_centres = nlist.shape[0]
         valid = nlist >= 0
         local = torch.arange(first, first + n_centres, device=nlist.device)
-        listed_centres = local.unsqueeze(1).expand_as(nlist)[valid]
-        listed = nlist[valid]
-        listed_lattice = coord.index_select(0, listed) - coord.index_select(0, listed_centres)  # float64
-        inside = torch.linalg.vector_norm(listed_lattice, dim=-1) < self.rcut
-        real_c, real_j, real_lattice = listed_centres[inside], listed[inside], listed_lattice[inside].to(dtype)
-        # pseudo-atom candidates: of every listed atom and the centre's own
-        magnetic_listed = self.magnetic[atype.index_select(0, listed)]
-        own = local[self.magnetic[atype.index_select(0, local)]]
-        pseudo_c = torch.cat([listed_centres[magnetic_listed], own])
-        pseudo_j = torch.cat([listed[magnetic_listed], own])
-        pseudo_lattice = torch.cat([listed_lattice[magnetic_listed],
-                                    listed_lattice.new_zeros(own.shape[0], 3)]).to(dtype)
-        shift = self.virtual_scale.index_select(0, atype.index_select(0, pseudo_j)).unsqueeze(-1) \
-            * spin.to(dtype).index_select(0, pseudo_j)
-        halves = [pseudo_lattice + shift, pseudo_lattice - shift] if self.time_reversal else [pseudo_lattice + shift]
-        n_halves = len(halves)
-        local_types = atype[first:first + n_centres]
-        rank = torch.zeros(n_centres, dtype=torch.int64, device=nlist.device)
-        counts_of_type: List[int] = []
-        for t in range(n_types):
-            members = (local_types == t).nonzero().squeeze(-1)
-            rank[members] = torch.arange(members.shape[0], device=nlist.device)
-            counts_of_type.append(int(members.shape[0]))
-        # filled slots per centre and block, per half
-        # each edge's embedding net, centre type × 2T + neighbour block (the order of self.blocks)
-        real_net = atype.index_select(0, real_c) * n_blocks + atype.index_select(0, real_j)
-        real_slots = torch.bincount((real_c - first) * n_blocks + real_net % n_blocks, minlength=n_centres * n_blocks)
-        half_c: List[torch.Tensor] = []
-        half_net: List[torch.Tensor] = []
-        half_vectors: List[torch.Tensor] = []
-        empty: List[torch.Tensor] = []
-        for vectors in halves:
-            within = torch.linalg.vector_norm(vectors, dim=-1) < self.rcut
-            c, j = pseudo_c[within], pseudo_j[within]
-            block_of = n_types + atype.index_select(0, j)
-            half_c.append(c)
-            half_net.append(atype.index_select(0, c) * n_blocks + block_of)
-            half_vectors.append(vectors[within])
-            filled = (real_slots + torch.bincount((c - first) * n_blocks + block_of,
-                                                  minlength=n_centres * n_blocks)).view(n_centres, n_blocks)
-            over = filled > self.sel
-            if bool(over.any()):
-                where = over.nonzero()[0]
-                raise RuntimeError("ase-deepspin model: an atom has " + str(int(filled[where[0], where[1]]))
-                                   + " neighbours of block '" + self.block_names[int(where[1])] + "' within rcut = "
-                                   + str(self.rcut) + " A but sel allows " + str(int(self.sel[where[1]]))
-                                   + "; the model cannot describe this environment (atoms too close?)")
-            empty.append((self.sel - filled).to(dtype))
-        shared: List[torch.Tensor] = []
-        pseudo_part: List[torch.Tensor] = []
-        for t in range(n_types):
-            shared.append(torch.zeros(counts_of_type[t], 4, self.width, dtype=dtype, device=coord.device))
-            pseudo_part.append(torch.zeros(n_halves * counts_of_type[t], 4, self.width, dtype=dtype,
-                                           device=coord.device))
-        for block in self.blocks:
-            t, b = block.centre_type, block.block
-            n_t = counts_of_type[t]
-            if n_t > 0:
-                mean, std = self.env_mean[t], self.env_std[t]
-                net = t * n_blocks + b
-                if b < n_types:
-                    pick = real_net == net
-                    if bool(pick.any()):
-                        rows = (environment_rows(real_lattice[pick], self.rcut_smth, self.rcut, self.env_protection)
-                                - mean) / std
-                        shared[t] = shared[t] + block(rows, rank.index_select(0, real_c[pick] - first), n_t)
-                else:
-                    vectors_of: List[torch.Tensor] = []
-                    ranks_of: List[torch.Tensor] = []
-                    for h in range(n_halves):
-                        c = half_c[h]
-                        pick = half_net[h] == net
-                        vectors_of.append(half_vectors[h][pick])
-                        ranks_of.append(rank.index_select(0, c[pick] - first) + h * n_t)
-                    vectors = torch.cat(vectors_of)
-                    if vectors.shape[0] > 0:
-                        rows = (environment_rows(vectors, self.rcut_smth, self.rcut, self.env_protection) - mean) / std
-                        pseudo_part[t] = pseudo_part[t] + block(rows, torch.cat(ranks_of), n_halves * n_t)
-        energies = torch.zeros(n_centres, dtype=dtype, device=coord.device)
-        for t, fitting in enumerate(self.fitting):
-            n_t = counts_of_type[t]
-            if n_t > 0:
-                members = (local_types == t).nonzero().squeeze(-1)
-                empty_rows = torch.cat([e.index_select(0, members) for e in empty])  # [H n_t, 2T]
-                moment = shared[t].repeat(n_halves, 1, 1) + pseudo_part[t] \
-                    + (empty_rows @ self.slot_rows[t]).view(-1, 4, self.width)
-                axes = moment / self.n_slots
-                desc = torch.bmm(axes.transpose(1, 2), axes[:, :, : self.axis_neuron]).reshape(moment.shape[0], -1)
-                network = fitting(desc).view(n_halves, n_t).mean(0)
-                energies = energies.index_put((members,), network + self.energy_bias[t])
-
-        baseline = self.baseline
-        if baseline is not None:
-            both = self.magnetic[atype.index_select(0, real_c)] & self.magnetic[atype.index_select(0, real_j)]
-            energies = energies + baseline.atomic_energies(spin.to(dtype), atype, real_c[both], real_j[both],
-                                                           real_lattice[both], first, n_centres)
-        wall = self.wall
-        if wall is not None:
-            energies = energies + wall.atomic_energies(atype, real_c, real_j, real_lattice, first, n_centres)
-        return energies
+        centers = local.unsqueeze(1).expand_as(nlist)[valid]
+        neighbors = nlist[valid]
+        lattice = coord.index_select(0, neighbors) - coord.index_select(0, centers)  # float64, then cast
+        pseudo = torch.zeros_like(neighbors, dtype=torch.bool)
+        if self.pseudo_atoms:
+            magnetic_listed = self.magnetic[atype.index_select(0, neighbors)]
+            own = local[self.magnetic[atype.index_select(0, local)]]
+            centers = torch.cat([centers, centers[magnetic_listed], own])
+            neighbors = torch.cat([neighbors, neighbors[magnetic_listed], own])
+            lattice = torch.cat([lattice, lattice[magnetic_listed], lattice.new_zeros(own.shape[0], 3)])
+            pseudo = torch.cat([pseudo, torch.ones(centers.shape[0] - pseudo.shape[0], dtype=torch.bool,
+                                                   device=pseudo.device)])
+        return self.model.atomic_energies(spin.to(dtype), atype, centers, neighbors, lattice.to(dtype), pseudo,
+                                          first, n_centres, False)
 
     def forward_lower(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
                       extended_spin: torch.Tensor, nlist: torch.Tensor, mapping: Optional[torch.Tensor] = None,
@@ -325,7 +194,7 @@ class LammpsModel(nn.Module):
         self._check_reach(coord.detach(), atype, spin.detach(), neighbours)
         nloc, nall = neighbours.shape[0], coord.shape[0]
         per_row = max(1, neighbours.shape[1])
-        rows_per_chunk = max(1, self.max_edges_per_chunk // (2 * per_row))  # real and pseudo candidates
+        rows_per_chunk = max(1, self.max_edges_per_chunk // ((2 if self.pseudo_atoms else 1) * per_row))
         force = torch.zeros(nall, 3, dtype=torch.float64, device=coord.device)
         force_mag = torch.zeros(nall, 3, dtype=torch.float64, device=coord.device)
         atom_energy = torch.zeros(nall, dtype=torch.float64, device=coord.device)
@@ -414,14 +283,9 @@ def read_lammps_model(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         state = torch.jit.load(str(path), map_location="cpu").state_dict()
-    renamed = {}
-    for key, value in state.items():
-        if key.startswith("blocks."):
-            _, p, part, rest = key.split(".", 3)
-            key = f"{'embedding' if part == 'net' else 'tables'}.{p}.{rest}"
-        renamed[key] = value.double() if value.is_floating_point() else value
     model = DeepSpinModel(ModelConfig(**record["config"]))
-    # the scripted module also holds what it derived (slot rows, config-made buffers): keep the model's own
-    model.load_state_dict({key: renamed[key] for key in model.state_dict()})
+    # the scripted module holds the model under "model." beside buffers of its own
+    model.load_state_dict({key: (state["model." + key].double() if state["model." + key].is_floating_point()
+                                 else state["model." + key]) for key in model.state_dict()})
     model.provenance = record.get("provenance", {})
     return model

@@ -38,6 +38,20 @@ def small_model(seed: int = 3, dtype=torch.float64, **overrides) -> DeepSpinMode
     return model
 
 
+def invariant_model(seed: int = 3, dtype=torch.float64, **overrides) -> DeepSpinModel:
+    """:func:`small_model` with the descriptor of spin invariants, its spin gates drawn at random (a new
+    model's start at zero) so that every spin path carries weight."""
+    params = dict(descriptor="spin_invariant", virtual_scale=[0.0, 0.0], magnetic=[True, False], gate_neuron=[8])
+    params.update(overrides)
+    model = small_model(seed, dtype, **params)
+    gen = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for gate in model.descriptor.gates:
+            gate[-1].weight.copy_(torch.randn(gate[-1].weight.shape, generator=gen, dtype=dtype))
+            gate[-1].bias.copy_(0.3 * torch.randn(gate[-1].bias.shape, generator=gen, dtype=dtype))
+    return model
+
+
 def with_random_baseline(model: DeepSpinModel, seed: int = 5) -> DeepSpinModel:
     """Give a model built with ``spin_baseline`` random coefficients of realistic size in place.
 

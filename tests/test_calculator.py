@@ -12,7 +12,7 @@ from ase import Atoms
 from scipy.spatial.transform import Rotation
 
 from ase_deepspin import DeepSpinCalculator, compress_model
-from conftest import NIO_DATA, minus_gradient, needs_nio_data, small_model, with_random_baseline
+from conftest import NIO_DATA, invariant_model, minus_gradient, needs_nio_data, small_model, with_random_baseline
 
 FD_STEP = 1e-4
 FD_RTOL = 1e-6
@@ -23,10 +23,13 @@ def compressed_small_model():
     return compress_model(small_model())
 
 
-@pytest.fixture(params=["plain", "compressed", "baseline"])
+@pytest.fixture(params=["plain", "compressed", "baseline", "spin_invariant", "spin_invariant compressed"])
 def model(request, compressed_small_model):
     if request.param == "baseline":
         return with_random_baseline(small_model(spin_baseline={"n_basis": 6, "onsite_order": 3}))
+    if request.param.startswith("spin_invariant"):
+        model = invariant_model()
+        return compress_model(model) if request.param.endswith("compressed") else model
     return small_model() if request.param == "plain" else copy.deepcopy(compressed_small_model)
 
 
@@ -99,6 +102,8 @@ def test_joint_rotation_of_positions_cell_and_spins(model, nio):
 
 def test_rotating_spins_alone_changes_energy(model, nio):
     """Spin-lattice coupling: the pseudo-atoms make the energy depend on spin orientation."""
+    if model.config.descriptor == "spin_invariant":
+        pytest.skip("invariant under rotating the spins alone by construction (tests/test_spin_invariant.py)")
     calc = DeepSpinCalculator(model)
     e0 = energy_at(nio, calc)
     rot = Rotation.from_rotvec([0.0, 0.0, 0.9]).as_matrix()
@@ -172,6 +177,8 @@ def test_energy_is_smooth_as_a_real_neighbour_crosses_the_cutoff(model, second):
 
 def test_energy_is_smooth_as_a_pseudo_atom_crosses_the_cutoff(model):
     """Pseudo-atom of B at distance rcut ± eps from A while the real B stays inside."""
+    if model.config.descriptor == "spin_invariant":
+        pytest.skip("no pseudo-atoms")
     calc = DeepSpinCalculator(model)
     rcut, eta = model.config.rcut, model.config.virtual_scale[0]
     moment = 1.2

@@ -95,6 +95,7 @@ class SpinInvariantDescriptor(RadialEmbeddings):
                                               int(self.sel[where[1]])))
         empty = (self.sel - filled).to(lattice.dtype)
         magnetic_atoms = self.magnetic.index_select(0, atom_types)
+        spins = spins * magnetic_atoms.unsqueeze(-1).to(spins.dtype)  # no torque on non-magnetic atoms, ever
         scale = torch.where(magnetic_atoms, self.moment_scale.index_select(0, atom_types),
                             torch.ones_like(self.moment_scale.index_select(0, atom_types)))
         moments = spins / scale.unsqueeze(-1)  # m = S / m0, zero on non-magnetic atoms

@@ -1,0 +1,226 @@
+"""The descriptor of spin invariants (model.spin_invariant): exact symmetries, smoothness through S = 0,
+compression, LAMMPS export, training; and that a descriptor is a component (a toy one plugs in)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import invariant_model, minus_gradient, needs_nio_data, with_random_baseline
+from scipy.spatial.transform import Rotation
+
+from ase_deepspin import DeepSpinCalculator, compress_model
+from ase_deepspin.model import DeepSpinModel, ModelConfig
+from ase_deepspin.model.deepspin import DESCRIPTORS
+from ase_deepspin.model.descriptor import RadialEmbeddings
+from ase_deepspin.system import model_inputs
+
+
+@pytest.fixture(params=["plain", "baseline", "compressed"])
+def model(request):
+    if request.param == "baseline":
+        return with_random_baseline(invariant_model(spin_baseline={"n_basis": 4, "onsite_order": 2, "form": "landau",
+                                                                   "biquadratic": True}))
+    model = invariant_model()
+    return compress_model(model) if request.param == "compressed" else model
+
+
+def evaluate(model, atoms, spins=None):
+    trial = atoms.copy()
+    if spins is not None:
+        trial.set_initial_magnetic_moments(spins)
+    calc = DeepSpinCalculator(model)
+    trial.calc = calc
+    return (trial.get_potential_energy(), trial.get_forces(), trial.get_stress(voigt=False),
+            calc.get_magnetic_torques(trial))
+
+
+def scale(x):
+    return max(np.abs(x).max(), 1e-300)
+
+
+@pytest.mark.parametrize("rotvec", [[0.0, 0.0, 0.9], [0.4, -1.3, 2.2]])
+def test_rotating_the_spins_alone_rotates_only_the_torques(model, nio, rotvec):
+    """Lattice fixed, every spin turned by R: E, F and stress unchanged, ω → Rω, to round-off."""
+    e0, f0, s0, w0 = evaluate(model, nio)
+    rot = Rotation.from_rotvec(rotvec).as_matrix()
+    e1, f1, s1, w1 = evaluate(model, nio, nio.get_initial_magnetic_moments() @ rot.T)
+    assert abs(e1 - e0) <= 1e-12 * abs(e0)
+    assert np.abs(f1 - f0).max() <= 1e-11 * scale(f0)
+    assert np.abs(s1 - s0).max() <= 1e-11 * scale(s0)
+    assert np.abs(w1 - w0 @ rot.T).max() <= 1e-11 * scale(w0)
+
+
+def test_an_improper_rotation_of_the_spins_is_a_symmetry_too(model, nio):
+    """S → −S (time reversal) and a mirror of the spins alone: E unchanged, ω transformed with the spins."""
+    e0, f0, _, w0 = evaluate(model, nio)
+    for matrix in (-np.eye(3), np.diag([1.0, -1.0, 1.0])):
+        e1, f1, _, w1 = evaluate(model, nio, nio.get_initial_magnetic_moments() @ matrix.T)
+        assert abs(e1 - e0) <= 1e-12 * abs(e0)
+        assert np.abs(f1 - f0).max() <= 1e-11 * scale(f0)
+        assert np.abs(w1 - w0 @ matrix.T).max() <= 1e-11 * scale(w0)
+
+
+def test_collinear_spins_have_no_transverse_torque(model, nio):
+    """Spins along ±z with different lengths: every torque is parallel to its spin."""
+    spins = nio.get_initial_magnetic_moments()
+    magnetic = spins.any(axis=1)
+    rng = np.random.default_rng(1)
+    spins[magnetic] = np.outer(rng.choice([-1.0, 1.0], magnetic.sum()) * rng.uniform(0.5, 1.6, magnetic.sum()),
+                               [0.0, 0.0, 1.0])
+    _, _, _, torques = evaluate(model, nio, spins)
+    assert np.abs(torques[magnetic, 2]).max() > 1e-4  # there are torques, along the spins
+    assert np.abs(torques[:, :2]).max() <= 1e-13 * scale(torques)
+
+
+def model_energy_and_torques(model, atoms, spins):
+    """E (eV) and ω (eV/μB) from the model itself: the calculator refuses a zero moment on a magnetic atom."""
+    types = np.array([model.config.type_map.index(s) for s in atoms.get_chemical_symbols()])
+    inputs = model_inputs(model, atoms.positions, atoms.cell.array, atoms.pbc, types, spins)
+    out = model(**inputs, forces=False, torques=True)
+    return float(out["energy"][0]), out["torques"].detach().numpy()
+
+
+def test_torques_are_finite_and_continuous_through_a_vanishing_moment(model, nio):
+    """One Ni moment at exactly zero: its torque is finite, equals central differences of E, and is the
+    limit of the torques on small moments from either side (Fe has moments of 0.03 μB at the vacancy)."""
+    spins = nio.get_initial_magnetic_moments()
+    spins[0] = 0.0
+    _, torques = model_energy_and_torques(model, nio, spins)
+    assert np.all(np.isfinite(torques)) and np.abs(torques[0]).max() > 1e-5
+    fd = minus_gradient(lambda s: model_energy_and_torques(model, nio, s)[0], spins, 1e-5, rows=[0])
+    assert np.abs(fd[0] - torques[0]).max() < 1e-7 * scale(torques[0]) + 1e-12
+    direction = np.array([0.6, -0.8, 0.0])
+    for sign in (1.0, -1.0):
+        near = spins.copy()
+        near[0] = sign * 1e-6 * direction
+        assert np.abs(model_energy_and_torques(model, nio, near)[1][0] - torques[0]).max() < 1e-4 * scale(torques[0])
+
+
+def test_compressed_equals_plain_within_the_table_tolerance(nio):
+    plain = invariant_model()
+    packed = compress_model(plain, tolerance=1e-9)
+    e0, f0, s0, w0 = evaluate(plain, nio)
+    e1, f1, s1, w1 = evaluate(packed, nio)
+    assert abs(e1 - e0) < 1e-8 * abs(e0)
+    for a, b in ((f1, f0), (s1, s0), (w1, w0)):
+        assert np.abs(a - b).max() < 1e-6 * scale(b)
+
+
+def test_a_new_model_starts_from_zero_spin_gates():
+    model = DeepSpinModel(ModelConfig(type_map=["Fe"], virtual_scale=[0.0], magnetic=[True],
+                                      descriptor="spin_invariant", rcut=4.0, rcut_smth=3.0, sel=40))
+    assert all(float(gate[-1].weight.detach().abs().max()) == 0.0 for gate in model.descriptor.gates)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(virtual_scale=[0.3, 0.0]), "has no pseudo-atoms"),
+    (dict(time_reversal=False), "even in S by construction"),
+    (dict(magnetic=[True]), "magnetic needs one"),
+    (dict(moment_floor=0.0), "moment_floor"),
+    (dict(sel=[30, 30, 30, 30]), "sel needs"),
+])
+def test_bad_configurations_are_refused(bad, message):
+    params = dict(type_map=["Ni", "O"], virtual_scale=[0.0, 0.0], magnetic=[True, False], descriptor="spin_invariant")
+    params.update(bad)
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**params)
+
+
+def test_file_round_trip_and_info(nio, tmp_path, capsys):
+    from ase_deepspin.cli import main
+    from ase_deepspin.model import load_model, save_model
+
+    model = invariant_model()
+    save_model(model, tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")
+    assert loaded.config == model.config
+    assert evaluate(loaded, nio)[0] == evaluate(model, nio)[0]
+    assert main(["info", str(tmp_path / "m.pt")]) == 0
+    assert "spin symmetry   spin rotation and time reversal" in capsys.readouterr().out
+
+
+def test_deepmd_export_refuses_it_by_name(tmp_path):
+    from ase_deepspin.model import DeepMDFormatError, write_deepmd
+
+    with pytest.raises(DeepMDFormatError, match="spin_invariant"):
+        write_deepmd(invariant_model(), tmp_path / "m.dp")
+
+
+@needs_nio_data
+@pytest.mark.parametrize("compressed", [False, True])
+def test_lammps_module_equals_the_calculator(compressed):
+    """The TorchScript module for pair_style deepspin runs the same energy core: E, F, ω to 1e-10."""
+    from test_deepmd_convert import nio_frames
+    from test_torchscript import compare
+
+    from ase_deepspin.model.torchscript import scripted_model
+
+    model = with_random_baseline(invariant_model(spin_baseline={"n_basis": 4, "onsite_order": 2}))
+    if compressed:
+        model = compress_model(model, min_distance=1.0)
+    module = scripted_model(model)
+    for seed, atoms in enumerate(nio_frames(2)):
+        atoms.rattle(0.05, seed=seed)
+        result = compare(module, model, atoms, model.config.rcut + 0.5, seed)
+        for key in ("energy", "forces", "torques"):
+            assert result[key] < 1e-10, (key, result[key])
+
+
+class RadialOnly(RadialEmbeddings):
+    """A toy descriptor for the test below: Σ_j G(d_ij[0]) s_ij over real neighbours, no spins at all."""
+
+    def __init__(self, config, generator, dtype):
+        super().__init__(config, config.n_types, list(config.sel)[: config.n_types], list(config.type_map),
+                         generator, dtype)
+
+    @property
+    def n_features(self) -> int:
+        return self.width
+
+    def forward(self, spins, atom_types, centers, neighbors, lattice, pseudo, real, first: int, n_centres: int,
+                members_of: list, twice_differentiable: bool) -> list:
+        net_of = atom_types[centers] * self.n_types + atom_types[neighbors]
+        idx, c, bounds = self.sorted_edges(real.nonzero().squeeze(-1), net_of, centers, first, n_centres)
+        rank_of = torch.zeros(n_centres, dtype=torch.int64)
+        for members in members_of:
+            rank_of[members] = torch.arange(len(members))
+        out = []
+        for t, members in enumerate(members_of):
+            total = lattice.new_zeros(len(members), self.width)
+            for b in range(self.n_types):
+                p = t * self.n_types + b
+                lo, hi = (0 if p == 0 else bounds[p - 1]), bounds[p]
+                rows = self.standardised_rows(lattice[idx[lo:hi]], t)
+                total = total.index_add(0, rank_of[c[lo:hi]], self.radial(p, rows[:, 0]) * (rows[:, :1] + 1.0))
+            out.append(total.unsqueeze(0))
+        return out
+
+    def edge_sets(self, spins, atom_types, centers, neighbors, lattice, pseudo):
+        return [(centers[~pseudo], lattice[~pseudo])]
+
+
+@needs_nio_data
+def test_a_second_descriptor_plugs_in_and_trains(tmp_path, monkeypatch):
+    """A descriptor defined here, registered by name, runs in the calculator and trains a few steps: no
+    edits to the model, calculator or trainer."""
+    from conftest import NIO_DATA
+
+    from ase_deepspin.model import load_model
+    from ase_deepspin.train import LossConfig, TrainConfig, train
+
+    monkeypatch.setitem(DESCRIPTORS, "radial_only", RadialOnly)
+    config = ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.0, 0.0], magnetic=[True, False],
+                         descriptor="radial_only", rcut=4.0, rcut_smth=3.0, sel=[30, 30], neuron=[4, 8],
+                         axis_neuron=4, fitting_neuron=[8])
+    cfg = TrainConfig(model=config, systems=[str(NIO_DATA / "data_0")], batch_size=2, numb_steps=6, start_lr=3e-3,
+                      stop_lr=1e-3, decay_steps=3, n_validation=4, disp_freq=3, save_freq=3,
+                      output_dir=str(tmp_path / "run"), loss=LossConfig())
+    path = train(cfg, progress=False, log=lambda *a: None)
+    model = load_model(path)
+    assert isinstance(model.descriptor, RadialOnly)
+    from ase_deepspin.build import nio_afm
+
+    atoms = nio_afm()
+    atoms.calc = DeepSpinCalculator(copy.deepcopy(model))
+    assert np.isfinite(atoms.get_potential_energy())

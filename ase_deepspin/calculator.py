@@ -37,6 +37,7 @@ from .model.io import pretrained_models, resolve_model_path
 from .model.ranges import LENGTH_SPREAD, ExtrapolationWarning, fixed_length_types, outside_data
 from .neighbors import NeighborSearch
 from .system import atoms_graph, check_structure, model_inputs, periodic_for, read_spins, type_indices
+from .threads import SERIAL_BELOW, serial_below, thread_scope
 
 _LIBRARY_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (ase, sys.modules[__package__]))
 
@@ -65,11 +66,11 @@ def _check_committee(models) -> None:
     first = models[0].config
     for k, model in enumerate(models[1:], start=1):
         cfg = model.config
-        for name in ("type_map", "rcut", "virtual_scale", "time_reversal"):
+        for name in ("type_map", "magnetic", "rcut", "virtual_scale", "time_reversal"):
             if getattr(cfg, name) != getattr(first, name):
                 raise ValueError(f"committee member {k} has {name} {getattr(cfg, name)!r} but member 0 has "
-                                 f"{getattr(first, name)!r}; members must share type_map, rcut, virtual_scale and "
-                                 "time_reversal (as members of one `train --ensemble` run do)")
+                                 f"{getattr(first, name)!r}; members must share type_map, magnetic, rcut, "
+                                 "virtual_scale and time_reversal (as members of one `train --ensemble` run do)")
 
 
 def _spread(values: np.ndarray) -> np.ndarray:
@@ -161,6 +162,10 @@ class DeepSpinCalculator(Calculator):
         while no atom has moved more than half this skin (and the cell is unchanged), so spin-only
         updates and small steps skip the search; 0 searches again whenever positions change.
 
+    serial_below : atoms; calls on fewer run torch and the compiled kernels on one thread (restored
+        afterwards), calls on more on ``torch.get_num_threads()`` threads: on shared cores a small cell
+        on two threads waits for scheduler slices (:mod:`ase_deepspin.threads`). 0: never serial.
+
     ``calc.todict()`` (and so ASE trajectories) records the model, dtype, device, compression and
     skin.
 
@@ -181,13 +186,17 @@ class DeepSpinCalculator(Calculator):
                               "magmoms", "magmom"]
 
     def __init__(self, model, device="cpu", dtype="float64", max_edges_per_chunk: int = 200_000,
-                 compress: bool | dict = False, neighbor_skin: float = 0.5, **kwargs):
+                 compress: bool | dict = False, neighbor_skin: float = 0.5, serial_below: int = SERIAL_BELOW,
+                 **kwargs):
         unknown = sorted(set(kwargs) - set(_CALCULATOR_KEYWORDS))
         if unknown:
             raise TypeError(f"DeepSpinCalculator got unknown keyword arguments {unknown}; it takes model, device, "
-                            "dtype, max_edges_per_chunk, compress, neighbor_skin and ASE's "
+                            "dtype, max_edges_per_chunk, compress, neighbor_skin, serial_below and ASE's "
                             f"{', '.join(_CALCULATOR_KEYWORDS)}")
+        if not isinstance(serial_below, int) or serial_below < 0:
+            raise ValueError(f"serial_below takes a number of atoms >= 0, got {serial_below!r}")
         super().__init__(**kwargs)
+        self.serial_below = serial_below
         self.device = _check_device(device)
         torch_dtype = _torch_dtype(dtype)
         committee = isinstance(model, (list, tuple))
@@ -243,6 +252,10 @@ class DeepSpinCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        with serial_below(self.serial_below), thread_scope(len(self.atoms)):
+            self._calculate(properties)
+
+    def _calculate(self, properties):
         atoms = self.atoms
         periodic = periodic_for(atoms, properties)
         graph = self._graph(atoms)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import os
@@ -125,7 +126,8 @@ class Frame:
         labels = {k: v for k, v in (("energy", self.energy), ("forces", self.forces),
                                     ("magnetic_torques", self.torques)) if v is not None}
         if labels:
-            atoms.calc = SinglePointCalculator(atoms, **labels)
+            with _torques_known():  # ASE's single-point calculator takes only results it knows by name
+                atoms.calc = SinglePointCalculator(atoms, **labels)
         return atoms
 
 
@@ -185,6 +187,48 @@ def read_deepmd_npy(system: str | os.PathLike) -> list[Frame]:
     return frames
 
 
+TORQUES = "magnetic_torques"  # the calculator result's name: (N, 3) eV/μB, −∂E/∂S
+
+
+def register_torques_with_ase() -> None:
+    """Teach ASE the ``magnetic_torques`` result, so that ``ase.io.write`` keeps it in trajectories and
+    extended XYZ files (ASE writes only the results it knows by name). Process-wide and explicit: importing
+    the package changes nothing in ASE; :func:`write_extxyz` and :func:`read_extxyz` do it for their call only.
+    """
+    _add_torques_to_ase()
+
+
+def _add_torques_to_ase() -> list:
+    """Add the name to ASE's two registries where missing; returns what was added (for :func:`_torques_known`)."""
+    from ase import outputs
+    from ase.calculators.calculator import all_properties
+
+    added = []
+    if TORQUES not in all_properties:
+        all_properties.append(TORQUES)
+        added.append("properties")
+    if TORQUES not in outputs.all_outputs:
+        outputs._defineprop(TORQUES, float, shape=("natoms", 3))  # ASE's own registry; no public way
+        added.append("outputs")
+    return added
+
+
+@contextmanager
+def _torques_known():
+    """ASE knows ``magnetic_torques`` inside the block and, unless it knew it before, not after it."""
+    from ase import outputs
+    from ase.calculators.calculator import all_properties
+
+    added = _add_torques_to_ase()
+    try:
+        yield
+    finally:
+        if "properties" in added:
+            all_properties.remove(TORQUES)
+        if "outputs" in added:
+            del outputs.all_outputs[TORQUES]
+
+
 def read_extxyz(path: str | os.PathLike) -> list[Frame]:
     """Frames of an extended XYZ file written by :func:`write_extxyz` or by ``ase.io.write`` from a spin
     calculator's results.
@@ -193,8 +237,10 @@ def read_extxyz(path: str | os.PathLike) -> list[Frame]:
     """
     from ase.io import read
 
+    with _torques_known():
+        images = read(path, index=":", format="extxyz")
     frames = []
-    for k, atoms in enumerate(read(path, index=":", format="extxyz")):
+    for k, atoms in enumerate(images):
         where = f"{path} frame {k}"
         spins = atoms.arrays.get("initial_magmoms")
         if spins is None:
@@ -204,7 +250,7 @@ def read_extxyz(path: str | os.PathLike) -> list[Frame]:
             raise ValueError(f"{where}: spins must be (N, 3), got {spins.shape}")
         results = atoms.calc.results if atoms.calc is not None else {}
         energy, forces = results.get("energy"), results.get("forces")
-        # torques: a calculator result (ase-deepspin registers the name with ASE) or, in older files, an array
+        # torques: a calculator result (ASE knows the name while reading) or, in files written without it, an array
         torques = results.get("magnetic_torques", atoms.arrays.get("magnetic_torques"))
         for name, values in [("positions", atoms.positions), ("spins", spins), ("energy", energy), ("forces", forces),
                              ("magnetic_torques", torques)]:
@@ -253,7 +299,8 @@ def write_extxyz(path: str | os.PathLike, frames: list[Frame]) -> None:
     forces, ``magnetic_torques``)."""
     from ase.io import write
 
-    write(path, [f.to_atoms() for f in frames], format="extxyz")
+    with _torques_known():
+        write(path, [f.to_atoms() for f in frames], format="extxyz")
 
 
 def read_frames(path: str | os.PathLike) -> list[Frame]:

@@ -29,21 +29,6 @@ from ase.data import atomic_numbers, chemical_symbols
 from .neighbors import NeighborSearch, build_neighbor_list
 
 
-def _teach_ase_the_torques() -> None:
-    """ASE's files (trajectories, extended XYZ) keep only the calculator results it knows by name; register
-    ``magnetic_torques`` ((N, 3) eV/μB, −∂E/∂S) so that spin calculators' torques survive ``ase.io.write``."""
-    from ase import outputs
-    from ase.calculators.calculator import all_properties
-
-    if "magnetic_torques" not in all_properties:
-        all_properties.append("magnetic_torques")
-    if "magnetic_torques" not in outputs.all_outputs:
-        outputs._defineprop("magnetic_torques", float, shape=("natoms", 3))  # ASE's own registry
-
-
-_teach_ase_the_torques()
-
-
 def type_indices(numbers, type_map: list[str]) -> np.ndarray:
     """Index into ``type_map`` of each atomic number, −1 for elements not in it."""
     lookup = np.full(len(chemical_symbols), -1, dtype=np.int64)

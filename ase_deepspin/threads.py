@@ -55,25 +55,60 @@ call averaged 29 ms on one thread against 90 ms on two (plain; compressed 15 aga
 where processes share cores (process pools of phonon displacements or NEB images, parallel test
 runs) use ``torch.set_num_threads(1)`` in each process.
 
-Override: ``ase_deepspin.threads.SERIAL_BELOW = n`` (centres; ``0`` always uses torch's thread
-count, a huge value always one thread); it is read at every call.
+Torch's own threads follow the same rule inside a calculator call (:func:`thread_scope`, used by
+``DeepSpinCalculator``): below the threshold the call runs torch on one thread and restores the
+caller's count afterwards; above it, torch's count is the caller's.
+
+The threshold is an option with a narrow scope: ``with serial_below(n):`` (centres; ``0`` always uses
+torch's count, a huge value always one thread) applies to the calls inside the block only, and
+``DeepSpinCalculator(..., serial_below=n)`` to that calculator's calls.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numba
 import torch
 from numba import njit
 
-SERIAL_BELOW = 256  # centres; loops over fewer run on one thread (measured: module docstring)
+SERIAL_BELOW = 256  # centres; default threshold (measured: module docstring)
+_serial_below = ContextVar("serial_below", default=SERIAL_BELOW)
+
+
+@contextmanager
+def serial_below(n_centres: int):
+    """Inside the block, loops and calculator calls over fewer than ``n_centres`` centres run on one thread."""
+    if not isinstance(n_centres, int) or n_centres < 0:
+        raise ValueError(f"serial_below takes a number of centres >= 0, got {n_centres!r}")
+    token = _serial_below.set(n_centres)
+    try:
+        yield
+    finally:
+        _serial_below.reset(token)
+
+
+@contextmanager
+def thread_scope(n_centres: int):
+    """Torch on one thread inside the block when ``n_centres`` is below the threshold; the caller's count after."""
+    if n_centres >= _serial_below.get() or torch.get_num_threads() == 1:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def kernel_threads(n_centres: int, torch_threads: int | None = None) -> int:
-    """Threads for a loop over ``n_centres`` centres: 1 below :data:`SERIAL_BELOW`, else torch's count.
+    """Threads for a loop over ``n_centres`` centres: 1 below the threshold, else torch's count.
 
     Torch's count (``torch_threads``, default ``torch.get_num_threads()``) is capped at numba's pool size.
     """
-    if n_centres < SERIAL_BELOW:
+    if n_centres < _serial_below.get():
         return 1
     torch_threads = torch.get_num_threads() if torch_threads is None else torch_threads
     return max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))

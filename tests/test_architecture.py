@@ -224,20 +224,21 @@ def test_kernels_leave_torchs_thread_count_as_set():
 def test_the_threshold_can_be_moved(monkeypatch, two_threads):
     seen = record_threads(monkeypatch, NEIGHBOR_LOOPS)
     system = random_periodic_system(16)
-    monkeypatch.setattr(threads, "SERIAL_BELOW", 0)
-    neighbor_list_of(*system)
-    monkeypatch.setattr(threads, "SERIAL_BELOW", 17)
-    neighbor_list_of(*system)
-    assert seen == [2, 2, 1, 1]
+    with threads.serial_below(0):
+        neighbor_list_of(*system)
+    with threads.serial_below(17):
+        neighbor_list_of(*system)
+    neighbor_list_of(*system)  # the default again after the blocks
+    assert seen == [2, 2, 1, 1, 1, 1]
 
 
 def test_neighbor_lists_are_identical_on_one_and_two_threads(monkeypatch, two_threads):
     seen = record_threads(monkeypatch, NEIGHBOR_LOOPS)
     system = random_periodic_system(2000)
-    monkeypatch.setattr(threads, "SERIAL_BELOW", 10**9)
-    serial = neighbor_list_of(*system)
-    monkeypatch.setattr(threads, "SERIAL_BELOW", 0)
-    parallel = neighbor_list_of(*system)
+    with threads.serial_below(10**9):
+        serial = neighbor_list_of(*system)
+    with threads.serial_below(0):
+        parallel = neighbor_list_of(*system)
     assert seen == [1, 1, 2, 2]
     assert len(serial) > 100_000
     for name in ("centers", "neighbors", "shifts", "pseudo", "offsets"):
@@ -246,11 +247,30 @@ def test_neighbor_lists_are_identical_on_one_and_two_threads(monkeypatch, two_th
 
 def test_fused_moments_are_identical_on_one_and_two_threads(monkeypatch, two_threads, table):
     seen = record_threads(monkeypatch, MOMENT_LOOPS)
-    monkeypatch.setattr(threads, "SERIAL_BELOW", 10**9)
-    serial = moment_and_gradient(table, 500)
-    monkeypatch.setattr(threads, "SERIAL_BELOW", 0)
-    parallel = moment_and_gradient(table, 500)
+    with threads.serial_below(10**9):
+        serial = moment_and_gradient(table, 500)
+    with threads.serial_below(0):
+        parallel = moment_and_gradient(table, 500)
     assert seen == [1, 1, 2, 2]
     assert serial[1].any() and not serial[1].all()  # edges inside and outside the table
     for a, b in zip(serial, parallel):
         assert torch.equal(a, b)
+
+
+def test_a_small_cell_runs_torch_on_one_thread_and_restores_the_callers_count(two_threads, monkeypatch):
+    """Inside a calculator call on fewer atoms than ``serial_below`` torch runs on one thread; the caller's
+    count is back afterwards; ``serial_below=0`` keeps the caller's count inside."""
+    from ase_deepspin import DeepSpinCalculator
+    from ase_deepspin.build import nio_afm
+
+    seen = []
+    model = small_model()
+    forward = type(model).forward
+    monkeypatch.setattr(type(model), "forward", lambda self, *a, **k: seen.append(torch.get_num_threads())
+                        or forward(self, *a, **k))
+    atoms = nio_afm(repeat=(2, 2, 1))
+    for limit in (threads.SERIAL_BELOW, 0):
+        atoms.calc = DeepSpinCalculator(model, serial_below=limit)
+        atoms.get_potential_energy()
+        assert torch.get_num_threads() == 2
+    assert seen == [1, 2]

@@ -263,8 +263,9 @@ def test_ase_files_keep_torques_and_moments(tmp_path, nio, model, suffix):
     labelled data for the package's readers (``ase-deepspin test``)."""
     from ase.io import read, write
 
-    from ase_deepspin.data import read_frames
+    from ase_deepspin.data import read_frames, register_torques_with_ase
 
+    register_torques_with_ase()
     nio.calc = DeepSpinCalculator(model)
     energy, forces, torques = nio.get_potential_energy(), nio.get_forces(), nio.calc.get_magnetic_torques(nio)
     assert np.array_equal(nio.get_magnetic_moments(), nio.get_initial_magnetic_moments())
@@ -298,3 +299,16 @@ def test_stress_of_a_model_trained_here_comes_with_a_warning_once(nio, model):
         nio.get_stress()  # once per calculator
         nio.calc = DeepSpinCalculator(model)  # no training record (a DeePMD-kit file, a test model): silent
         nio.get_stress()
+
+
+def test_importing_the_package_leaves_ase_untouched():
+    """ASE's property registries are changed only by an explicit call (a fresh interpreter, so that no other
+    test's call is seen)."""
+    import subprocess
+    import sys
+
+    code = ("from ase import outputs; from ase.calculators.calculator import all_properties as p; "
+            "before = (list(p), sorted(outputs.all_outputs)); import ase_deepspin, ase_deepspin.data; "
+            "assert (list(p), sorted(outputs.all_outputs)) == before; "
+            "ase_deepspin.data.register_torques_with_ase(); assert 'magnetic_torques' in p")
+    subprocess.run([sys.executable, "-c", code], check=True)

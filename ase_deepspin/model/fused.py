@@ -21,6 +21,8 @@ On GPUs the torch path runs.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -29,12 +31,22 @@ from numba import njit, prange
 from ..threads import Kernel
 
 DEGREE = 5
-ENABLED = True  # False evaluates tabulated moments by the torch path everywhere (for comparisons)
+_enabled = ContextVar("fused_kernels", default=True)
+
+
+@contextmanager
+def disabled():
+    """Inside the block, tabulated moments are evaluated by the torch path (for comparisons and timings)."""
+    token = _enabled.set(False)
+    try:
+        yield
+    finally:
+        _enabled.reset(token)
 
 
 def usable(tensor: torch.Tensor, twice_differentiable: bool) -> bool:
     """Whether the fused kernels can evaluate a moment on ``tensor``'s device and dtype."""
-    return (ENABLED and not twice_differentiable and tensor.device.type == "cpu"
+    return (_enabled.get() and not twice_differentiable and tensor.device.type == "cpu"
             and tensor.dtype in (torch.float32, torch.float64))
 
 

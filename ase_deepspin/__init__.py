@@ -1,7 +1,8 @@
 """ase-deepspin: DeepSPIN spin-lattice machine-learning potentials in ASE."""
 
-from .calculator import DeepSpinCalculator, pretrained_models
-from .model import DeepSpinModel, ModelConfig, ModelFileError, compress_model, load_model, save_model
+from .calculators import DeepSpinCalculator
+from .model import DeepSpinModel, ModelConfig, compress_model
+from .io import ModelFileError, load_model, pretrained_models, save_model
 from .model.ranges import ExtrapolationWarning
 from .version import __version__
 

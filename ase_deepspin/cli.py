@@ -8,7 +8,7 @@ import sys
 
 
 def _train(args):
-    from .train import TrainConfig, train, train_ensemble
+    from .training.train import TrainConfig, train, train_ensemble
 
     cfg = TrainConfig.from_yaml(args.config)
     if args.max_time is not None:
@@ -29,8 +29,8 @@ def _train(args):
 
 
 def _model_devi(args):
-    from .calculator import resolve_model_path
-    from .evaluate import MODEL_DEVI_COLUMNS, model_deviation_table, write_model_devi
+    from .io import resolve_model_path
+    from .training.evaluate import MODEL_DEVI_COLUMNS, model_deviation_table, write_model_devi
 
     structures = _read_structures(args.data)
     rows = model_deviation_table([resolve_model_path(m) for m in args.models], structures)
@@ -42,7 +42,7 @@ def _model_devi(args):
 
 
 def _explore(args):
-    from .active import ExploreConfig, final_committee, load_oracle, run_active_learning
+    from .training.active import ExploreConfig, final_committee, load_oracle, run_active_learning
 
     cfg = ExploreConfig.from_yaml(args.config)
     if cfg.oracle is None:
@@ -57,7 +57,7 @@ def _read_structures(path):
     trajectory (spins from its initial magnetic moments, as SpinLatticeDynamics stores them)."""
     from pathlib import Path
 
-    from .data import read_frames
+    from .io.frames import read_frames
 
     if Path(path).is_dir() or str(path).endswith((".xyz", ".extxyz")):
         return read_frames(path)
@@ -70,7 +70,7 @@ def _read_structures(path):
 
 
 def _test(args):
-    from .evaluate import accuracy_report
+    from .training.evaluate import accuracy_report
 
     table = accuracy_report(args.model, args.data, n_validation=args.validation_of, split_seed=args.split_seed,
                        plot=None if args.no_plot else args.plot)
@@ -80,14 +80,14 @@ def _test(args):
 def _freeze(args):
     import torch
 
-    from .train import freeze
+    from .training.train import freeze
 
     out = freeze(args.checkpoint, args.out, storage_dtype=getattr(torch, args.storage_dtype))
     print(f"model written to {out}")
 
 
 def _change_bias(args):
-    from .train import change_bias
+    from .training.train import change_bias
 
     shift = change_bias(args.model, args.output)
     print(f"energy bias shifted by {', '.join(f'{1e3 * v:+.3f}' for v in shift)} meV/atom (per type), fitted on "
@@ -95,8 +95,9 @@ def _change_bias(args):
 
 
 def _compress(args):
-    from .calculator import resolve_model_path
-    from .model import compress_model, load_model, save_model
+    from .io import resolve_model_path
+    from .model import compress_model
+    from .io import load_model, save_model
 
     model = compress_model(load_model(resolve_model_path(args.model)), tolerance=args.tolerance,
                            min_distance=args.min_distance)
@@ -168,10 +169,10 @@ def _print_provenance(record: dict) -> None:
 
 
 def _info(args):
-    from .calculator import resolve_model_path
-    from .model import load_model
+    from .io import resolve_model_path
+    from .io import load_model
     from .model.ranges import fixed_length_types
-    from .model.torchscript import read_export_record
+    from .io.torchscript import read_export_record
 
     path = resolve_model_path(args.model)
     model = load_model(path)
@@ -232,10 +233,10 @@ def _info(args):
 def _convert(args):
     import torch
 
-    from .calculator import resolve_model_path
-    from .model import load_model, save_model
-    from .model.deepmd import is_deepmd_file, read_deepmd, write_deepmd
-    from .model.torchscript import write_lammps_model
+    from .io import resolve_model_path
+    from .io import load_model, save_model
+    from .io.deepmd import is_deepmd_file, read_deepmd, write_deepmd
+    from .io.torchscript import write_lammps_model
 
     out = args.out
     if not out.endswith((".dp", ".hlo", ".pt", ".pth")):
@@ -296,7 +297,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=_model_devi)
 
     p = sub.add_parser("explore", help="active learning: explore with a committee, label candidates, retrain")
-    p.add_argument("config", help="YAML of ase_deepspin.active.ExploreConfig")
+    p.add_argument("config", help="YAML of ase_deepspin.training.active.ExploreConfig")
     p.add_argument("--workdir", default="active", help="folder of the loop (rerun to continue)")
     p.set_defaults(func=_explore)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MU_B_EV_PER_T = 5.7883818060e-5  # Bohr magneton, eV/T
 
 
 def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:

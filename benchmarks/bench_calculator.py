@@ -31,7 +31,7 @@ CASES = [("nio32", 50), ("grain_boundary", 3)]
 
 def system(name):
     """The grain boundary (Ni spins from the file, O spins zeroed) or the first DeltaSpin frame."""
-    from ase_deepspin.data import read_deepmd_npy, read_lammps_spin
+    from ase_deepspin.io.frames import read_deepmd_npy, read_lammps_spin
 
     if name == "grain_boundary":
         return read_lammps_spin(SHARED / "nio-gb-sigma5" / "init.data", ["Ni", "O"], delete_overlap=0.05,

@@ -22,7 +22,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def system(name):
-    from ase_deepspin.data import read_deepmd_npy, read_lammps_spin
+    from ase_deepspin.io.frames import read_deepmd_npy, read_lammps_spin
 
     if name == "grain_boundary":
         return read_lammps_spin(SHARED / "nio-gb-sigma5" / "init.data", ["Ni", "O"], delete_overlap=1.6,

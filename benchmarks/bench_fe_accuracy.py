@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ase_deepspin import DeepSpinCalculator
-from ase_deepspin.data import hold_out, read_frames
-from ase_deepspin.evaluate import error_table, predict, torque_parts
-from ase_deepspin.train import TrainConfig
+from ase_deepspin.io.frames import hold_out, read_frames
+from ase_deepspin.training.evaluate import error_table, predict, torque_parts
+from ase_deepspin.training.train import TrainConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fe-deltaspin"
 SMALL_MOMENT = 0.5  # μB
@@ -39,7 +39,7 @@ def fitted_baseline(cfg):
     """The config's model with its baseline fitted to the training frames and its network's output zeroed."""
     from ase_deepspin.model import DeepSpinModel
     from ase_deepspin.model.baseline import fit_spin_baseline
-    from ase_deepspin.train import PreparedFrames, initial_energy_bias, select_frames
+    from ase_deepspin.training.train import PreparedFrames, initial_energy_bias, select_frames
 
     _, train_frames, _ = select_frames(cfg)
     model = DeepSpinModel(cfg.model)

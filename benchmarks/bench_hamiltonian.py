@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from ase_deepspin.build import simple_cubic_spins
-from ase_deepspin.hamiltonian import ShellExchange, SpinHamiltonian
+from ase_deepspin.calculators.hamiltonian import ShellExchange, SpinHamiltonian
 from ase_deepspin.spins import unit_vectors
 
 

@@ -41,8 +41,8 @@ def _example(name):
 
 def lammps_rate(atoms, model, route, workdir: Path, nprocs: int, steps: int) -> float:
     """Atom·steps per second of LAMMPS's loop (start-up excluded)."""
-    from ase_deepspin.lammps_spin import run_lammps, spin_lattice_input, write_spin_data
-    from ase_deepspin.model.torchscript import write_lammps_model
+    from ase_deepspin.io.lammps import run_lammps, spin_lattice_input, write_spin_data
+    from ase_deepspin.io.torchscript import write_lammps_model
 
     write_spin_data(workdir / "system.data", atoms, model.config.type_map)
     write_lammps_model(model, workdir / "model.pth")
@@ -74,7 +74,7 @@ def model_calls(atoms, model, repeats: int) -> dict:
     from test_torchscript import lammps_inputs
 
     from ase_deepspin import DeepSpinCalculator
-    from ase_deepspin.model.torchscript import scripted_model
+    from ase_deepspin.io.torchscript import scripted_model
 
     torch.set_num_threads(1)
     inputs = lammps_inputs(atoms, model.config.rcut + 1.8)[:4]
@@ -104,8 +104,8 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lammps_deepspin.json"))
     args = parser.parse_args()
     from ase_deepspin import compress_model
-    from ase_deepspin.lammps_spin import lammps_route
-    from ase_deepspin.model import load_model
+    from ase_deepspin.io.lammps import lammps_route
+    from ase_deepspin.io import load_model
 
     route = lammps_route(required=True)
     atoms = _example("lammps_spin_lattice").canted_nio(args.repeat)

@@ -28,7 +28,7 @@ A, J1, MOMENT = 2.5, 0.01, 2.0
 def ours(n: int, steps: int) -> float:
     from ase_deepspin.build import simple_cubic_spins
     from ase_deepspin.dynamics import SpinLatticeDynamics
-    from ase_deepspin.hamiltonian import ShellExchange, SpinHamiltonian
+    from ase_deepspin.calculators.hamiltonian import ShellExchange, SpinHamiltonian
 
     atoms = simple_cubic_spins(n, A, MOMENT)
     atoms.calc = SpinHamiltonian(exchange={("Fe", "Fe"): ShellExchange(J=(J1,), radii=(A,))})

@@ -33,7 +33,7 @@ RUNS = ("lbfgs-spins", "precession-spins", "lbfgs-both", "precession-both")
 
 def load_boundary(path: Path, delete_overlap: float = 0.05):
     """The grain boundary with atoms closer than ``delete_overlap`` (Å) removed and O spins zeroed."""
-    from ase_deepspin.data import read_lammps_spin
+    from ase_deepspin.io.frames import read_lammps_spin
 
     return read_lammps_spin(path, ["Ni", "O"], delete_overlap=delete_overlap, magnetic=["Ni"])
 
@@ -100,7 +100,7 @@ def main():
     args = parser.parse_args()
     import torch
 
-    from ase_deepspin.calculator import DeepSpinCalculator
+    from ase_deepspin.calculators.deepspin import DeepSpinCalculator
 
     torch.set_num_threads(args.threads)
     calc = DeepSpinCalculator(args.model, dtype=args.dtype, compress=args.compressed)

@@ -28,7 +28,7 @@ GB = ROOT.parent / "shared" / "data" / "nio-gb-sigma5" / "init.data"
 
 
 def systems() -> dict:
-    from ase_deepspin.data import read_lammps_spin
+    from ase_deepspin.io.frames import read_lammps_spin
 
     spec = importlib.util.spec_from_file_location("lammps_spin_lattice", ROOT / "examples" / "lammps_spin_lattice.py")
     example = importlib.util.module_from_spec(spec)

@@ -23,7 +23,7 @@ def main():
     import torch
 
     from ase_deepspin import DeepSpinCalculator
-    from ase_deepspin.data import read_deepmd_npy
+    from ase_deepspin.io.frames import read_deepmd_npy
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 256, 2048])

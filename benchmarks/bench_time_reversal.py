@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from ase_deepspin import DeepSpinCalculator, compress_model, load_model
-from ase_deepspin.data import read_lammps_spin
+from ase_deepspin.io.frames import read_lammps_spin
 from ase_deepspin.model import DeepSpinModel
-from ase_deepspin.model.io import resolve_model_path
+from ase_deepspin.io.model_file import resolve_model_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ase_deepspin.data import read_frames
+from ase_deepspin.io.frames import read_frames
 from ase_deepspin.model import DeepSpinModel, ModelConfig
-from ase_deepspin.train import PreparedFrames, TrainConfig, take_step
+from ase_deepspin.training.train import PreparedFrames, TrainConfig, take_step
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nio-deltaspin"
 

@@ -3,9 +3,9 @@
     python examples/active_learning_fe.py [--workdir runs/active_fe] [--members 3] [--steps 8000]
 
 Oracle: bcc Fe (16 atoms, |S| = 2.2 μB), Bethe–Slater exchange between the spins plus a Morse lattice
-(:class:`ase_deepspin.hamiltonian.SpinHamiltonian` with ``ase.calculators.morse``): labels in
+(:class:`ase_deepspin.calculators.hamiltonian.SpinHamiltonian` with ``ase.calculators.morse``): labels in
 milliseconds, so the loop's effect can be measured. From 20 labelled frames near the ferromagnetic
-ground state, ``ase_deepspin.active`` trains a committee of small models (by default with the Heisenberg
+ground state, ``ase_deepspin.training.active`` trains a committee of small models (by default with the Heisenberg
 spin baseline, random spin rotations and a torque prefactor of 1e5 throughout, each iteration from
 scratch: the recipe with the best torques and deviations in the README), explores with spin-lattice
 dynamics at 150, 400 and 1000 K (spin canting 0.1, 0.4, 0.8 rad, strain 1 %), labels up to 20 candidate
@@ -34,7 +34,7 @@ MOMENT = 2.2  # μB
 def oracle():
     """The labelling calculator: J(r) crosses zero at δ/√γ = 3.3 Å, where it is cut; the Morse lattice ends
     by 3.4 Å; both within a 4 Å model cutoff."""
-    from ase_deepspin.hamiltonian import BetheSlater, SpinHamiltonian
+    from ase_deepspin.calculators.hamiltonian import BetheSlater, SpinHamiltonian
 
     return SpinHamiltonian(exchange={("Fe", "Fe"): BetheSlater(alpha=0.05, gamma=0.235, delta=1.6, cutoff=3.3)},
                            lattice=MorsePotential(epsilon=0.4, r0=2.485, rho0=6.0, rcut1=3.0, rcut2=3.4))
@@ -50,7 +50,7 @@ def fe_cell():
 
 def near_ground_state(n, seed=0):
     """n labelled frames: positions displaced by 0.03 Å, spins tilted by about 0.1/2.2 rad (Gaussian)."""
-    from ase_deepspin.active import label
+    from ase_deepspin.training.active import label
 
     rng = np.random.default_rng(seed)
     frames = []
@@ -68,7 +68,7 @@ def hot_frames(temperature, n, seed=1, every=10, warmup=100):
     dynamics at ``temperature`` (K) from the perfect ferromagnet with thermal lattice velocities."""
     from ase.md.velocitydistribution import thermalize_momenta
 
-    from ase_deepspin.active import label
+    from ase_deepspin.training.active import label
     from ase_deepspin.dynamics import SpinLatticeDynamics
 
     atoms = fe_cell()
@@ -113,7 +113,7 @@ def score(models, frames):
     from scipy.stats import spearmanr
 
     from ase_deepspin import DeepSpinCalculator
-    from ase_deepspin.active import committee_rmse
+    from ase_deepspin.training.active import committee_rmse
 
     calc = DeepSpinCalculator([str(m) for m in models])
     deviation, error = {"f": [], "fm": []}, {"f": [], "fm": []}
@@ -133,8 +133,8 @@ def main():
     import torch
     import yaml
 
-    from ase_deepspin.active import ExploreConfig, final_committee, run_active_learning
-    from ase_deepspin.data import write_deepmd_npy
+    from ase_deepspin.training.active import ExploreConfig, final_committee, run_active_learning
+    from ase_deepspin.io.frames import write_deepmd_npy
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/active_fe")

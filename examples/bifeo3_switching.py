@@ -39,7 +39,7 @@ from ase_deepspin.build import (
     inverted_variant,
     polarization,
 )
-from ase_deepspin.hamiltonian import BetheSlater, SpinHamiltonian
+from ase_deepspin.calculators.hamiltonian import BetheSlater, SpinHamiltonian
 
 
 class PolarDoubleWell(Calculator):

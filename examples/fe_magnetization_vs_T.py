@@ -24,7 +24,7 @@ import numpy as np
 from ase.md.velocitydistribution import thermalize_momenta
 
 from ase_deepspin import DeepSpinCalculator
-from ase_deepspin.analysis.plots import new_figure
+from ase_deepspin.figures import new_figure
 from ase_deepspin.build import afmd_order, fcc_fe_afmd
 from ase_deepspin.dynamics import LongitudinalSpinLatticeDynamics
 

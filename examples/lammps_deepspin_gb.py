@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ase_deepspin import DeepSpinCalculator, compress_model
-from ase_deepspin.data import read_lammps_spin
-from ase_deepspin.lammps_spin import (
+from ase_deepspin.io.frames import read_lammps_spin
+from ase_deepspin.io.lammps import (
     deepspin_input,
     lammps_route,
     printed_value,
@@ -37,9 +37,9 @@ from ase_deepspin.lammps_spin import (
     run_lammps,
     write_spin_data,
 )
-from ase_deepspin.model import load_model
-from ase_deepspin.model.io import resolve_model_path
-from ase_deepspin.model.torchscript import write_lammps_model
+from ase_deepspin.io import load_model
+from ase_deepspin.io.model_file import resolve_model_path
+from ase_deepspin.io.torchscript import write_lammps_model
 
 GB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nio-gb-sigma5" / "init.data"
 

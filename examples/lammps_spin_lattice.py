@@ -28,10 +28,10 @@ import numpy as np
 from ase_deepspin import DeepSpinCalculator, compress_model
 from ase_deepspin.build import nio_afm
 from ase_deepspin.dynamics.llg import SpinLatticeDynamics
-from ase_deepspin.lammps_spin import lammps_route, read_deepspin_dump, run_lammps, spin_lattice_input, write_spin_data
-from ase_deepspin.model import load_model
-from ase_deepspin.model.io import resolve_model_path
-from ase_deepspin.model.torchscript import write_lammps_model
+from ase_deepspin.io.lammps import lammps_route, read_deepspin_dump, run_lammps, spin_lattice_input, write_spin_data
+from ase_deepspin.io import load_model
+from ase_deepspin.io.model_file import resolve_model_path
+from ase_deepspin.io.torchscript import write_lammps_model
 
 
 def canted_nio(repeat, angle_rad: float = 0.2, seed: int = 0):

@@ -22,8 +22,8 @@ import numpy as np
 from ase.neighborlist import neighbor_list
 
 from ase_deepspin import DeepSpinCalculator
-from ase_deepspin.analysis.plots import new_figure
-from ase_deepspin.data import read_lammps_spin
+from ase_deepspin.figures import new_figure
+from ase_deepspin.io.frames import read_lammps_spin
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nio-gb-sigma5" / "init.data"
 SHELL = (1.9, 2.3)  # Å: the six O of a bulk Ni sit at a/2 = 2.08 Å, the next shell (12 Ni) at 2.95 Å

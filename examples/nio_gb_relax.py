@@ -33,7 +33,7 @@ NI_NEIGHBOUR_CUTOFF = 3.3  # Å: the 12 nearest Ni of a Ni in NiO sit at a/√2 
 
 def load_boundary(path: Path, delete_overlap: float):
     """The grain boundary with atoms closer than ``delete_overlap`` (Å) removed and O spins zeroed."""
-    from ase_deepspin.data import read_lammps_spin
+    from ase_deepspin.io.frames import read_lammps_spin
 
     return read_lammps_spin(path, ["Ni", "O"], delete_overlap=delete_overlap, magnetic=["Ni"])
 
@@ -117,7 +117,7 @@ def main():
     else:
         import torch
 
-        from ase_deepspin.calculator import DeepSpinCalculator
+        from ase_deepspin.calculators.deepspin import DeepSpinCalculator
         from ase_deepspin.dynamics.minimize import SpinLBFGS
 
         torch.set_num_threads(args.threads)

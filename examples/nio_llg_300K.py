@@ -16,7 +16,7 @@ import numpy as np
 from ase.md.velocitydistribution import thermalize_momenta
 
 from ase_deepspin import DeepSpinCalculator
-from ase_deepspin.analysis.plots import new_figure
+from ase_deepspin.figures import new_figure
 from ase_deepspin.build import nio_afm
 from ase_deepspin.dynamics import SpinLatticeDynamics
 

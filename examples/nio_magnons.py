@@ -41,7 +41,7 @@ from ase_deepspin.analysis.magnons import (
 from ase_deepspin.build import nio_afm
 from ase_deepspin.dynamics.llg import sib_step
 from ase_deepspin.dynamics.minimize import relax_spins
-from ase_deepspin.hamiltonian import Anisotropy, ShellExchange, SpinHamiltonian
+from ase_deepspin.calculators.hamiltonian import Anisotropy, ShellExchange, SpinHamiltonian
 from ase_deepspin.spins import unit_vectors
 
 A_NIO = 4.17  # Å

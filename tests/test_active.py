@@ -1,4 +1,4 @@
-"""The active-learning loop (ase_deepspin.active) end to end, with the analytic spin-lattice oracle of
+"""The active-learning loop (ase_deepspin.training.active) end to end, with the analytic spin-lattice oracle of
 examples/active_learning_fe.py (bcc Fe: Bethe–Slater exchange plus a Morse lattice).
 
 From 20 labelled frames near the ferromagnetic ground state, iterations explore at rising temperatures and
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ase_deepspin.active import ExploreConfig, final_committee, label, run_active_learning
-from ase_deepspin.data import read_frames, write_deepmd_npy
+from ase_deepspin.training.active import ExploreConfig, final_committee, label, run_active_learning
+from ase_deepspin.io.frames import read_frames, write_deepmd_npy
 
 spec = importlib.util.spec_from_file_location("active_learning_fe", Path(__file__).resolve().parents[1] / "examples" /
                                               "active_learning_fe.py")
@@ -70,7 +70,7 @@ def test_spin_rotation_augmentation_is_the_oracles_symmetry():
     import torch
 
     from ase_deepspin.model import DeepSpinModel
-    from ase_deepspin.train import PreparedFrames, TrainConfig, _spin_rotations
+    from ase_deepspin.training.train import PreparedFrames, TrainConfig, _spin_rotations
 
     frames = example.near_ground_state(2)
     cfg = TrainConfig.from_dict(example.training_config(["unused"], 10, augment=True))

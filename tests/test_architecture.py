@@ -1,5 +1,5 @@
-"""Package structure (no import cycle among ase_deepspin's modules, the calculator imported only by the
-entry points, leaf modules for threads and version) and the thread policy of the compiled kernels
+"""Package structure (no import cycle among ase_deepspin's modules, rooms that import only downward, names
+imported from where they are defined, leaf modules for threads and version) and the thread policy of the compiled kernels
 (one thread for small inputs, several for large ones, identical results either way)."""
 
 from __future__ import annotations
@@ -104,10 +104,35 @@ def test_no_two_package_modules_import_each_other():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_the_calculator_is_imported_only_by_the_package_entry_points():
-    importers = {name for name, imports in import_graph().items() if f"{PACKAGE}.calculator" in imports}
-    allowed = {PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.evaluate", f"{PACKAGE}.active"}  # workflows over calculators
-    assert importers <= allowed, f"modules importing ase_deepspin.calculator: {sorted(importers - allowed)}"
+# the rooms, lowest first: a module imports from its own room and rooms below it, never above
+LAYERS = (("version", "units", "threads", "spins", "figures"),  # leaves and shared helpers
+          ("neighbors", "system", "build"),  # from Atoms to graphs
+          ("model",),  # the network alone
+          ("io",),  # file formats and converters
+          ("calculators",),  # ASE calculators
+          ("dynamics", "analysis"),  # consumers: they see energies, forces and torques through ASE only
+          ("training",),  # training, evaluation, active learning
+          ("cli", ""))  # entry points (and the package itself)
+
+
+def layer_of(module: str) -> int:
+    room = module.split(".")[1] if "." in module else ""
+    return next(k for k, rooms in enumerate(LAYERS) if room in rooms)
+
+
+def test_every_module_has_a_room_and_imports_only_its_room_and_those_below():
+    upward = [f"{m} -> {i}" for m, imports in import_graph().items() for i in sorted(imports)
+              if layer_of(i) > layer_of(m)]
+    assert not upward, "imports from a room above: " + ", ".join(upward)
+
+
+def test_consumers_never_import_the_model():
+    """Dynamics and analysis talk to energies, forces and torques through the ASE calculator interface."""
+    graph = import_graph()
+    wrong = [f"{m} -> {i}" for m, imports in graph.items() for i in imports
+             if m.split(".")[1:2] in (["dynamics"], ["analysis"]) and i.split(".")[1:2] in (["model"], ["io"],
+                                                                                           ["calculators"])]
+    assert not wrong, ", ".join(wrong)
 
 
 def test_leaf_modules_import_no_package_module():
@@ -116,6 +141,51 @@ def test_leaf_modules_import_no_package_module():
         assert graph[leaf] == set(), f"{leaf} imports {sorted(graph[leaf])}"
     model_modules = {m for m in graph[f"{PACKAGE}.neighbors"] if m.split(".")[:2] == [PACKAGE, "model"]}
     assert model_modules == set(), f"the neighbour list imports {sorted(model_modules)}"
+
+
+def defined_names(path: Path) -> set[str]:
+    """Names a module defines at its top level (functions, classes, assignments), not those it imports."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def test_names_are_imported_from_where_they_are_defined():
+    """Only packages (``__init__.py``) gather names from elsewhere: a module exports what it defines, and the
+    package, its tests, examples and benchmarks import each name from its module or from a package."""
+    modules = package_modules()
+    defined = {name: defined_names(path) for name, path in modules.items() if path.name != "__init__.py"}
+    wrong = []
+    for name, path in modules.items():
+        if path.name != "__init__.py":
+            exported = next((node.value for node in ast.parse(path.read_text()).body if isinstance(node, ast.Assign)
+                             and any(getattr(t, "id", None) == "__all__" for t in node.targets)), None)
+            for item in getattr(exported, "elts", []):
+                if item.value not in defined[name]:
+                    wrong.append(f"{name}.__all__ lists {item.value}, defined elsewhere")
+    sources = [(name, path) for name, path in modules.items()] + [
+        (None, path) for folder in ("tests", "examples", "benchmarks") for path in (PACKAGE_DIR.parent / folder).glob("*.py")]
+    for name, path in sources:
+        package = None if name is None else (name if path.name == "__init__.py" else name.rpartition(".")[0])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")
+                source = ".".join(base[:len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                source = node.module
+            if source not in defined:  # a package, or not ours
+                continue
+            for alias in node.names:
+                if alias.name not in defined[source] and f"{source}.{alias.name}" not in modules:
+                    wrong.append(f"{path.relative_to(PACKAGE_DIR.parent)} imports {alias.name} from {source}")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_version_matches_pyproject():

@@ -6,7 +6,7 @@ import torch
 from ase import Atoms
 
 from ase_deepspin import DeepSpinCalculator
-from ase_deepspin.model import DeepMDFormatError, write_deepmd
+from ase_deepspin.io import DeepMDFormatError, write_deepmd
 from ase_deepspin.model.baseline import fit_spin_baseline
 from conftest import NIO_DATA, needs_nio_data, small_model, with_random_baseline
 
@@ -92,7 +92,7 @@ def test_unknown_baseline_option_is_named():
 @needs_nio_data
 def test_excluded_frames_must_each_name_one_training_frame(tmp_path):
     from ase_deepspin.model import ModelConfig
-    from ase_deepspin.train import TrainConfig, train
+    from ase_deepspin.training.train import TrainConfig, train
 
     cfg = TrainConfig(model=ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.314, 0.0], rcut=4.0, rcut_smth=3.0,
                                         sel=[30, 30], neuron=[4, 8], axis_neuron=4, fitting_neuron=[8]),
@@ -214,7 +214,7 @@ def test_fit_keeps_the_onsite_term_bounded_below(nio):
 
 
 def test_held_out_systems_and_blocks():
-    from ase_deepspin.data import Frame, hold_out
+    from ase_deepspin.io.frames import Frame, hold_out
 
     frames = [Frame(symbols=np.array(["Fe"]), positions=np.zeros((1, 3)), cell=np.eye(3), pbc=np.ones(3, bool),
                     spins=np.ones((1, 3)), source=f"/d/{name}/set.000#{k}") for name in ("a", "b") for k in range(5)]

@@ -150,7 +150,7 @@ def dimer(distance, spin_a=(0.0, 0.0, 1.2), spin_b=(0.0, 0.0, 1.2), second="Ni")
 def test_stress_of_a_cell_not_periodic_everywhere_is_refused(model):
     from ase.calculators.calculator import PropertyNotImplementedError
 
-    from ase_deepspin.hamiltonian import ShellExchange, SpinHamiltonian
+    from ase_deepspin.calculators.hamiltonian import ShellExchange, SpinHamiltonian
 
     for calc in (DeepSpinCalculator(model), SpinHamiltonian(exchange={("Ni", "Ni"): ShellExchange(J=(0.01,), radii=(2.5,))})):
         atoms = dimer(2.5)
@@ -241,7 +241,7 @@ def test_saved_and_loaded_model_gives_identical_results(model, nio, tmp_path):
 @needs_nio_data
 def test_real_nio_frame_finite_differences_of_torques(model):
     """A DeltaSpin frame of the shipped data (32 atoms, spins of 1.27 μB)."""
-    from ase_deepspin.data import read_deepmd_npy
+    from ase_deepspin.io.frames import read_deepmd_npy
 
     atoms = read_deepmd_npy(NIO_DATA / "data_0")[5].to_atoms()
     calc = DeepSpinCalculator(model)
@@ -263,7 +263,7 @@ def test_ase_files_keep_torques_and_moments(tmp_path, nio, model, suffix):
     labelled data for the package's readers (``ase-deepspin test``)."""
     from ase.io import read, write
 
-    from ase_deepspin.data import read_frames, register_torques_with_ase
+    from ase_deepspin.io.frames import read_frames, register_torques_with_ase
 
     register_torques_with_ase()
     nio.calc = DeepSpinCalculator(model)
@@ -308,7 +308,7 @@ def test_importing_the_package_leaves_ase_untouched():
     import sys
 
     code = ("from ase import outputs; from ase.calculators.calculator import all_properties as p; "
-            "before = (list(p), sorted(outputs.all_outputs)); import ase_deepspin, ase_deepspin.data; "
+            "before = (list(p), sorted(outputs.all_outputs)); import ase_deepspin, ase_deepspin.io.frames; "
             "assert (list(p), sorted(outputs.all_outputs)) == before; "
-            "ase_deepspin.data.register_torques_with_ase(); assert 'magnetic_torques' in p")
+            "ase_deepspin.io.frames.register_torques_with_ase(); assert 'magnetic_torques' in p")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -80,8 +80,8 @@ def test_cli_ensemble_and_model_devi(tmp_path, capsys):
     import yaml
 
     from ase_deepspin.cli import main
-    from ase_deepspin.data import read_frames
-    from ase_deepspin.evaluate import MODEL_DEVI_COLUMNS
+    from ase_deepspin.io.frames import read_frames
+    from ase_deepspin.training.evaluate import MODEL_DEVI_COLUMNS
 
     cfg = {"model": {"type_map": ["Ni", "O"],
                      "descriptor": {"sel": [20, 20], "rcut_smth": 3.0, "rcut": 4.0, "neuron": [4, 8], "axis_neuron": 4},
@@ -110,7 +110,7 @@ def test_cli_ensemble_and_model_devi(tmp_path, capsys):
 def test_deviation_log_follows_dynamics_without_extra_calls(nio, tmp_path):
     """Attached to SpinLatticeDynamics, the log reads the committee's results of each step: the calculator
     is called exactly as often as without it, and the logged maxima are those of the steps."""
-    from ase_deepspin.active import DeviationLog
+    from ase_deepspin.training.active import DeviationLog
     from ase_deepspin.dynamics import SpinLatticeDynamics
 
     calc = DeepSpinCalculator(members(2))

@@ -10,7 +10,7 @@ import torch
 
 from ase_deepspin import DeepSpinCalculator, compress_model, load_model, save_model
 from ase_deepspin.cli import main
-from ase_deepspin.data import read_deepmd_npy
+from ase_deepspin.io.frames import read_deepmd_npy
 from ase_deepspin.system import check_structure, model_inputs, read_spins
 from ase_deepspin.model import fused
 from ase_deepspin.model.tabulation import EmbeddingTable, net_derivatives

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ase_deepspin.data import read_deepmd_npy, read_extxyz, read_frames, split_frames, write_extxyz
+from ase_deepspin.io.frames import read_deepmd_npy, read_extxyz, read_frames, split_frames, write_extxyz
 from conftest import NIO_DATA, needs_nio_data
 
 pytestmark = needs_nio_data

@@ -1,4 +1,4 @@
-"""DeePMD-kit spin se_e2_a models in and out (ase_deepspin.model.deepmd).
+"""DeePMD-kit spin se_e2_a models in and out (ase_deepspin.io.deepmd).
 
 Everywhere: round trips, the layout of the written .dp file, and the energy of an independent NumPy
 evaluation of the serialized DeePMD-kit model (doubled atoms, per-slot neighbour lists with the
@@ -25,8 +25,8 @@ from conftest import NIO_DATA, needs_nio_data, small_model as symmetric_model
 
 from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.cli import main as cli_main
-from ase_deepspin.model import load_model
-from ase_deepspin.model.deepmd import (
+from ase_deepspin.io import load_model
+from ase_deepspin.io.deepmd import (
     DeepMDFormatError,
     dp_dict_from_model,
     load_dp_file,
@@ -281,7 +281,7 @@ def test_not_a_dp_file(tmp_path):
 
 
 def test_cli_convert_both_ways(tmp_path, nio, capsys):
-    from ase_deepspin.model import save_model
+    from ase_deepspin.io import save_model
 
     shipped = shipped_network()
     save_model(shipped, tmp_path / "nio.pt")

@@ -205,9 +205,9 @@ def test_a_spin_order_the_data_never_held_warns():
     (alignment −1/3, every atom and the mean outside) and random directions (the mean outside) warn."""
     from ase_deepspin import ExtrapolationWarning
     from ase_deepspin.build import fcc_fe_afmd
-    from ase_deepspin.data import Frame
+    from ase_deepspin.io.frames import Frame
     from ase_deepspin.model.ranges import data_ranges, shortest_distances
-    from ase_deepspin.train import PreparedFrames
+    from ase_deepspin.training.train import PreparedFrames
 
     def fcc(spins_of, seed):
         atoms = fcc_fe_afmd(repeat=(2, 2, 2))

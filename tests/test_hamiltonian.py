@@ -8,8 +8,8 @@ from ase.calculators.morse import MorsePotential
 from vesin import ase_neighbor_list
 from scipy.spatial.transform import Rotation
 
-from ase_deepspin.hamiltonian import (MU_B_EV_PER_T, DMI, Anisotropy, BetheSlater, ShellExchange,
-                                      SpinHamiltonian)
+from ase_deepspin.calculators.hamiltonian import DMI, Anisotropy, BetheSlater, ShellExchange, SpinHamiltonian
+from ase_deepspin.units import MU_B_EV_PER_T
 from conftest import minus_gradient
 
 STEP = 1e-5

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from ase_deepspin.hamiltonian import MU_B_EV_PER_T, DMI, Anisotropy, BetheSlater, SpinHamiltonian
+from ase_deepspin.calculators.hamiltonian import DMI, Anisotropy, BetheSlater, SpinHamiltonian
+from ase_deepspin.units import MU_B_EV_PER_T
 
 
 def _import_lammps():

@@ -3,7 +3,7 @@ DeepSpinCalculator, under ``mpirun -np 1`` and ``-np 2``.
 
 Runs where examples/setup_lammps_deepspin.sh has built the route (``.lammps-deepspin/`` or the variables it
 prints; .ci/run builds it). LAMMPS reports fm = (|S|/ħ) ω and rotates triclinic cells into its own frame;
-both are undone by :mod:`ase_deepspin.lammps_spin`.
+both are undone by :mod:`ase_deepspin.io.lammps`.
 """
 
 import numpy as np
@@ -13,7 +13,7 @@ from test_deepmd_convert import nio_frames
 from test_torchscript import full_model
 
 from ase_deepspin import DeepSpinCalculator
-from ase_deepspin.lammps_spin import (
+from ase_deepspin.io.lammps import (
     deepspin_input,
     lammps_route,
     printed_value,
@@ -23,8 +23,8 @@ from ase_deepspin.lammps_spin import (
     stress_from_pressure,
     write_spin_data,
 )
-from ase_deepspin.model import load_model
-from ase_deepspin.model.torchscript import write_lammps_model
+from ase_deepspin.io import load_model
+from ase_deepspin.io.torchscript import write_lammps_model
 
 ROUTE = lammps_route()
 pytestmark = pytest.mark.skipif(ROUTE is None, reason="LAMMPS + pair_style deepspin not built "

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from ase_deepspin.data import read_lammps_spin
-from ase_deepspin.lammps_spin import (
-    HBAR_EV_PS,
+from ase_deepspin.io.frames import read_lammps_spin
+from ase_deepspin.units import HBAR_EV_PS
+from ase_deepspin.io.lammps import (
     fm_from_torques,
     torques_from_fm,
     write_spin_data,

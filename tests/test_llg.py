@@ -6,10 +6,11 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.build import bulk
 
-from ase_deepspin.dynamics import GAMMA_RAD_PER_FS_T, SpinLatticeDynamics, sib_step, thermal_field_std
-from ase_deepspin.hamiltonian import BetheSlater, ShellExchange, SpinHamiltonian
+from ase_deepspin.dynamics import SpinLatticeDynamics, sib_step, thermal_field_std
+from ase_deepspin.units import GAMMA_RAD_PER_FS_T, MU_B_EV_PER_T
+from ase_deepspin.calculators.hamiltonian import BetheSlater, ShellExchange, SpinHamiltonian
 from ase_deepspin.neighbors import build_neighbor_list
-from ase_deepspin.spins import MU_B_EV_PER_T, unit_vectors
+from ase_deepspin.spins import unit_vectors
 
 GAMMA = GAMMA_RAD_PER_FS_T
 
@@ -209,7 +210,7 @@ def test_zero_moment_on_a_magnetic_atom_is_an_error():
 
 
 def test_closed_form_field_of_the_analytic_hamiltonian_equals_its_torques():
-    from ase_deepspin.hamiltonian import DMI, Anisotropy
+    from ase_deepspin.calculators.hamiltonian import DMI, Anisotropy
     from ase_deepspin.spins import tangent
 
     atoms = random_spin_atoms(seed=5)

@@ -9,12 +9,11 @@ from scipy.integrate import quad
 import torch
 
 from ase_deepspin import DeepSpinCalculator, DeepSpinModel, ModelConfig
-from ase_deepspin.data import read_frames
+from ase_deepspin.io.frames import read_frames
 from ase_deepspin.dynamics import LongitudinalSpinLatticeDynamics, SpinLatticeDynamics
-from ase_deepspin.dynamics.llg import K_B_EV_PER_K
+from ase_deepspin.units import K_B_EV_PER_K, MU_B_EV_PER_T
 from ase_deepspin.dynamics.longitudinal import longitudinal_mobility
-from ase_deepspin.hamiltonian import Landau, ShellExchange, SpinHamiltonian
-from ase_deepspin.spins import MU_B_EV_PER_T
+from ase_deepspin.calculators.hamiltonian import Landau, ShellExchange, SpinHamiltonian
 from ase_deepspin.system import model_inputs
 from conftest import SHARED_DATA, minus_gradient, with_random_baseline
 

@@ -9,7 +9,6 @@ from conftest import small_model
 from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.analysis.exchange import ExchangeModel, compute_exchange
 from ase_deepspin.analysis.magnons import (
-    HBAR_EV_FS,
     LinearSpinWaves,
     band_path,
     dynamical_structure_factor,
@@ -18,9 +17,9 @@ from ase_deepspin.analysis.magnons import (
     plot_structure_factor,
 )
 from ase_deepspin.build import nio_afm
-from ase_deepspin.dynamics.llg import GAMMA_RAD_PER_FS_T, sib_step
-from ase_deepspin.hamiltonian import DMI, Anisotropy, ShellExchange, SpinHamiltonian
-from ase_deepspin.spins import MU_B_EV_PER_T
+from ase_deepspin.dynamics.llg import sib_step
+from ase_deepspin.units import GAMMA_RAD_PER_FS_T, HBAR_EV_FS, MU_B_EV_PER_T
+from ase_deepspin.calculators.hamiltonian import DMI, Anisotropy, ShellExchange, SpinHamiltonian
 
 A = 2.5  # Å, lattice spacing
 MOMENT = 2.0  # μB

@@ -19,7 +19,7 @@ from ase_deepspin.dynamics.minimize import (
     SpinLBFGS,
     relax_spins,
 )
-from ase_deepspin.hamiltonian import (
+from ase_deepspin.calculators.hamiltonian import (
     DMI,
     Anisotropy,
     BetheSlater,
@@ -206,9 +206,6 @@ def test_ase_optimizers_run_on_the_spin_lattice_optimizable():
 
 
 def test_geodesic_rotation_is_a_rotation_and_transports_tangent_vectors():
-    from ase_deepspin.dynamics import minimize
-
-    assert minimize.geodesic_rotate is geodesic_rotate  # its old import path still works
     unit = random_unit(50, 4)
     theta = np.cross(unit, random_unit(50, 5)) * 1.3  # tangent, up to ~1.3 rad
     v = np.cross(unit, random_unit(50, 6))
@@ -278,7 +275,7 @@ def perturbed_nio(reference, seed=0, displacement=0.05, tilt=0.15):
 @pytest.fixture(scope="module")
 def nio_minimum():
     """The shipped model's own minimum next to ideal AFM NiO (any model leaves some force on the ideal one)."""
-    from ase_deepspin.calculator import DeepSpinCalculator
+    from ase_deepspin.calculators.deepspin import DeepSpinCalculator
 
     reference = nio_afm(repeat=(2, 2, 1))
     reference.calc = DeepSpinCalculator("nio")
@@ -461,7 +458,7 @@ def test_logfile_dash_is_standard_output(optimizer, tmp_path, monkeypatch, capsy
 
 def landau_dimer(field_direction=(0.0, 0.0, 1.0)):
     """Fe dimer: ferromagnetic exchange, Landau on-site −0.1|S|² + 0.05|S|⁴ (eV), 100 T along ``field_direction``."""
-    from ase_deepspin.hamiltonian import Landau, ShellExchange, SpinHamiltonian
+    from ase_deepspin.calculators.hamiltonian import Landau, ShellExchange, SpinHamiltonian
 
     atoms = Atoms("Fe2", positions=[[0, 0, 0], [2.5, 0, 0]])
     atoms.set_initial_magnetic_moments([[0.3, 0.4, 0.5], [-0.2, 1.5, 0.9]])
@@ -476,7 +473,7 @@ def landau_dimer(field_direction=(0.0, 0.0, 1.0)):
 def test_relax_all_reaches_closed_form_moment_length(optimizer, moment_scale):
     """Lengths relax to the root of dE/d|S| = −0.2|S| + 0.2|S|³ − μ_B B = 0, directions along B, whatever
     the metric weight of the lengths."""
-    from ase_deepspin.spins import MU_B_EV_PER_T
+    from ase_deepspin.units import MU_B_EV_PER_T
 
     atoms = landau_dimer()
     assert optimizer(atoms, relax="all", logfile=None, moment_scale=moment_scale).run(tmax=1e-6, steps=2000)
@@ -492,7 +489,7 @@ def test_moment_bounds_stop_lengths_at_the_trust_region(optimizer):
     """The on-site minimum (1.0040 μB) lies above hi = 0.9 μB: lengths end exactly on the bound, directions
     along B, and the run converges on the projected gradient (the rest of the torque vanishes); with the
     minimum inside the bounds they change nothing."""
-    from ase_deepspin.spins import MU_B_EV_PER_T
+    from ase_deepspin.units import MU_B_EV_PER_T
 
     atoms = landau_dimer()
     spins = atoms.get_initial_magnetic_moments()

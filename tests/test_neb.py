@@ -14,12 +14,10 @@ from ase_deepspin.analysis.neb import (
     NEBResults,
     SpinRelaxedCalculator,
     VelocityProjection,
-    geodesic_log,
-    interpolate_spins,
     make_images,
-    spin_angles,
 )
-from ase_deepspin.hamiltonian import (
+from ase_deepspin.spins import geodesic_log, interpolate_spins, spin_angles
+from ase_deepspin.calculators.hamiltonian import (
     Anisotropy,
     BetheSlater,
     ShellExchange,
@@ -80,16 +78,6 @@ def test_spin_interpolation_is_geodesic_and_keeps_magnitudes():
     # every intermediate spin lies in the plane of its two ends (a great circle, not a detour)
     normal = np.cross(a, b)
     assert np.abs(np.einsum("mij,ij->mi", path, normal)).max() < 1e-12
-
-
-def test_sphere_geometry_keeps_its_old_import_paths():
-    from ase_deepspin import spins
-    from ase_deepspin.analysis import exchange, magnons, neb
-
-    for name in ("spin_angles", "geodesic_log", "geodesic_exp", "interpolate_spins"):
-        assert getattr(neb, name) is getattr(spins, name)
-    assert magnons.rotation_about is spins.rotation_about
-    assert exchange.tangent_frames is magnons.tangent_frames is spins.tangent_frames
 
 
 def test_antiparallel_spins_turn_about_the_given_axis():

@@ -21,7 +21,7 @@ from ase_deepspin.analysis.phonons import (
     supercell_spins,
 )
 from ase_deepspin.build import nio_afm
-from ase_deepspin.hamiltonian import DMI, Anisotropy, BetheSlater, SpinHamiltonian
+from ase_deepspin.calculators.hamiltonian import DMI, Anisotropy, BetheSlater, SpinHamiltonian
 
 NI_A = 3.52  # Å
 # nearest-neighbour (2.49 Å) J ≈ 16 meV with a steep r-dependence, second shell ≈ 0

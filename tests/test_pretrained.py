@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from ase_deepspin import DeepSpinCalculator, load_model
-from ase_deepspin.model.io import resolve_model_path
-from ase_deepspin.data import read_frames, split_frames
-from ase_deepspin.evaluate import error_table, predict
+from ase_deepspin.io.model_file import resolve_model_path
+from ase_deepspin.io.frames import read_frames, split_frames
+from ase_deepspin.training.evaluate import error_table, predict
 from conftest import NIO_DATA, needs_nio_data
 
 # examples/nio_train.yaml: n_validation 20, split_seed 0 over ../shared/data/nio-deltaspin

@@ -129,7 +129,7 @@ def test_bad_configurations_are_refused(bad, message):
 
 def test_file_round_trip_and_info(nio, tmp_path, capsys):
     from ase_deepspin.cli import main
-    from ase_deepspin.model import load_model, save_model
+    from ase_deepspin.io import load_model, save_model
 
     model = invariant_model()
     save_model(model, tmp_path / "m.pt")
@@ -141,7 +141,7 @@ def test_file_round_trip_and_info(nio, tmp_path, capsys):
 
 
 def test_deepmd_export_refuses_it_by_name(tmp_path):
-    from ase_deepspin.model import DeepMDFormatError, write_deepmd
+    from ase_deepspin.io import DeepMDFormatError, write_deepmd
 
     with pytest.raises(DeepMDFormatError, match="spin_invariant"):
         write_deepmd(invariant_model(), tmp_path / "m.dp")
@@ -154,7 +154,7 @@ def test_lammps_module_equals_the_calculator(compressed):
     from test_deepmd_convert import nio_frames
     from test_torchscript import compare
 
-    from ase_deepspin.model.torchscript import scripted_model
+    from ase_deepspin.io.torchscript import scripted_model
 
     model = with_random_baseline(invariant_model(spin_baseline={"n_basis": 4, "onsite_order": 2}))
     if compressed:
@@ -206,8 +206,8 @@ def test_a_second_descriptor_plugs_in_and_trains(tmp_path, monkeypatch):
     edits to the model, calculator or trainer."""
     from conftest import NIO_DATA
 
-    from ase_deepspin.model import load_model
-    from ase_deepspin.train import LossConfig, TrainConfig, train
+    from ase_deepspin.io import load_model
+    from ase_deepspin.training.train import LossConfig, TrainConfig, train
 
     monkeypatch.setitem(DESCRIPTORS, "radial_only", RadialOnly)
     config = ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.0, 0.0], magnetic=[True, False],

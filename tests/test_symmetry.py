@@ -8,8 +8,8 @@ import torch
 
 from ase_deepspin import DeepSpinCalculator, compress_model, load_model, save_model
 from ase_deepspin.build import nio_afm
-from ase_deepspin.model.deepmd import DeepMDFormatError, write_deepmd
-from ase_deepspin.model.io import resolve_model_path
+from ase_deepspin.io.deepmd import DeepMDFormatError, write_deepmd
+from ase_deepspin.io.model_file import resolve_model_path
 from conftest import small_model, with_random_baseline
 
 WALL = {"type": "zbl", "charges": [28, 8], "r_inner": [[1.0, 1.0], [1.0, 1.0]], "r_outer": [[1.6, 1.7], [1.7, 1.6]]}

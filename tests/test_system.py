@@ -9,8 +9,8 @@ import torch
 from conftest import small_model, with_random_baseline
 
 from ase_deepspin import DeepSpinCalculator
-from ase_deepspin.data import Frame
-from ase_deepspin.hamiltonian import ShellExchange, SpinHamiltonian
+from ase_deepspin.io.frames import Frame
+from ase_deepspin.calculators.hamiltonian import ShellExchange, SpinHamiltonian
 from ase_deepspin.system import Graph, build_graph, model_inputs, read_spins
 
 
@@ -77,7 +77,7 @@ def test_read_spins_by_type_and_by_moment(nio):
 def test_training_checks_the_spins_of_its_frames(nio):
     """A zero moment on a magnetic atom (it would make the spin baseline NaN) or a moment on a
     non-magnetic one is reported with the frame it came from."""
-    from ase_deepspin.train import PreparedFrames
+    from ase_deepspin.training.train import PreparedFrames
 
     model = with_random_baseline(small_model(spin_baseline={"n_basis": 4, "onsite_order": 2}))
     symbols = np.array(nio.get_chemical_symbols())

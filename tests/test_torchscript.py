@@ -15,7 +15,7 @@ from conftest import needs_nio_data, small_model, with_random_baseline
 from test_deepmd_convert import nio_frames
 
 from ase_deepspin import DeepSpinCalculator, compress_model
-from ase_deepspin.model.torchscript import read_export_record, scripted_model, write_lammps_model
+from ase_deepspin.io.torchscript import read_export_record, scripted_model, write_lammps_model
 
 
 SCRIPT_ERROR = (RuntimeError, torch.jit.Error)  # what a scripted module's raise becomes
@@ -191,7 +191,7 @@ def test_written_file_loads_and_records_its_origin(tmp_path, nio):
 
 def test_exported_file_gives_back_its_model(tmp_path, nio):
     """load_model (and so DeepSpinCalculator) reads an exported .pth back: same energy, forces, torques."""
-    from ase_deepspin.model import load_model
+    from ase_deepspin.io import load_model
 
     model = compress_model(full_model(), min_distance=1.0)
     path = write_lammps_model(model, tmp_path / "model.pth")
@@ -206,7 +206,7 @@ def test_exported_file_gives_back_its_model(tmp_path, nio):
 
 def test_cli_convert_and_info(tmp_path, capsys):
     from ase_deepspin.cli import main
-    from ase_deepspin.model import save_model
+    from ase_deepspin.io import save_model
 
     save_model(full_model(), tmp_path / "m.pt")
     assert main(["convert", str(tmp_path / "m.pt"), str(tmp_path / "m.pth"), "--dtype", "float32"]) == 0

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ase_deepspin.model import ModelConfig, load_model
-from ase_deepspin.train import LossConfig, TrainConfig, train
+from ase_deepspin.model import ModelConfig
+from ase_deepspin.io import load_model
+from ase_deepspin.training.train import LossConfig, TrainConfig, train
 from conftest import NIO_DATA, needs_nio_data
 
 pytestmark = needs_nio_data
@@ -33,7 +34,7 @@ def label_rms(frames):
 
 
 def test_training_learns_forces_and_torques_of_held_out_frames(tmp_path):
-    from ase_deepspin.data import read_frames, split_frames
+    from ase_deepspin.io.frames import read_frames, split_frames
 
     cfg = tiny_config(tmp_path, numb_steps=150, start_lr=1e-2, stop_lr=1e-3, decay_steps=50, disp_freq=50)
     path = train(cfg, progress=False, log=lambda *a: None)
@@ -206,7 +207,7 @@ def test_held_out_parts_are_reported_apart(tmp_path, capsys):
 def test_data_ranges_of_a_model_file_are_recomputed_from_its_training_frames(tmp_path):
     """record_data_ranges finds the run's own training frames again (its recorded ranges come back exactly)
     and changes nothing else of the file."""
-    from ase_deepspin.train import record_data_ranges
+    from ase_deepspin.training.train import record_data_ranges
 
     path = train(tiny_config(tmp_path, numb_steps=2, held_out=["data_0#0:5"]), progress=False, log=lambda *a: None)
     before = load_model(path)
@@ -222,7 +223,7 @@ def test_change_bias_removes_the_mean_energy_offset_of_the_training_frames(tmp_p
     forces and torques are those of the model before; the held-out errors the file records are the
     shifted model's own."""
     from ase_deepspin.cli import main
-    from ase_deepspin.train import PreparedFrames, _training_run, evaluate, select_frames, validation_rmse
+    from ase_deepspin.training.train import PreparedFrames, _training_run, evaluate, select_frames, validation_rmse
 
     path = train(tiny_config(tmp_path, numb_steps=5, n_validation=0, held_out=["data_0#0:5"]), progress=False,
                  log=lambda *a: None)
@@ -249,9 +250,9 @@ def test_change_bias_removes_the_mean_energy_offset_of_the_training_frames(tmp_p
 
 def test_relative_errors_weigh_each_atom_by_its_label():
     """relative_f/relative_fm divide each atom's error by |label| + shift (DeePMD-kit's relative_f)."""
-    from ase_deepspin.data import read_frames
+    from ase_deepspin.io.frames import read_frames
     from ase_deepspin.model.baseline import relative_weights
-    from ase_deepspin.train import PreparedFrames, errors
+    from ase_deepspin.training.train import PreparedFrames, errors
     from conftest import small_model
 
     forces = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
@@ -271,7 +272,7 @@ def test_relative_errors_weigh_each_atom_by_its_label():
 
 
 def test_accuracy_table_splits_torques_along_and_across_the_moments():
-    from ase_deepspin.evaluate import error_table, torque_parts
+    from ase_deepspin.training.evaluate import error_table, torque_parts
 
     rng = np.random.default_rng(0)
     spins, reference = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))

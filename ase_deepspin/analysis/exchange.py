@@ -1,6 +1,6 @@
 """Exchange tensors J_ij from any spin calculator: second derivatives of E over spin directions.
 
-Convention (that of :class:`~ase_deepspin.hamiltonian.SpinHamiltonian`; ŝ unit spin directions,
+Convention (that of :class:`~ase_deepspin.calculators.hamiltonian.SpinHamiltonian`; ŝ unit spin directions,
 energies in eV, each pair counted once):
 
     E = E_0 − Σ_{pairs (i, j, R)} ŝ_i^T J_ij(R) ŝ_{j,R} − Σ_i ŝ_i^T A_i ŝ_i   (+ higher orders)
@@ -47,7 +47,7 @@ import numpy as np
 from ..spins import tangent_frames, unit_vectors
 from ..system import magnetic_mask
 
-__all__ = ["ExchangeModel", "compute_exchange", "tangent_frames"]
+__all__ = ["ExchangeModel", "compute_exchange"]
 
 
 @dataclass(frozen=True)

@@ -29,18 +29,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from ase import units
 
-from ..dynamics.llg import GAMMA_RAD_PER_FS_T
+from ..units import GAMMA_RAD_PER_FS_T, HBAR_EV_FS, MU_B_EV_PER_T
 # rotation_about and tangent_frames moved to ase_deepspin.spins; their names stay importable from here
-from ..spins import MU_B_EV_PER_T, rotation_about, tangent_frames, unit_vectors
+from ..spins import rotation_about, tangent_frames, unit_vectors
 from ..system import magnetic_mask
 from .exchange import ExchangeModel
 
-__all__ = ["HBAR_EV_FS", "LinearSpinWaves", "SpinRecorder", "band_path", "dynamical_structure_factor", "magnon_dos",
-           "monkhorst_pack_cart", "plot_magnon_bands", "plot_structure_factor", "rotation_about", "tangent_frames"]
+__all__ = ["LinearSpinWaves", "SpinRecorder", "band_path", "dynamical_structure_factor", "magnon_dos",
+           "monkhorst_pack_cart", "plot_magnon_bands", "plot_structure_factor"]
 
-HBAR_EV_FS = units._hbar / units._e * 1e15  # ħ in eV·fs
 
 
 class LinearSpinWaves:
@@ -316,7 +314,7 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
                       reference: dict | None = None, label: str = "") -> Path:
     """Band plot (PNG): ``energies_meV`` [n, L] along the path coordinate ``distance`` [n] (1/Å), named
     ``label``; optional ``dos`` = (energies_meV, states/meV) panel and ``reference`` = {label: energies [n, L']}."""
-    from .plots import new_figure
+    from ..figures import new_figure
 
     if dos is not None:
         fig = new_figure(figsize=(8, 4.5))
@@ -350,7 +348,7 @@ def plot_structure_factor(distance, energies_meV, intensity, path: str | Path, t
                           title: str = "") -> Path:
     """Intensity map (PNG) of S(q, ω) [n_q, n_E] along a path, log colour scale relative to its maximum
     (with a colourbar), optional LSWT bands; the title should say which spin lengths the bands use."""
-    from .plots import new_figure
+    from ..figures import new_figure
 
     fig = new_figure(figsize=(6.5, 4.5))
     ax = fig.subplots()

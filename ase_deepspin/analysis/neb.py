@@ -55,13 +55,11 @@ from ase.optimize import MDMin
 from ase.utils.abc import Optimizable
 from ase.utils.forcecurve import ForceFit, fit_images, fit_raw
 
-# the sphere geometry moved to ase_deepspin.spins; its names stay importable from here
-from ..spins import geodesic_exp, geodesic_log, interpolate_spins, spin_angles, tangent, unit_vectors
+from ..spins import geodesic_exp, geodesic_log, interpolate_spins, tangent, unit_vectors
 from ..system import magnetic_mask
 
 __all__ = ["GeodesicNEB", "NEBResults", "SpinRelaxedCalculator", "VelocityProjection", "check_endpoints",
-           "geodesic_exp", "geodesic_log", "improved_tangents", "interpolate_spins", "make_images", "neb_forces",
-           "spin_angles"]
+           "improved_tangents", "make_images", "neb_forces"]
 
 
 # ----------------------------------------------------------------------------- endpoints and images
@@ -564,7 +562,7 @@ class NEBResults:
         onto the fit piecewise linearly (tangent lines keep dE/ds ÷ dx/ds); energies are multiplied
         by ``energy_scale`` (e.g. 1000/f.u. with ``ylabel="energy (meV/f.u.)"``).
         """
-        from .plots import new_figure
+        from ..figures import new_figure
 
         fit = self.force_fit()
         s = np.asarray(fit.path)

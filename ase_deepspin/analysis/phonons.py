@@ -314,7 +314,7 @@ def plot_phonons(phonons: Phonopy | dict, filename: str | Path, path: BandPath |
 
     Runs the band structure (and mesh and DOS) on each Phonopy object.
     """
-    from .plots import new_figure
+    from ..figures import new_figure
 
     if unit not in ("meV", "THz"):
         raise ValueError(f"unit must be 'meV' or 'THz', got {unit!r}")

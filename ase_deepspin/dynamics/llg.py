@@ -39,11 +39,10 @@ import numpy as np
 from ase import units
 from ase.md.md import MolecularDynamics
 
-from ..spins import MU_B_EV_PER_T, cayley_rotate, cross, tangent, unit_vectors
+from ..spins import cayley_rotate, cross, tangent, unit_vectors
+from ..units import GAMMA_RAD_PER_FS_T, K_B_EV_PER_K, MU_B_EV_PER_T
 from ..system import magnetic_mask
 
-GAMMA_RAD_PER_FS_T = 1.76085963023e-4  # electron gyromagnetic ratio, rad/(fs·T)
-K_B_EV_PER_K = units.kB
 # a closed-form field is rebuilt when a moment changed by more than this (relative): well above the
 # round-off walk of |S| over millions of steps, far below any change that matters to a field
 MOMENT_RTOL = 1e-10

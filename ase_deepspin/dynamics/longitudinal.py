@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spins import MU_B_EV_PER_T, dot, unit_vectors
+from ..spins import dot, unit_vectors
+from ..units import GAMMA_RAD_PER_FS_T, K_B_EV_PER_K, MU_B_EV_PER_T
 from ..system import magnetic_mask
-from .llg import GAMMA_RAD_PER_FS_T, K_B_EV_PER_K, SpinLatticeDynamics
+from .llg import SpinLatticeDynamics
 
 MIN_LENGTH = 1e-6  # μB: a moment keeps a direction (and so stays a magnetic atom's spin)
 
@@ -94,8 +95,8 @@ class LongitudinalSpinLatticeDynamics(SpinLatticeDynamics):
     min_length : μB, the smallest moment length kept (the |S| → 0 rule).
 
     The calculator must determine moment lengths: one with a ``check_longitudinal(atoms)`` method
-    (:class:`~ase_deepspin.calculator.DeepSpinCalculator`, whose training data must have varied |S|;
-    :class:`~ase_deepspin.hamiltonian.SpinHamiltonian`, which needs an on-site term) is asked before
+    (:class:`~ase_deepspin.calculators.deepspin.DeepSpinCalculator`, whose training data must have varied |S|;
+    :class:`~ase_deepspin.calculators.hamiltonian.SpinHamiltonian`, which needs an on-site term) is asked before
     the first step and its ValueError is raised as it is; other calculators are trusted.
     :meth:`mean_length` gives ⟨|S|⟩ for observers.
     """

@@ -68,7 +68,7 @@ from ..system import magnetic_mask
 from .longitudinal import MIN_LENGTH, check_lengths_determined
 
 __all__ = ["DampedPrecession", "SpinFIRE", "SpinLatticeOptimizable", "SpinLBFGS", "damped_precession_angles",
-           "geodesic_rotate", "lbfgs_direction", "relax_spins"]
+           "lbfgs_direction", "relax_spins"]
 
 RELAX_MODES = ("spins", "positions", "both", "all")
 # a length clipped onto a moment bound reads back from its spin vector within a few ulps of it
@@ -580,7 +580,7 @@ class DampedPrecession(SpinLatticeOptimizer):
     evaluation per step, no memory. ``alpha_damp`` = λ, ``discrete_factor`` = κ, ``alpha`` in eV/Å².
 
     The rule relies on torques with a longitudinal part (LAMMPS's effective fields and DeepSPIN
-    models have one): with purely transverse torques (:class:`~ase_deepspin.hamiltonian.SpinHamiltonian`)
+    models have one): with purely transverse torques (:class:`~ase_deepspin.calculators.hamiltonian.SpinHamiltonian`)
     the largest rotation stays 2πλ/κ and the iteration cannot converge. κ must suit the calculator:
     near a minimum a step multiplies each mode of M⁻¹H (H the Hessian over spin angles, eV/rad²;
     M = diag |S_i|) by 1 − 2πλ λ_k/(κ max|ω|), with max|ω| there the longitudinal torque, so the

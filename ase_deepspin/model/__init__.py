@@ -1,9 +1,6 @@
-"""The DeepSPIN network: descriptor, fitting, energy model and model files."""
+"""The network: descriptors, fitting, the energy core and the physical terms beside it (no file formats)."""
 
 from .compress import compress_model
 from .deepspin import DeepSpinModel, ModelConfig
-from .deepmd import DeepMDFormatError, read_deepmd, write_deepmd
-from .io import ModelFileError, load_model, save_model
 
-__all__ = ["DeepMDFormatError", "DeepSpinModel", "ModelConfig", "ModelFileError", "compress_model", "load_model",
-           "read_deepmd", "save_model", "write_deepmd"]
+__all__ = ["DeepSpinModel", "ModelConfig", "compress_model"]

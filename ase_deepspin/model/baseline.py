@@ -150,7 +150,7 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8, forces: boo
                       relative_f: Optional[float] = None, relative_fm: Optional[float] = None) -> dict:
     """Set ``model.baseline`` by least squares of its torques (and optionally forces) on the labels of ``items``.
 
-    ``items`` are prepared training frames (``ase_deepspin.train.PreparedFrames.items``: model
+    ``items`` are prepared training frames (``ase_deepspin.training.train.PreparedFrames.items``: model
     inputs plus ``torques_label`` eV/μB, ``forces_label`` eV/Å and ``magnetic``). ``moment_ref``
     becomes the mean moment length of each magnetic type. The on-site polynomial of each type is kept
     bounded below in |S|: if its leading coefficient fits ≤ 0, that order is dropped (set to 0) and the

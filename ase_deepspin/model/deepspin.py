@@ -20,7 +20,7 @@ the descriptor (``config.descriptor``: ``"pseudo_atom"``, DeepSPIN's se_e2_a ove
 :mod:`~ase_deepspin.model.pseudo_atom`; or ``"spin_invariant"``, :mod:`~ase_deepspin.model.spin_invariant`)
 gives features per centre, the fitting net of the centre's type and its energy bias the atomic
 energy, and the spin baseline and ZBL wall add theirs. :meth:`DeepSpinModel.forward` builds the edge
-vectors from the package's graph, :class:`~ase_deepspin.model.torchscript.LammpsModel` from LAMMPS's
+vectors from the package's graph, :class:`~ase_deepspin.io.torchscript.LammpsModel` from LAMMPS's
 list; both call it. The model is a pure ``torch.nn.Module``: tensors in, tensors out.
 """
 

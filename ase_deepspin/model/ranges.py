@@ -53,7 +53,7 @@ def closest_pairs(positions, atom_types, centers, neighbors, offsets, pseudo, n_
 
 @torch.no_grad()
 def shortest_distances(items: list[dict], n_types: int) -> torch.Tensor:
-    """:func:`closest_pairs` over prepared frames (model inputs as ``ase_deepspin.train.PreparedFrames`` holds them)."""
+    """:func:`closest_pairs` over prepared frames (model inputs as ``ase_deepspin.training.train.PreparedFrames`` holds them)."""
     shortest = torch.full((n_types, n_types), float("inf"), dtype=torch.float64)
     for f in items:
         shortest = torch.minimum(shortest, closest_pairs(f["positions"], f["atom_types"], f["centers"],

@@ -12,7 +12,7 @@ u = (r − r_inner)/(r_outer − r_inner), in between: E, F and their first deri
 Why a pair term added to the network rather than DeePMD-kit's per-atom mixing of the two energies:
 the training data decide nothing about the network at distances they never visit, so the wall is
 placed there only. With ``r_outer`` below the shortest distance of each pair in the training data
-(:func:`ase_deepspin.model.ranges.shortest_distances`, ``ase_deepspin.train``), w is exactly 0 on every training frame and
+(:func:`ase_deepspin.model.ranges.shortest_distances`, ``ase_deepspin.training.train``), w is exactly 0 on every training frame and
 fitted energies are unchanged; at shorter distances the wall's tens of eV dominate whatever the
 network extrapolates to. Spins do not enter (the term is even in S).
 """
@@ -27,7 +27,7 @@ def zbl_energy(r: torch.Tensor, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.T
     """Unswitched ZBL pair energy φ(r) (eV) at distances r (Å) of nuclei with charges z_i, z_j.
 
     The constants (module docstring) are written out: TorchScript, which runs this in LAMMPS
-    (:mod:`~ase_deepspin.model.torchscript`), cannot read module-level floats.
+    (:mod:`~ase_deepspin.io.torchscript`), cannot read module-level floats.
     """
     coulomb = 14.399645  # e²/(4π ε0), eV·Å
     x = r * (z_i**0.23 + z_j**0.23) / 0.46850  # r / a, a the universal screening length (Å)

@@ -31,11 +31,12 @@ import torch
 import yaml
 from ase.data import atomic_numbers
 
-from .data import Frame, hold_out, read_frames, split_frames
-from .model import DeepSpinModel, ModelConfig, save_model
-from .model.baseline import fit_spin_baseline, relative_weights
-from .model.ranges import data_ranges, shortest_distances
-from .system import model_graph, symbol_types, validate_spins
+from ..io.frames import Frame, hold_out, read_frames, split_frames
+from ..model import DeepSpinModel, ModelConfig
+from ..io import save_model
+from ..model.baseline import fit_spin_baseline, relative_weights
+from ..model.ranges import data_ranges, shortest_distances
+from ..system import model_graph, symbol_types, validate_spins
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -71,9 +72,9 @@ class TrainConfig:
     each type pair from ``shortest − margin`` (r_outer) to ``r_outer − width`` (r_inner), the
     shortest distance of the pair in the training frames (:func:`resolve_wall`);
     ``held_out`` names systems or blocks of frames held out for validation (``SYSTEM`` or ``SYSTEM#a:b``,
-    see :func:`ase_deepspin.data.hold_out`); then ``n_validation`` frames more are drawn at random from
+    see :func:`ase_deepspin.io.frames.hold_out`); then ``n_validation`` frames more are drawn at random from
     the rest with ``split_seed``; ``exclude_frames`` then removes
-    training frames whose source (``path#index``, see :class:`ase_deepspin.data.Frame`) ends with
+    training frames whose source (``path#index``, see :class:`ase_deepspin.io.frames.Frame`) ends with
     one of the given strings, e.g. frames with inconsistent labels. ``init_model`` (DeePMD-kit's
     ``--init-model``) starts from the weights of a model file of the same architecture instead of a
     random draw, keeping its descriptor statistics, spin baseline and energy bias; the learning-rate
@@ -447,7 +448,7 @@ def record_data_ranges(path, out=None) -> dict:
     ranges = data_ranges(items, model.config.magnetic, shortest_distances(items, model.config.n_types))
     model.config.data_ranges = ranges
     _save_like(model, path, out, {"data_ranges_recomputed": f"from the {len(train_frames)} training frames, by "
-                                                            "ase_deepspin.train.record_data_ranges"})
+                                                            "ase_deepspin.training.train.record_data_ranges"})
     return ranges
 
 
@@ -468,7 +469,7 @@ def change_bias(path, out=None) -> np.ndarray:
 
 def _training_run(path) -> tuple[DeepSpinModel, TrainConfig]:
     """The model of file ``path`` and the configuration of the training run its provenance records."""
-    from .model import load_model
+    from ..io import load_model
 
     model = load_model(path)
     training = model.provenance.get("training")
@@ -499,7 +500,7 @@ def warm_start(model: DeepSpinModel, path) -> None:
 
     The recorded data ranges and the wall stay those of ``model``'s configuration (the new data's).
     """
-    from .model import load_model
+    from ..io import load_model
 
     source = load_model(path, dtype=next(model.parameters()).dtype)
     mine, theirs = model.config, source.config
@@ -607,7 +608,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                                   pooled=(curve[-1]["val_e"], curve[-1]["val_f"], curve[-1]["val_m"]) if curve else None)}
     save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype), provenance={"training": training})
     if curve:
-        from .analysis.plots import plot_learning_curve
+        from .plots import plot_learning_curve
 
         plot_learning_curve(curve, out_dir / "lcurve.png")
     return model_path

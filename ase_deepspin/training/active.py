@@ -1,7 +1,7 @@
 """Where a model is guessing: committee observers for dynamics and minimisers, and the active-learning loop.
 
 A committee calculator (``DeepSpinCalculator([a, b, ...])``) computes DeePMD-kit's model deviation with
-every evaluation (see :func:`ase_deepspin.calculator.committee_deviations`). :class:`DeviationLog`
+every evaluation (see :func:`ase_deepspin.calculators.deepspin.committee_deviations`). :class:`DeviationLog`
 attached to any ASE dynamics or optimizer (``SpinLatticeDynamics``, ``SpinLBFGS``, ``ase.optimize``)
 writes it per step from those results: it never evaluates the model itself, so unused it costs nothing
 and used it costs a line of text.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .data import Frame
+from ..io.frames import Frame
 
 COLUMNS = ("max_devi_f", "avg_devi_f", "max_devi_fm", "avg_devi_fm", "devi_e")
 
@@ -143,7 +143,7 @@ def label(atoms, oracle) -> Frame:
 def _perturbed(frame: Frame, canting: float, strain: float, rng):
     """The frame's structure with every spin turned by a random angle up to ``canting`` (rad) about a random
     axis and the cell (and atoms) strained by a random symmetric strain of entries up to ``strain``."""
-    from .spins import geodesic_exp, tangent
+    from ..spins import geodesic_exp, tangent
 
     atoms = frame.to_atoms()
     atoms.calc = None
@@ -176,8 +176,8 @@ def explore_once(models, frames: list[Frame], cfg: ExploreConfig, iteration: int
     (atoms, model deviation dict, class)."""
     from ase.md.velocitydistribution import thermalize_momenta
 
-    from .calculator import DeepSpinCalculator
-    from .dynamics import SpinLatticeDynamics
+    from ..calculators.deepspin import DeepSpinCalculator
+    from ..dynamics import SpinLatticeDynamics
 
     temperature = cfg.temperatures_K[min(iteration, len(cfg.temperatures_K) - 1)]
     canting = cfg.canting_rad[min(iteration, len(cfg.canting_rad) - 1)]
@@ -202,7 +202,7 @@ def explore_once(models, frames: list[Frame], cfg: ExploreConfig, iteration: int
 
 def committee_rmse(models, frames: list[Frame]) -> dict:
     """The committee's (mean's) RMSE of forces (eV/Å) and torques on magnetic atoms (eV/μB) on labelled frames."""
-    from .calculator import DeepSpinCalculator
+    from ..calculators.deepspin import DeepSpinCalculator
 
     calc = DeepSpinCalculator(list(models))
     df, dm = [], []
@@ -225,7 +225,7 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
     committee's RMSE on the new labels, per iteration). Rerunning continues an interrupted loop: finished
     iterations and finished committee members are kept. Returns the per-iteration summaries.
     """
-    from .data import read_frames, write_deepmd_npy
+    from ..io.frames import read_frames, write_deepmd_npy
     from .train import TrainConfig
 
     workdir = Path(workdir)
@@ -297,7 +297,7 @@ def final_committee(cfg: ExploreConfig, workdir) -> list[Path]:
 
 def plot_active_learning(summaries: list[dict], path) -> None:
     """Fractions of accurate / candidate / failed samples and the RMSE on new labels, per iteration."""
-    from .analysis.plots import new_figure
+    from ..figures import new_figure
 
     fig = new_figure(figsize=(8, 3.2))
     left, right = fig.subplots(1, 2)

@@ -275,7 +275,7 @@ def read_export_record(path) -> dict | None:
 
 def read_lammps_model(path):
     """The :class:`~ase_deepspin.model.DeepSpinModel` (float64) inside a file of :func:`write_lammps_model`."""
-    from .deepspin import DeepSpinModel, ModelConfig
+    from ..model.deepspin import DeepSpinModel, ModelConfig
 
     record = read_export_record(path)
     if record is None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .calculator import DeepSpinCalculator
-from .system import check_structure
-from .data import read_frames, split_frames
+from ..calculators.deepspin import DeepSpinCalculator
+from ..system import check_structure
+from ..io.frames import read_frames, split_frames
 
 
 LABEL_FILES = {"energy": "energy.npy", "forces": "force.npy", "torques": "force_mag.npy"}  # DeePMD-kit names
@@ -108,7 +108,7 @@ def accuracy_report(model, data: list[str], n_validation: int | None = None, spl
     lines += [f"{k:<10s} not labelled in every frame ({LABEL_FILES[k]})" for k in LABELS if k not in quantities]
     lines.append("null: RMSE of predicting the frames' mean energy per atom, zero forces and zero torques")
     if plot:
-        from .analysis.plots import plot_parity
+        from .plots import plot_parity
 
         titles = {"energy": "energy (eV/atom)", "forces": "force (eV/Å)", "torques": "torque (eV/μB)"}
         plot_parity({titles[k]: pairs[k] for k in quantities}, plot)
@@ -123,7 +123,7 @@ MODEL_DEVI_COLUMNS = ("max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_fr", "
 def model_deviation_table(models, structures) -> np.ndarray:
     """Rows (index, then :data:`MODEL_DEVI_COLUMNS`) of a committee's model deviation on each structure.
 
-    ``structures`` are ASE atoms with spins (initial magnetic moments, μB) or :class:`~ase_deepspin.data.Frame`.
+    ``structures`` are ASE atoms with spins (initial magnetic moments, μB) or :class:`~ase_deepspin.io.frames.Frame`.
     Columns as DeePMD-kit's ``pair_style deepspin`` writes them for spin models (virial per atom eV, forces
     eV/Å, magnetic forces −∂E/∂S eV/μB over magnetic atoms), plus ``devi_e`` (eV/atom) last; the virial
     columns are 0 for structures that are not periodic in all three directions.

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from ..version import __version__
-from .deepspin import DeepSpinModel, ModelConfig
+from ..model.deepspin import DeepSpinModel, ModelConfig
 
 __all__ = [
     "DeepMDFormatError",

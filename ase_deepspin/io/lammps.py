@@ -1,4 +1,4 @@
-"""LAMMPS ``atom_style spin`` data files (written here; read with :func:`ase_deepspin.data.read_lammps_spin`)
+"""LAMMPS ``atom_style spin`` data files (written here; read with :func:`ase_deepspin.io.frames.read_lammps_spin`)
 and the SPIN package's magnetic-force convention.
 
 A spin line is ``id type x y z sx sy sz sp``: (sx, sy, sz) a unit vector ŝ and sp = |S| in μB.
@@ -20,9 +20,9 @@ from ase import Atoms
 from ase.calculators.lammps import Prism
 from ase.data import atomic_masses, atomic_numbers
 
-from .system import check_structure
+from ..system import check_structure
+from ..units import HBAR_EV_PS
 
-HBAR_EV_PS = 6.5821191e-4  # the value DeePMD-kit's pair_style deepspin uses (LAMMPS metal units)
 BAR_PER_EV_A3 = 1.6021765e6  # LAMMPS metal units: bar per eV/Å³ (its nktv2p, an older CODATA value)
 
 

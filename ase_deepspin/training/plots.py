@@ -1,4 +1,4 @@
-"""Matplotlib figures written as PNG: no screen needed, and the caller's pyplot backend is left alone."""
+"""Figures of training and evaluation: learning curves and parity plots (PNG, see :mod:`ase_deepspin.figures`)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def new_figure(**kwargs):
-    """A matplotlib ``Figure`` made outside pyplot (constrained layout): it renders to files through
-    Agg without switching the caller's backend and holds no global state, so nothing needs closing."""
-    from matplotlib.figure import Figure
-
-    return Figure(layout="constrained", **kwargs)
+from ..figures import new_figure
 
 
 def plot_learning_curve(curve: list[dict], path: str | Path) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..version import __version__
-from .deepspin import FORMAT_VERSION, READABLE_VERSIONS, DeepSpinModel, ModelConfig
+from ..model.deepspin import FORMAT_VERSION, READABLE_VERSIONS, DeepSpinModel, ModelConfig
 
 FORMAT_NAME = "ase-deepspin-model"
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -80,7 +80,7 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
     """Read a model file written by :func:`save_model`; parameters cast to ``dtype`` on ``device``.
 
     DeePMD-kit spin models (.dp, .yaml, frozen .pth, .pt checkpoints) are read through
-    :func:`~ase_deepspin.model.deepmd.read_deepmd`, exactly as ``ase-deepspin convert`` reads them;
+    :func:`~ase_deepspin.io.deepmd.read_deepmd`, exactly as ``ase-deepspin convert`` reads them;
     this package's own TorchScript exports for LAMMPS (.pth) give back the model they hold.
     """
     from .deepmd import is_deepmd_checkpoint, is_deepmd_file, read_deepmd

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .neighbors import build_neighbor_list
+from ..neighbors import build_neighbor_list
 
-from .spins import MU_B_EV_PER_T
-from .system import magnetic_mask, periodic_for, read_spins
+from ..units import MU_B_EV_PER_T
+from ..system import magnetic_mask, periodic_for, read_spins
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from .model import DeepSpinModel, compress_model, load_model
-from .model.io import pretrained_models, resolve_model_path
-from .model.ranges import LENGTH_SPREAD, ExtrapolationWarning, fixed_length_types, outside_data
-from .neighbors import NeighborSearch
-from .system import atoms_graph, check_structure, model_inputs, periodic_for, read_spins, type_indices
-from .threads import SERIAL_BELOW, serial_below, thread_scope
+from ..model import DeepSpinModel, compress_model
+from ..io import load_model
+from ..io.model_file import resolve_model_path
+from ..model.ranges import LENGTH_SPREAD, ExtrapolationWarning, fixed_length_types, outside_data
+from ..neighbors import NeighborSearch
+from ..system import atoms_graph, periodic_for, read_spins
+from ..threads import SERIAL_BELOW, serial_below, thread_scope
 
 _LIBRARY_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (ase, sys.modules[__package__]))
 
@@ -50,10 +51,7 @@ def _user_stacklevel() -> int:
         frame, level = frame.f_back, level + 1
     return level
 
-# names kept for code written against earlier versions
-spins_of = read_spins
-__all__ = ["DeepSpinCalculator", "check_structure", "model_inputs", "pretrained_models", "read_spins",
-           "resolve_model_path", "spins_of", "type_indices"]
+__all__ = ["DeepSpinCalculator", "committee_deviations"]
 
 _CALCULATOR_KEYWORDS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
 

@@ -12,7 +12,8 @@ from ase import Atoms
 from scipy.spatial.transform import Rotation
 
 from ase_deepspin import DeepSpinCalculator, compress_model
-from conftest import NIO_DATA, invariant_model, minus_gradient, needs_nio_data, small_model, with_random_baseline
+from ase_deepspin.calculators import check_spin_calculator
+from conftest import NIO_DATA, invariant_model, needs_nio_data, small_model, with_random_baseline
 
 FD_STEP = 1e-4
 FD_RTOL = 1e-6
@@ -49,55 +50,22 @@ def relative_error(a, b):
     return np.abs(a - b).max() / np.abs(b).max()
 
 
-def test_forces_are_minus_energy_gradient(model, nio):
-    calc = DeepSpinCalculator(model)
-    nio.calc = calc
-    forces = nio.get_forces()
-    fd = minus_gradient(lambda p: energy_at(nio, calc, positions=p), nio.positions, FD_STEP)
-    assert relative_error(forces, fd) < FD_RTOL
+def test_the_spin_calculator_contract(model, nio):
+    """Forces, torques (zero on O) and stress are derivatives of the energy; joint rotations; no stale results."""
+    report = check_spin_calculator(DeepSpinCalculator(model), nio, step=FD_STEP, rtol=FD_RTOL, entries=12)
+    assert set(report) == {"forces", "torques", "stress", "rotation"}
 
 
-def test_torques_are_minus_spin_gradient_and_zero_on_oxygen(model, nio):
-    calc = DeepSpinCalculator(model)
-    nio.calc = calc
-    torques = calc.get_magnetic_torques(nio)
-    spins = nio.get_initial_magnetic_moments()
-    fd = minus_gradient(lambda s: energy_at(nio, calc, spins=s), spins, FD_STEP, rows=np.flatnonzero(spins.any(axis=1)))
-    assert relative_error(torques, fd) < FD_RTOL
-    oxygen = np.array(nio.get_chemical_symbols()) == "O"
-    assert np.all(torques[oxygen] == 0.0)
-    assert np.abs(torques[~oxygen]).min() > 0
+def test_the_contract_check_catches_a_broken_calculator(nio):
+    """A calculator whose torques have the wrong sign fails the check, naming the torques."""
 
+    class WrongSign(DeepSpinCalculator):
+        def calculate(self, *args, **kwargs):
+            super().calculate(*args, **kwargs)
+            self.results["magnetic_torques"] = -self.results["magnetic_torques"]
 
-def test_stress_is_strain_derivative_at_fixed_spins(model, nio):
-    calc = DeepSpinCalculator(model)
-    nio.calc = calc
-    stress = nio.get_stress(voigt=False)
-    fd = np.zeros((3, 3))
-    volume = nio.get_volume()
-    for a in range(3):
-        for b in range(3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = eps[b, a] = FD_STEP / 2 if a != b else FD_STEP
-            ep = energy_at(nio, calc, positions=nio.positions @ (np.eye(3) + eps), cell=nio.cell.array @ (np.eye(3) + eps))
-            em = energy_at(nio, calc, positions=nio.positions @ (np.eye(3) - eps), cell=nio.cell.array @ (np.eye(3) - eps))
-            fd[a, b] = (ep - em) / (2 * FD_STEP) / volume
-    assert relative_error(stress, fd) < FD_RTOL
-
-
-def test_joint_rotation_of_positions_cell_and_spins(model, nio):
-    calc = DeepSpinCalculator(model)
-    nio.calc = calc
-    e0, f0, w0 = nio.get_potential_energy(), nio.get_forces(), calc.get_magnetic_torques(nio)
-    rot = Rotation.from_rotvec([0.3, -1.1, 0.7]).as_matrix()
-    turned = nio.copy()
-    turned.set_cell(nio.cell.array @ rot.T, scale_atoms=False)
-    turned.positions = nio.positions @ rot.T
-    turned.set_initial_magnetic_moments(nio.get_initial_magnetic_moments() @ rot.T)
-    turned.calc = calc
-    assert abs(turned.get_potential_energy() - e0) <= 1e-10 * abs(e0)
-    assert relative_error(turned.get_forces(), f0 @ rot.T) < 1e-10
-    assert relative_error(calc.get_magnetic_torques(turned), w0 @ rot.T) < 1e-10
+    with pytest.raises(AssertionError, match="torques differ"):
+        check_spin_calculator(WrongSign(small_model()), nio)
 
 
 def test_rotating_spins_alone_changes_energy(model, nio):

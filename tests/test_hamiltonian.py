@@ -8,9 +8,10 @@ from ase.calculators.morse import MorsePotential
 from vesin import ase_neighbor_list
 from scipy.spatial.transform import Rotation
 
+from ase_deepspin.calculators import check_spin_calculator
 from ase_deepspin.calculators.hamiltonian import DMI, Anisotropy, BetheSlater, ShellExchange, SpinHamiltonian
 from ase_deepspin.units import MU_B_EV_PER_T
-from conftest import minus_gradient
+
 
 STEP = 1e-5
 
@@ -47,24 +48,13 @@ def energy(calc, atoms, positions=None, spins=None, strain=None):
 
 
 @pytest.mark.parametrize("lattice", [None, MorsePotential(neighbor_list=ase_neighbor_list, epsilon=0.4, r0=2.48, rho0=6.0, rcut1=4.0, rcut2=5.0)])
-def test_finite_differences_of_forces_torques_stress(lattice):
+def test_the_spin_calculator_contract(lattice):
+    """Every term: derivatives by central differences (fixed anisotropy axis and field: no joint rotation)."""
     atoms = rattled_bcc()
-    calc = full_hamiltonian(lattice)
-    atoms.calc = calc
-    forces, stress = atoms.get_forces(), atoms.get_stress(voigt=False)
-    torques = calc.get_magnetic_torques(atoms)
-    fd_f = minus_gradient(lambda p: energy(calc, atoms, positions=p), atoms.positions, STEP)
-    fd_w = minus_gradient(lambda s: energy(calc, atoms, spins=s), atoms.get_initial_magnetic_moments(), STEP)
-    fd_s = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = eps[b, a] = STEP if a == b else STEP / 2
-            fd_s[a, b] = (energy(calc, atoms, strain=eps) - energy(calc, atoms, strain=-eps)) / (2 * STEP)
-    fd_s /= atoms.get_volume()
-    for got, want in [(forces, fd_f), (torques, fd_w), (stress, fd_s)]:
-        assert np.abs(got - want).max() <= 1e-7 * np.abs(want).max()
-    assert np.abs(forces).max() > 1e-3
+    check_spin_calculator(full_hamiltonian(lattice), atoms, step=STEP, rtol=1e-7, entries=12, joint_rotation=False)
+    isotropic = SpinHamiltonian(exchange={("Fe", "Fe"): BetheSlater(alpha=0.03, gamma=0.2, delta=1.9, cutoff=3.6)},
+                                lattice=lattice)
+    check_spin_calculator(isotropic, atoms, step=STEP, rtol=1e-7)
 
 
 def ordered(structure, a, afm):

@@ -224,3 +224,24 @@ def test_a_second_descriptor_plugs_in_and_trains(tmp_path, monkeypatch):
     atoms = nio_afm()
     atoms.calc = DeepSpinCalculator(copy.deepcopy(model))
     assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_exchange_tensors_of_an_invariant_model_are_isotropic_and_match_all_orientations():
+    """compute_exchange reads the calculator's symmetry: one state gives every coupling, and the tensors it
+    returns equal those measured from three orientations (which see DMI and anisotropy if there were any)."""
+    from ase_deepspin.analysis.exchange import compute_exchange
+    from ase_deepspin.build import nio_afm
+
+    class Unaware(DeepSpinCalculator):  # the same model, its symmetry not declared
+        spin_rotation_invariant = False
+
+    model = invariant_model()
+    atoms = nio_afm(cubic=True)
+    atoms.calc = DeepSpinCalculator(model)
+    assert atoms.calc.spin_rotation_invariant
+    fast = compute_exchange(atoms, (1, 1, 1))
+    atoms.calc = Unaware(model)
+    full = compute_exchange(atoms, (1, 1, 1), orientations="rotations")
+    assert np.abs(full.dmi).max() < 1e-7 * np.abs(full.J).max()
+    assert np.abs(full.J - fast.J).max() < 1e-6 * np.abs(full.J).max()
+    assert np.all(fast.A == 0) and np.abs(fast.J[:, 0, 1]).max() == 0

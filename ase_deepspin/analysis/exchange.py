@@ -43,7 +43,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-# tangent_frames moved to ase_deepspin.spins; its name stays importable from here
 from ..spins import tangent_frames, unit_vectors
 from ..system import magnetic_mask
 
@@ -251,6 +250,11 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
         passes per magnetic atom of ``atoms`` and orientation). ``"finite-differences"`` of torques
         (any spin calculator).
 
+    A calculator whose energy is invariant under rotating the spins alone (``calc.spin_rotation_invariant``
+    true, as DeepSpinCalculator has for a model of spin invariants) has no DMI, two-site or single-ion
+    anisotropy: its tensors are isotropic, J_ij = J 1 and A_i = 0, measured exactly from the reference
+    state alone whatever ``orientations`` says.
+
     Returns
     -------
     ExchangeModel with tensors in eV. Finite differences cost (4 × magnetic atoms in ``atoms`` + 1)
@@ -293,6 +297,9 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
     L, Nm = len(magnetic), len(big_magnetic)
     moments_big = big.get_initial_magnetic_moments()
     unit0, lengths = unit_vectors(moments_big[big_magnetic])
+    isotropic = bool(getattr(calc, "spin_rotation_invariant", False))
+    if isotropic:
+        orientations = "ground-state"  # one state sees every isotropic coupling
     complete_isotropically = isinstance(orientations, str) and orientations == "ground-state"
     if isinstance(orientations, str):
         if orientations not in ("rotations", "ground-state"):
@@ -408,5 +415,6 @@ def compute_exchange(atoms, supercell, step_rad: float = 1e-4, drop_below_meV: f
     J = 0.5 * (J + J[mate].transpose(0, 2, 1))
     kept = np.abs(J).max(axis=(1, 2)) > 1e-3 * drop_below_meV  # eV
     kept &= kept[mate]
-    return ExchangeModel(cell=cell.copy(), positions=atoms.positions[magnetic].copy(), moments=spins[magnetic].copy(),
-                         i=i[kept], j=j[kept], R=R[kept], J=J[kept], A=A, atom_indices=magnetic)
+    model = ExchangeModel(cell=cell.copy(), positions=atoms.positions[magnetic].copy(), moments=spins[magnetic].copy(),
+                          i=i[kept], j=j[kept], R=R[kept], J=J[kept], A=A, atom_indices=magnetic)
+    return model.isotropic_part() if isotropic else model

@@ -245,6 +245,12 @@ class DeepSpinCalculator(Calculator):
                           "4.27 Å); check it before relaxing cells", ExtrapolationWarning, stacklevel=_user_stacklevel())
         return super().get_property(name, atoms, allow_calculation)
 
+    @property
+    def spin_rotation_invariant(self) -> bool:
+        """Whether the energy is exactly unchanged when the spins alone rotate (a model of spin invariants:
+        no spin-orbit terms, so no DMI or anisotropy; :mod:`ase_deepspin.analysis.exchange` reads it)."""
+        return all(m.config.symmetry == "spin rotation and time reversal" for m in self.models)
+
     def _graph(self, atoms):
         return atoms_graph(self.model, atoms, self.device, search=self.neighbor_search)
 
@@ -323,6 +329,10 @@ class DeepSpinCalculator(Calculator):
         vectors = np.asarray(vectors, dtype=np.float64)
         if vectors.ndim != 3 or vectors.shape[1:] != (len(atoms), 3):
             raise ValueError(f"vectors must have shape [K, {len(atoms)}, 3], got {vectors.shape}")
+        with serial_below(self.serial_below), thread_scope(len(atoms)):
+            return self._spin_hessian_vector_products(atoms, vectors)
+
+    def _spin_hessian_vector_products(self, atoms, vectors):
         graph = self._graph(atoms)
         products = np.zeros_like(vectors)
         torques_sum = np.zeros((len(atoms), 3))

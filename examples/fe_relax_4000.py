@@ -51,10 +51,11 @@ parser.add_argument("--relax", choices=["all", "both"], default="all",
                     help="all: moment lengths free too; both: positions and spin directions, |S| fixed at 1.3 μB")
 parser.add_argument("--unbounded", action="store_true",
                     help="relax='all' without the trust region on moment lengths (the model's training range)")
+parser.add_argument("--model", default="fe", help="model file or shipped model name (default: fe)")
 parser.add_argument("--out", default="fe_relax_4000.json")
 args = parser.parse_args()
 
-calc = DeepSpinCalculator("fe", compress=True)
+calc = DeepSpinCalculator(args.model, compress=True)
 trained = calc.model.config.data_ranges["moment"][0]  # μB: the moment lengths the model was trained on
 
 

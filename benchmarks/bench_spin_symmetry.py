@@ -1,0 +1,107 @@
+"""What a model does where the DFT labels have an exact symmetry: rotating the spins alone (no spin-orbit
+coupling in the NiO and Fe DeltaSpin data), and the stability of NiO's ground state.
+
+- NiO (``--nio MODEL``): the spin Hessian on the sphere at type-II order (64-atom cube, a = 4.186 Å, the
+  data's cell, and 4.17 Å) from exact Hessian-vector products: its lowest eigenvalues (eV/rad²) and how many are
+  negative (an unstable ground state); and the energy of ideal NiO with all spins turned together to
+  random directions (μeV/Ni; zero for the labels).
+- Fe (``--fe MODEL``): real frames of every FCC-Fe DeltaSpin system with all spins turned together by random
+  rotations: RMS changes of E (meV/atom), F (meV/Å) and ω − Rω (meV/μB); zero for the labels.
+
+    python benchmarks/bench_spin_symmetry.py [--nio nio] [--fe fe] [--out spin_symmetry.json]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def nio_report(model: str, a: float, rotations: int = 6) -> dict:
+    from ase_deepspin import DeepSpinCalculator
+    from ase_deepspin.build import nio_afm
+    from ase_deepspin.spins import tangent_frames, unit_vectors
+
+    atoms = nio_afm(a=a, moment=1.2735, cubic=True)
+    calc = DeepSpinCalculator(model)
+    atoms.calc = calc
+    spins = atoms.get_initial_magnetic_moments()
+    magnetic = np.flatnonzero(np.linalg.norm(spins, axis=1) > 0)
+    unit, length = unit_vectors(spins[magnetic])
+    e1, e2 = tangent_frames(unit)
+    basis = []  # tangent displacements |S_i| e_a on one atom each: dS for a turn of 1 rad
+    for k, i in enumerate(magnetic):
+        for e in (e1, e2):
+            v = np.zeros_like(spins)
+            v[i] = length[k] * e[k]
+            basis.append(v)
+    basis = np.array(basis)
+    products, torques = calc.spin_hessian_vector_products(atoms, basis)
+    hessian = np.einsum("kna,lna->kl", basis, products)  # |S|² eᵀ H e between tangent directions
+    # the sphere's curvature: d²S/dθ² = −|S| ŝ adds |S| (ω·ŝ) on the diagonal
+    along = np.einsum("na,na->n", torques[magnetic], unit) * length
+    hessian += np.diag(np.repeat(along, 2))
+    eigenvalues = np.linalg.eigvalsh(0.5 * (hessian + hessian.T))
+    energy = atoms.get_potential_energy()
+    turned = []
+    for seed in range(rotations):
+        trial = atoms.copy()
+        trial.set_initial_magnetic_moments(spins @ Rotation.random(random_state=seed).as_matrix().T)
+        trial.calc = calc
+        turned.append(1e6 * (trial.get_potential_energy() - energy) / len(magnetic))
+    return {"model": model, "a_A": a, "hessian_lowest_eV_per_rad2": eigenvalues[:6].tolist(),
+            "hessian_negative": int(np.sum(eigenvalues < -1e-8 * np.abs(eigenvalues).max())),
+            "rotated_energy_change_ueV_per_Ni": turned}
+
+
+def fe_report(model: str, rotations: int = 2, every: int = 10) -> dict:
+    from ase_deepspin import DeepSpinCalculator
+    from ase_deepspin.io.frames import read_deepmd_npy
+
+    calc = DeepSpinCalculator(model)
+    de, df, dw = [], [], []
+    for system in sorted(p for p in (SHARED / "fe-deltaspin").iterdir() if (p / "type.raw").exists()):
+        for frame in read_deepmd_npy(system)[::every]:
+            atoms = frame.to_atoms()
+            atoms.calc = calc
+            e0, f0, w0 = atoms.get_potential_energy(), atoms.get_forces(), calc.get_magnetic_torques(atoms)
+            for seed in range(rotations):
+                rot = Rotation.random(random_state=seed).as_matrix()
+                trial = atoms.copy()
+                trial.set_initial_magnetic_moments(atoms.get_initial_magnetic_moments() @ rot.T)
+                trial.calc = calc
+                de.append((trial.get_potential_energy() - e0) / len(atoms))
+                df.append(trial.get_forces() - f0)
+                dw.append(calc.get_magnetic_torques(trial) - w0 @ rot.T)
+    rms = lambda x: float(1e3 * np.sqrt(np.mean(np.square(np.concatenate([np.ravel(v) for v in x])))))  # noqa: E731
+    return {"model": model, "frames_x_rotations": len(de), "energy_rms_meV_per_atom": rms(de),
+            "energy_max_meV_per_atom": float(1e3 * np.abs(de).max()), "forces_rms_meV_per_A": rms(df),
+            "torques_rms_meV_per_muB": rms(dw)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nio", nargs="*", default=["nio"], help="NiO model files or shipped names")
+    parser.add_argument("--fe", nargs="*", default=["fe"], help="Fe model files or shipped names")
+    parser.add_argument("--out", default="spin_symmetry.json")
+    args = parser.parse_args()
+    rows = []
+    for model in args.nio:
+        for a in (4.186, 4.17):  # the data's cell; experiment
+            rows.append(nio_report(model, a))
+            print(json.dumps(rows[-1]))
+    for model in args.fe:
+        rows.append(fe_report(model))
+        print(json.dumps(rows[-1]))
+    out = Path(__file__).parent / "results" / args.out
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"date": time.strftime("%F"), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -191,7 +191,9 @@ def _info(args):
     else:
         print(f"descriptor      spin_invariant: se_e2_a over real atoms, spins through S_i·S_j and |S_i|² "
               f"(gates {cfg.gate_neuron}, moment floor {cfg.moment_floor} μB, moment scales "
-              f"{[round(float(v), 4) for v in model.descriptor.moment_scale]} μB)")
+              f"{[round(float(v), 4) for v in model.descriptor.moment_scale]} μB)"
+              + (f"; spin-orbit branch: pseudo-atoms at R + ηS, η {cfg.virtual_scale} Å/μB, symmetrised under time "
+                 "reversal" if cfg.spin_orbit else ""))
     print(f"rcut            {cfg.rcut} Å (smooth from {cfg.rcut_smth} Å), env_protection {cfg.env_protection} Å")
     print(f"sel             {cfg.sel} (total {sum(cfg.sel)})")
     print(f"embedding       {cfg.neuron}, axis_neuron {cfg.axis_neuron}, resnet_dt {cfg.embedding_resnet_dt}")

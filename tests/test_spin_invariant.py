@@ -245,3 +245,46 @@ def test_exchange_tensors_of_an_invariant_model_are_isotropic_and_match_all_orie
     assert np.abs(full.dmi).max() < 1e-7 * np.abs(full.J).max()
     assert np.abs(full.J - fast.J).max() < 1e-6 * np.abs(full.J).max()
     assert np.all(fast.A == 0) and np.abs(fast.J[:, 0, 1]).max() == 0
+
+
+def spin_orbit_model():
+    """A spin-invariant model with the pseudo-atom branch of spin-orbit terms, its fitting drawn at random."""
+    model = invariant_model(virtual_scale=[0.5, 0.0], spin_orbit=True)
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for net in model.spin_orbit.fitting:
+            net[-1].weight.copy_(torch.randn(net[-1].weight.shape, generator=gen, dtype=torch.float64))
+    return model
+
+
+def test_spin_orbit_branch_keeps_time_reversal_and_the_contract_but_not_spin_rotations(nio):
+    """With the branch, rotating the spins alone changes E (DMI and anisotropy can be learnt), S → −S does not,
+    and forces, torques and stress stay derivatives of the energy."""
+    from ase_deepspin.calculators import check_spin_calculator
+
+    model = spin_orbit_model()
+    assert model.config.symmetry == "time reversal"
+    e0, f0, _, w0 = evaluate(model, nio)
+    e1, f1, _, w1 = evaluate(model, nio, -nio.get_initial_magnetic_moments())
+    assert abs(e1 - e0) <= 1e-12 * abs(e0) and np.abs(w1 + w0).max() <= 1e-11 * scale(w0)
+    rot = Rotation.from_rotvec([0.4, -1.3, 2.2]).as_matrix()
+    assert abs(evaluate(model, nio, nio.get_initial_magnetic_moments() @ rot.T)[0] - e0) > 1e-6
+    check_spin_calculator(DeepSpinCalculator(model), nio, entries=8)
+    assert not DeepSpinCalculator(model).spin_rotation_invariant
+
+
+@needs_nio_data
+def test_spin_orbit_branch_in_the_lammps_module_and_files(tmp_path):
+    from test_deepmd_convert import nio_frames
+    from test_torchscript import compare
+
+    from ase_deepspin.io import load_model, save_model
+    from ase_deepspin.io.torchscript import scripted_model
+
+    model = spin_orbit_model()
+    save_model(model, tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")
+    atoms = nio_frames(1)[0]
+    result = compare(scripted_model(loaded), model, atoms, model.config.rcut + 1.2)
+    for key in ("energy", "forces", "torques"):
+        assert result[key] < 1e-10, (key, result[key])

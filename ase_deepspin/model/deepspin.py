@@ -91,6 +91,7 @@ class ModelConfig:
     magnetic: list[bool] | None = None  # default: virtual_scale > 0
     gate_neuron: list[int] = field(default_factory=lambda: [32])  # spin_invariant only
     moment_floor: float = 0.1  # μB, spin_invariant only
+    spin_orbit: bool = False  # spin_invariant only: a time-reversal-symmetric pseudo-atom branch added on top
 
     def __post_init__(self):
         n = len(self.type_map)
@@ -113,9 +114,15 @@ class ModelConfig:
         if pseudo and self.magnetic != [v > 0 for v in self.virtual_scale]:
             raise ValueError(f"with pseudo-atoms the magnetic types are those with virtual_scale > 0; got magnetic "
                              f"{self.magnetic} and virtual_scale {self.virtual_scale}")
-        if not pseudo and any(v != 0 for v in self.virtual_scale):
-            raise ValueError(f"the {self.descriptor} descriptor has no pseudo-atoms: virtual_scale must be 0 for "
-                             f"every type, got {self.virtual_scale}")
+        if not isinstance(self.spin_orbit, bool) or (self.spin_orbit and pseudo):
+            raise ValueError(f"spin_orbit (true or false) adds pseudo-atoms to a spin_invariant descriptor; got "
+                             f"{self.spin_orbit!r} with descriptor {self.descriptor!r}")
+        if self.spin_orbit and [v > 0 for v in self.virtual_scale] != self.magnetic:
+            raise ValueError(f"spin_orbit places pseudo-atoms at R + ηS: virtual_scale η must be > 0 exactly on "
+                             f"the magnetic types {self.magnetic}, got {self.virtual_scale}")
+        if not pseudo and not self.spin_orbit and any(v != 0 for v in self.virtual_scale):
+            raise ValueError(f"the {self.descriptor} descriptor has no pseudo-atoms (without spin_orbit): "
+                             f"virtual_scale must be 0 for every type, got {self.virtual_scale}")
         n_blocks = 2 * n if pseudo else n
         sel = [self.sel] * n_blocks if isinstance(self.sel, int) else list(self.sel)
         if len(sel) == n and n_blocks == 2 * n:
@@ -173,9 +180,16 @@ class ModelConfig:
     @property
     def symmetry(self) -> str:
         """What the energy is exactly invariant under, beyond rotating lattice and spins together."""
-        if self.descriptor == "spin_invariant":
+        if self.descriptor == "spin_invariant" and not self.spin_orbit:
             return "spin rotation and time reversal"
         return "time reversal" if self.time_reversal else "none"
+
+    def spin_orbit_branch(self) -> "ModelConfig":
+        """The config of the pseudo-atom branch of a ``spin_orbit`` model: the same sizes and η, time-reversal
+        symmetric, real and pseudo-type ``sel`` both the model's, never compressed."""
+        return ModelConfig(**{**asdict(self), "descriptor": "pseudo_atom", "spin_orbit": False, "compression": None,
+                              "sel": list(self.sel) * (2 if len(self.sel) == self.n_types else 1),
+                              "spin_baseline": None, "short_range": None, "data_ranges": None})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -209,6 +223,9 @@ class DeepSpinModel(nn.Module):
             for _ in range(n)
         )
         self.register_buffer("energy_bias", torch.zeros(n, dtype=dtype))
+        self.spin_orbit = None
+        if config.spin_orbit:
+            self.spin_orbit = SpinOrbitBranch(config.spin_orbit_branch(), gen, dtype)
         self.baseline = None
         if config.spin_baseline is not None:
             self.baseline = SpinBaseline(n, config.magnetic, config.rcut, config.rcut_smth,
@@ -261,6 +278,10 @@ class DeepSpinModel(nn.Module):
             if sets.shape[1] > 0:
                 network = fitting(sets.reshape(-1, sets.shape[2])).view(sets.shape[0], sets.shape[1]).mean(0)
                 energies = energies.index_put((members_of[t],), network + self.energy_bias[t])
+        spin_orbit = self.spin_orbit
+        if spin_orbit is not None:
+            energies = energies + spin_orbit(spins, atom_types, centers, neighbors, lattice, pseudo, real, first,
+                                             n_centres, members_of, twice_differentiable)
         baseline = self.baseline
         wall = self.wall
         if baseline is not None or wall is not None:
@@ -304,6 +325,15 @@ class DeepSpinModel(nn.Module):
         self.descriptor.set_statistics({"atom_types": f["atom_types"], "edge_sets": edge_sets(f)} for f in frames)
         if isinstance(self.descriptor, SpinInvariantDescriptor):
             self.descriptor.set_moment_scale(frames)
+        if self.spin_orbit is not None:
+            branch = self.spin_orbit.descriptor
+
+            def branch_edges(f):
+                lattice = self.lattice_vectors(f["positions"], f["centers"], f["neighbors"], f["offsets"])
+                return branch.edge_sets(f["spins"].to(self.dtype), f["atom_types"], f["centers"], f["neighbors"],
+                                        lattice, f["pseudo"])
+
+            branch.set_statistics({"atom_types": f["atom_types"], "edge_sets": branch_edges(f)} for f in frames)
 
     @torch.jit.ignore
     def forward(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,
@@ -388,3 +418,37 @@ class DeepSpinModel(nn.Module):
                             ends[1]]).tolist()
         starts = starts.tolist()
         return [(a, b, starts[a], starts[b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class SpinOrbitBranch(nn.Module):
+    """Spin-orbit terms for a model of spin invariants: the pseudo-atom descriptor (symmetrised under time
+    reversal, so it adds DMI and anisotropy but keeps E(−S) = E(S)) and its own fitting nets, whose energy is
+    added to the model's. The fitting nets' last layers start at zero: a new branch adds nothing until trained.
+    """
+
+    def __init__(self, config: ModelConfig, generator: torch.Generator, dtype: torch.dtype):
+        super().__init__()
+        self.descriptor = PseudoAtomDescriptor(config, generator, dtype)
+        self.fitting = nn.ModuleList(
+            mlp([self.descriptor.n_features, *config.fitting_neuron, 1], timestep=config.resnet_dt,
+                linear_output=True, generator=generator, dtype=dtype)
+            for _ in range(config.n_types)
+        )
+        with torch.no_grad():
+            for net in self.fitting:
+                net[-1].weight.zero_()
+                net[-1].bias.zero_()
+
+    def forward(self, spins: torch.Tensor, atom_types: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+                lattice: torch.Tensor, pseudo: torch.Tensor, real: torch.Tensor, first: int, n_centres: int,
+                members_of: List[torch.Tensor], twice_differentiable: bool) -> torch.Tensor:
+        """Atomic energies (eV) of the branch for centres ``first .. first + n_centres − 1``."""
+        features = self.descriptor(spins, atom_types, centers, neighbors, lattice, pseudo, real, first, n_centres,
+                                   members_of, twice_differentiable)
+        energies = lattice.new_zeros(n_centres)
+        for t, fitting in enumerate(self.fitting):
+            sets = features[t]
+            if sets.shape[1] > 0:
+                network = fitting(sets.reshape(-1, sets.shape[2])).view(sets.shape[0], sets.shape[1]).mean(0)
+                energies = energies.index_put((members_of[t],), network)
+        return energies

@@ -123,10 +123,10 @@ class TrainConfig:
         fit = dict(m.get("fitting_net") or {})
         spin = dict(m.get("spin") or {})
         type_map = list(m.get("type_map") or [])
-        unknown = set(spin) - {"use_spin", "virtual_scale", "baseline", "time_reversal"}
+        unknown = set(spin) - {"use_spin", "virtual_scale", "baseline", "time_reversal", "spin_orbit"}
         if unknown:
             raise ValueError(f"unknown spin keys {sorted(unknown)} (known: use_spin, virtual_scale, baseline, "
-                             "time_reversal)")
+                             "time_reversal, spin_orbit)")
         kind = desc.pop("type", "se_e2_a")
         descriptors = {"se_e2_a": "pseudo_atom", "spin_invariant": "spin_invariant"}
         if kind not in descriptors:
@@ -134,9 +134,14 @@ class TrainConfig:
         use_spin = list(spin.get("use_spin") or [False] * len(type_map))
         if len(use_spin) != len(type_map):
             raise ValueError("spin.use_spin needs one bool per type")
-        if kind == "spin_invariant":
+        spin_orbit = spin.get("spin_orbit", False)
+        if spin_orbit and kind != "spin_invariant":
+            raise ValueError("spin.spin_orbit adds a pseudo-atom branch to the spin_invariant descriptor; "
+                             "se_e2_a has pseudo-atoms already")
+        if kind == "spin_invariant" and not spin_orbit:
             if spin.get("virtual_scale"):
-                raise ValueError("the spin_invariant descriptor has no pseudo-atoms: remove spin.virtual_scale")
+                raise ValueError("the spin_invariant descriptor has no pseudo-atoms: remove spin.virtual_scale "
+                                 "(or set spin.spin_orbit: true for a pseudo-atom branch of spin-orbit terms)")
             scale = [0.0] * len(type_map)
         else:
             scale = list(spin.get("virtual_scale") or [])
@@ -181,6 +186,7 @@ class TrainConfig:
             short_range = {"charges": nuclear_charges(type_map), **short_range}
         model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=fitting_neuron,
                             descriptor=descriptors[kind], magnetic=[bool(u) for u in use_spin],
+                            spin_orbit=bool(spin_orbit),
                             resnet_dt=fit.pop("resnet_dt", True), spin_baseline=baseline,
                             time_reversal=spin.get("time_reversal", True),
                             short_range=short_range if explicit else None, **desc)

@@ -8,7 +8,8 @@ import sys
 
 
 def _train(args):
-    from .training.train import TrainConfig, train, train_ensemble
+    from .training.config import TrainConfig
+    from .training.train import train, train_ensemble
 
     cfg = TrainConfig.from_yaml(args.config)
     if args.max_time is not None:
@@ -84,6 +85,12 @@ def _freeze(args):
 
     out = freeze(args.checkpoint, args.out, storage_dtype=getattr(torch, args.storage_dtype))
     print(f"model written to {out}")
+
+
+def _doc_train_input(args):
+    from .training.config import input_reference
+
+    print(input_reference())
 
 
 def _change_bias(args):
@@ -291,6 +298,9 @@ def main(argv=None) -> int:
     p.add_argument("--ensemble", type=int, default=None, metavar="K",
                    help="train K members with different seeds (same data) into OUTPUT_DIR/member_k")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("doc-train-input", help="reference of every key of the training YAML (Markdown)")
+    p.set_defaults(func=_doc_train_input)
 
     p = sub.add_parser("model-devi", help="model deviation of a committee on structures (DeePMD-kit's columns)")
     p.add_argument("models", nargs="+", help="two or more model files (a committee)")

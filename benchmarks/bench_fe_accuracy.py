@@ -22,7 +22,7 @@ import numpy as np
 from ase_deepspin import DeepSpinCalculator
 from ase_deepspin.io.frames import hold_out, read_frames
 from ase_deepspin.training.evaluate import error_table, predict, torque_parts
-from ase_deepspin.training.train import TrainConfig
+from ase_deepspin.training.config import TrainConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fe-deltaspin"
 SMALL_MOMENT = 0.5  # μB

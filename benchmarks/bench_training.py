@@ -16,7 +16,8 @@ import torch
 
 from ase_deepspin.io.frames import read_frames
 from ase_deepspin.model import DeepSpinModel, ModelConfig
-from ase_deepspin.training.train import PreparedFrames, TrainConfig, take_step
+from ase_deepspin.training.config import TrainConfig
+from ase_deepspin.training.train import PreparedFrames, take_step
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nio-deltaspin"
 

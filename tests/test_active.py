@@ -70,7 +70,8 @@ def test_spin_rotation_augmentation_is_the_oracles_symmetry():
     import torch
 
     from ase_deepspin.model import DeepSpinModel
-    from ase_deepspin.training.train import PreparedFrames, TrainConfig, _spin_rotations
+    from ase_deepspin.training.config import TrainConfig
+    from ase_deepspin.training.train import PreparedFrames, _spin_rotations
 
     frames = example.near_ground_state(2)
     cfg = TrainConfig.from_dict(example.training_config(["unused"], 10, augment=True))

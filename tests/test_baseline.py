@@ -92,7 +92,8 @@ def test_unknown_baseline_option_is_named():
 @needs_nio_data
 def test_excluded_frames_must_each_name_one_training_frame(tmp_path):
     from ase_deepspin.model import ModelConfig
-    from ase_deepspin.training.train import TrainConfig, train
+    from ase_deepspin.training.config import TrainConfig
+    from ase_deepspin.training.train import train
 
     cfg = TrainConfig(model=ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.314, 0.0], rcut=4.0, rcut_smth=3.0,
                                         sel=[30, 30], neuron=[4, 8], axis_neuron=4, fitting_neuron=[8]),

@@ -207,7 +207,8 @@ def test_a_second_descriptor_plugs_in_and_trains(tmp_path, monkeypatch):
     from conftest import NIO_DATA
 
     from ase_deepspin.io import load_model
-    from ase_deepspin.training.train import LossConfig, TrainConfig, train
+    from ase_deepspin.training.config import LossConfig, TrainConfig
+    from ase_deepspin.training.train import train
 
     monkeypatch.setitem(DESCRIPTORS, "radial_only", RadialOnly)
     config = ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.0, 0.0], magnetic=[True, False],

@@ -8,7 +8,8 @@ import torch
 
 from ase_deepspin.model import ModelConfig
 from ase_deepspin.io import load_model
-from ase_deepspin.training.train import LossConfig, TrainConfig, train
+from ase_deepspin.training.config import LossConfig, TrainConfig
+from ase_deepspin.training.train import train
 from conftest import NIO_DATA, needs_nio_data
 
 pytestmark = needs_nio_data
@@ -310,3 +311,43 @@ def test_warm_start_begins_from_the_given_model(tmp_path):
     other.model = ModelConfig(**{**other.model.__dict__, "fitting_neuron": [8, 8]})
     with pytest.raises(ValueError, match="fitting_neuron"):
         train(other, progress=False, log=lambda *a: None)
+
+
+def test_the_loader_names_allowed_keys_and_expected_types():
+    from ase_deepspin.training.config import load_input
+
+    base = {"model": {"type_map": ["Ni"]}, "training": {"training_data": {"systems": ["x"]}}}
+    with pytest.raises(ValueError, match=r"unknown model.descriptor keys \['rcutt'\] \(allowed: type, sel, rcut"):
+        load_input({**base, "model": {"type_map": ["Ni"], "descriptor": {"rcutt": 5.0}}})
+    with pytest.raises(ValueError, match=r"training.numb_steps: expected an integer, got '10'"):
+        load_input({**base, "training": {"training_data": {"systems": ["x"]}, "numb_steps": "10"}})
+    with pytest.raises(ValueError, match=r"model.descriptor.sel: expected list of int or int"):
+        load_input({**base, "model": {"type_map": ["Ni"], "descriptor": {"sel": [1.5]}}})
+    spec = load_input({**base, "learning_rate": {"start_lr": 1}})
+    assert spec.learning_rate.start_lr == 1.0 and isinstance(spec.learning_rate.start_lr, float)
+
+
+@pytest.mark.parametrize("name", ["nio_train.yaml", "fe_train.yaml", "nio_train_small.yaml"])
+def test_every_key_of_the_shipped_recipes_is_in_the_generated_reference(name, capsys):
+    """The recipes load strictly, and `ase-deepspin doc-train-input` documents each key they use."""
+    import yaml
+    from pathlib import Path
+
+    from ase_deepspin.cli import main
+
+    path = Path(__file__).resolve().parents[1] / "examples" / name
+    TrainConfig.from_yaml(path)
+    assert main(["doc-train-input"]) == 0
+    reference = capsys.readouterr().out
+
+    def keys(mapping, prefix=""):
+        for k, v in mapping.items():
+            yield prefix, k
+            if isinstance(v, dict) and k not in ("baseline", "short_range"):
+                yield from keys(v, f"{prefix}.{k}" if prefix else k)
+
+    for section, k in keys(yaml.safe_load(path.read_text())):
+        heading = f"## `{section}`" if section else "## top level"
+        assert heading in reference, heading
+        part = reference.split(heading, 1)[1].split("\n## ", 1)[0]
+        assert f"| `{k}` |" in part, (section, k)

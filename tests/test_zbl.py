@@ -11,7 +11,8 @@ from ase_deepspin.io.frames import read_frames
 from ase_deepspin.model import DeepSpinModel
 from ase_deepspin.model.ranges import shortest_distances
 from ase_deepspin.model.zbl import ZBLWall
-from ase_deepspin.training.train import PreparedFrames, evaluate, nuclear_charges, resolve_wall
+from ase_deepspin.training.config import nuclear_charges
+from ase_deepspin.training.train import PreparedFrames, evaluate, resolve_wall
 from conftest import NIO_DATA, needs_nio_data, small_model
 
 R_INNER, R_OUTER = 1.2, 1.9

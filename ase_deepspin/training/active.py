@@ -226,7 +226,7 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
     iterations and finished committee members are kept. Returns the per-iteration summaries.
     """
     from ..io.frames import read_frames, write_deepmd_npy
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +271,8 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
 def _committee(cfg: ExploreConfig, labelled: list[str], folder: Path, previous: list[Path] | None) -> list[Path]:
     """Train (or find) a committee on the data plus ``labelled`` in ``folder``, warm-started from
     ``previous`` when the configuration asks for it."""
-    from .train import TrainConfig, train_ensemble
+    from .config import TrainConfig
+    from .train import train_ensemble
 
     train_cfg = dataclasses.replace(TrainConfig.from_yaml(cfg.training), systems=[*cfg.systems, *labelled],
                                     output_dir=str(folder))

@@ -23,216 +23,18 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
-from ase.data import atomic_numbers
 
 from ..io.frames import Frame, hold_out, read_frames, split_frames
+from .config import LossConfig, TrainConfig, nuclear_charges
 from ..model import DeepSpinModel, ModelConfig
 from ..io import save_model
 from ..model.baseline import fit_spin_baseline, relative_weights
 from ..model.ranges import data_ranges, shortest_distances
 from ..system import model_graph, symbol_types, validate_spins
-
-
-# ---------------------------------------------------------------------------------------------- config
-@dataclass
-class LossConfig:
-    """Loss prefactors (DeePMD-kit's ``ener_spin`` names) and how errors are weighed.
-
-    ``relative_f`` (eV/Å), as DeePMD-kit's ``ener`` loss defines it, divides each atom's force error
-    by |F_label| + relative_f; ``relative_fm`` (eV/μB) does the same for torques. They keep frames
-    whose forces are ten times larger (hot or strained ones) from owning the loss. Reported RMSEs are
-    always absolute. ``baseline_fit_forces`` fits the spin baseline to forces as well as torques
-    (each block weighed as the loss weighs it: relative where given, else by its label RMS), so that
-    the radial derivatives of its couplings do not add forces the network must cancel.
-    """
-
-    start_pref_e: float = 0.02
-    limit_pref_e: float = 1.0
-    start_pref_fr: float = 1000.0
-    limit_pref_fr: float = 1.0
-    start_pref_fm: float = 1000.0
-    limit_pref_fm: float = 1.0
-    relative_f: float | None = None
-    relative_fm: float | None = None
-    baseline_fit_forces: bool = False
-
-
-@dataclass
-class TrainConfig:
-    """A training run; YAML keys follow DeePMD-kit's input where a counterpart exists.
-
-    ``systems`` are DeePMD-kit npy systems (or folders of them, or extxyz files);
-    ``wall`` (YAML ``model.short_range: {type: zbl, margin, width}``, Å) places the ZBL wall of
-    each type pair from ``shortest − margin`` (r_outer) to ``r_outer − width`` (r_inner), the
-    shortest distance of the pair in the training frames (:func:`resolve_wall`);
-    ``held_out`` names systems or blocks of frames held out for validation (``SYSTEM`` or ``SYSTEM#a:b``,
-    see :func:`ase_deepspin.io.frames.hold_out`); then ``n_validation`` frames more are drawn at random from
-    the rest with ``split_seed``; ``exclude_frames`` then removes
-    training frames whose source (``path#index``, see :class:`ase_deepspin.io.frames.Frame`) ends with
-    one of the given strings, e.g. frames with inconsistent labels. ``init_model`` (DeePMD-kit's
-    ``--init-model``) starts from the weights of a model file of the same architecture instead of a
-    random draw, keeping its descriptor statistics, spin baseline and energy bias; the learning-rate
-    schedule starts afresh (a warm start, as active learning retrains). ``augment_spin_rotation``
-    rotates all spins of each training frame, and its torque labels with them, by a fresh uniformly
-    random rotation at every step, positions and energy and force labels unchanged: exact for labels
-    without spin-orbit coupling (collinear or non-collinear DFT without SOC, isotropic exchange), whose
-    energy is invariant under a rotation of the spins alone, and wrong for any label with magnetic
-    anisotropy or DMI. The DeepSPIN model is invariant only under joint rotations of lattice and
-    spins, so this teaches it the larger symmetry the data have. Times in seconds.
-    """
-
-    model: ModelConfig
-    systems: list[str]
-    loss: LossConfig = field(default_factory=LossConfig)
-    batch_size: int = 3
-    numb_steps: int = 100_000
-    start_lr: float = 1e-3
-    stop_lr: float = 3.51e-8
-    decay_steps: int = 5000
-    n_validation: int = 20
-    split_seed: int = 0
-    held_out: list[str] = field(default_factory=list)
-    exclude_frames: list[str] = field(default_factory=list)
-    seed: int = 1
-    disp_freq: int = 100
-    save_freq: int = 1000
-    max_time: float | None = None
-    output_dir: str = "run"
-    model_file: str = "model.pt"
-    storage_dtype: str = "float64"
-    threads: int | None = None
-    wall: dict | None = None
-    init_model: str | None = None
-    augment_spin_rotation: bool = False
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "TrainConfig":
-        """Build from the nested YAML layout (model/learning_rate/loss/training sections)."""
-        raw = dict(raw)
-        unknown = set(raw) - {"model", "learning_rate", "loss", "training"}
-        if unknown:
-            raise ValueError(f"unknown config sections {sorted(unknown)}")
-        m = raw.get("model") or {}
-        desc = dict(m.get("descriptor") or {})
-        fit = dict(m.get("fitting_net") or {})
-        spin = dict(m.get("spin") or {})
-        type_map = list(m.get("type_map") or [])
-        unknown = set(spin) - {"use_spin", "virtual_scale", "baseline", "time_reversal", "spin_orbit"}
-        if unknown:
-            raise ValueError(f"unknown spin keys {sorted(unknown)} (known: use_spin, virtual_scale, baseline, "
-                             "time_reversal, spin_orbit)")
-        kind = desc.pop("type", "se_e2_a")
-        descriptors = {"se_e2_a": "pseudo_atom", "spin_invariant": "spin_invariant"}
-        if kind not in descriptors:
-            raise ValueError(f"descriptor.type must be se_e2_a (DeepSPIN's pseudo-atoms) or spin_invariant, got {kind!r}")
-        use_spin = list(spin.get("use_spin") or [False] * len(type_map))
-        if len(use_spin) != len(type_map):
-            raise ValueError("spin.use_spin needs one bool per type")
-        spin_orbit = spin.get("spin_orbit", False)
-        if spin_orbit and kind != "spin_invariant":
-            raise ValueError("spin.spin_orbit adds a pseudo-atom branch to the spin_invariant descriptor; "
-                             "se_e2_a has pseudo-atoms already")
-        if kind == "spin_invariant" and not spin_orbit:
-            if spin.get("virtual_scale"):
-                raise ValueError("the spin_invariant descriptor has no pseudo-atoms: remove spin.virtual_scale "
-                                 "(or set spin.spin_orbit: true for a pseudo-atom branch of spin-orbit terms)")
-            scale = [0.0] * len(type_map)
-        else:
-            scale = list(spin.get("virtual_scale") or [])
-            if len(scale) == sum(use_spin) and len(scale) != len(type_map):
-                it = iter(scale)
-                scale = [next(it) if u else 0.0 for u in use_spin]
-            if len(scale) != len(type_map):
-                raise ValueError("spin.virtual_scale needs one value per type (or per magnetic type)")
-            scale = [float(s) if u else 0.0 for s, u in zip(scale, use_spin)]
-            if any(u and s <= 0 for s, u in zip(scale, use_spin)):
-                raise ValueError("magnetic types need a positive virtual_scale (Å/μB)")
-        known_desc = {"sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "env_protection", "seed", "resnet_dt",
-                      "type_one_side"} | ({"gate_neuron", "moment_floor"} if kind == "spin_invariant" else set())
-        if set(desc) - known_desc:
-            raise ValueError(f"unknown descriptor keys {sorted(set(desc) - known_desc)}")
-        if desc.pop("resnet_dt", False) or desc.pop("type_one_side", False):
-            raise ValueError("se_e2_a here uses resnet_dt: false and type_one_side: false (as DeePMD-kit's spin example)")
-        fitting_neuron = fit.pop("neuron", [240, 240, 240])
-        for section, keys in (("descriptor", desc), ("fitting_net", fit)):
-            activation = keys.pop("activation_function", "tanh")
-            if activation != "tanh":
-                raise ValueError(f"{section}.activation_function: only tanh is implemented, got {activation!r}")
-        unknown = set(fit) - {"resnet_dt"}
-        if unknown:
-            raise ValueError(f"unknown fitting_net keys {sorted(unknown)} (known: neuron, resnet_dt, "
-                             "activation_function: tanh; the one seed is descriptor.seed)")
-        unknown = set(m) - {"type_map", "descriptor", "fitting_net", "spin", "short_range"}
-        if unknown:
-            raise ValueError(f"unknown model keys {sorted(unknown)} (known: type_map, descriptor, fitting_net, "
-                             "spin, short_range)")
-        baseline = spin.get("baseline")
-        short_range = m.get("short_range")
-        explicit = short_range is not None and ("r_inner" in short_range or "r_outer" in short_range)
-        wall = None
-        if short_range is not None and not explicit:
-            wall = dict(short_range)
-            if wall.pop("type", "zbl") != "zbl" or set(wall) - {"margin", "width"}:
-                raise ValueError(f"model.short_range takes type: zbl with margin and width (Å), or explicit "
-                                 f"r_inner and r_outer tables; got {short_range}")
-            wall = {"margin": float(wall.get("margin", 0.1)), "width": float(wall.get("width", 0.5))}
-        if explicit:
-            short_range = {"charges": nuclear_charges(type_map), **short_range}
-        model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=fitting_neuron,
-                            descriptor=descriptors[kind], magnetic=[bool(u) for u in use_spin],
-                            spin_orbit=bool(spin_orbit),
-                            resnet_dt=fit.pop("resnet_dt", True), spin_baseline=baseline,
-                            time_reversal=spin.get("time_reversal", True),
-                            short_range=short_range if explicit else None, **desc)
-        lr = dict(raw.get("learning_rate") or {})
-        if lr.pop("type", "exp") != "exp":
-            raise ValueError(f"learning_rate.type: only exp (exponential decay) is implemented, got "
-                             f"{raw['learning_rate']['type']!r}")
-        unknown = set(lr) - {"start_lr", "stop_lr", "decay_steps"}
-        if unknown:
-            raise ValueError(f"unknown learning_rate keys {sorted(unknown)} (known: type, start_lr, stop_lr, "
-                             "decay_steps)")
-        t = dict(raw.get("training") or {})
-        data = t.pop("training_data", {}) or {}
-        systems = data.get("systems") or t.pop("systems", None)
-        if not systems:
-            raise ValueError("training.training_data.systems lists no data")
-        loss = dict(raw.get("loss") or {})
-        if loss.pop("type", "ener_spin") != "ener_spin":
-            raise ValueError(f"loss.type: only ener_spin (energy, forces and torques, Eq. 4 of the DeepSPIN "
-                             f"paper) is implemented, got {raw['loss']['type']!r}")
-        unknown = set(loss) - {f.name for f in dataclasses.fields(LossConfig)}
-        if unknown:
-            raise ValueError(f"unknown loss keys {sorted(unknown)} (known: "
-                             f"{', '.join(f.name for f in dataclasses.fields(LossConfig))})")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        extra = set(t) - fields
-        if extra:
-            raise ValueError(f"unknown training keys {sorted(extra)}")
-        return cls(model=model, systems=[str(s) for s in systems], loss=LossConfig(**loss), wall=wall,
-                   batch_size=int(data.get("batch_size", t.pop("batch_size", 3))), **lr, **t)
-
-    @classmethod
-    def from_yaml(cls, path) -> "TrainConfig":
-        try:
-            raw = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as err:
-            where = getattr(err, "problem_mark", None)
-            line = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-            raise ValueError(f"{path} is not valid YAML{line}: {getattr(err, 'problem', None) or err}") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: a training config is a mapping with model, learning_rate, loss and "
-                             f"training sections, got {type(raw).__name__}")
-        return cls.from_dict(raw)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -335,14 +137,6 @@ def resolve_wall(model: ModelConfig, shortest: torch.Tensor, margin: float = 0.1
                          f"a wall of width {width} Å at margin {margin} Å")
     return dataclasses.replace(model, short_range={"type": "zbl", "charges": nuclear_charges(model.type_map),
                                                    "r_inner": inner.tolist(), "r_outer": outer.tolist()})
-
-
-def nuclear_charges(type_map: list[str]) -> list[float]:
-    """Atomic numbers of the type map's elements (the ZBL wall's nuclear charges)."""
-    unknown = [t for t in type_map if t not in atomic_numbers]
-    if unknown:
-        raise ValueError(f"the ZBL wall needs element names in type_map to know nuclear charges, got {unknown}")
-    return [float(atomic_numbers[t]) for t in type_map]
 
 
 # ---------------------------------------------------------------------------------------------- steps

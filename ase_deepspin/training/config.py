@@ -367,14 +367,15 @@ class TrainConfig:
             wall = {"margin": float(wall.get("margin", 0.1)), "width": float(wall.get("width", 0.5))}
         if explicit:
             short_range = {"charges": nuclear_charges(type_map), **short_range}
-        extra = {} if desc.type == "pseudo_atom" else {"gate_neuron": desc.gate_neuron, "moment_floor": desc.moment_floor}
+        invariant = {"gate_neuron": desc.gate_neuron, "moment_floor": desc.moment_floor} \
+            if desc.type == "spin_invariant" else {}
         model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=list(fit.neuron),
                             descriptor=descriptors[desc.type], magnetic=[bool(u) for u in use_spin],
                             spin_orbit=spin.spin_orbit, resnet_dt=fit.resnet_dt, spin_baseline=spin.baseline,
                             time_reversal=spin.time_reversal, short_range=short_range if explicit else None,
                             sel=desc.sel, rcut=desc.rcut, rcut_smth=desc.rcut_smth, neuron=list(desc.neuron),
                             axis_neuron=desc.axis_neuron, env_protection=desc.env_protection, seed=desc.seed,
-                            **(extra if desc.type == "spin_invariant" else {}))
+                            **invariant)
         lr = spec.learning_rate
         if lr.type != "exp":
             raise ValueError(f"learning_rate.type: only exp (exponential decay) is implemented, got {lr.type!r}")

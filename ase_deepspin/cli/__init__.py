@@ -34,7 +34,3 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Thread policy of the compiled (numba) kernels: one thread for small inputs, torch's count for large ones.
 
 Every parallel loop of the package (the neighbour loops of :mod:`~ase_deepspin.neighbors`, the
-fused moments of :mod:`~ase_deepspin.model.fused`) is a :class:`Kernel`: a ``prange`` loop over
+fused contractions of :mod:`~ase_deepspin.model.fused`) is a :class:`Kernel`: a ``prange`` loop over
 centres, compiled once with ``parallel=True``. A call passes the number of centres it visits and
 runs on one thread below :data:`SERIAL_BELOW` centres, otherwise on ``torch.get_num_threads()``
 threads (capped at numba's pool size). On one thread the loop runs on the calling thread alone:
@@ -18,10 +18,10 @@ neighbour count + fill, 16 atoms       35          28      7
 neighbour count + fill, 128 atoms     243         136    107
 neighbour count + fill, 256 atoms     488         268    220
 neighbour count + fill, 2048 atoms   8300        4900   3400
-fused moment + gradient, 8 centres     32          21     11
-fused moment + gradient, 64            231         121    110
-fused moment + gradient, 128           460         246    214
-fused moment + gradient, 1024         3800        2130   1670
+fused contraction + gradient, 8 centres     32          21     11
+fused contraction + gradient, 64            231         121    110
+fused contraction + gradient, 128           460         246    214
+fused contraction + gradient, 1024         3800        2130   1670
 =================================  ======  ==========  ===========
 
 On an idle machine two threads always win, but by microseconds on small inputs, while a

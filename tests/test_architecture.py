@@ -199,7 +199,7 @@ def test_version_matches_pyproject():
 # thread policy of the compiled kernels
 
 NEIGHBOR_LOOPS = (_count_edges, _fill_edges)
-MOMENT_LOOPS = (fused._moment_kernel, fused._moment_gradient_kernel)
+CONTRACTION_LOOPS = (fused._contraction_kernel, fused._contraction_gradient_kernel)
 
 
 @pytest.fixture
@@ -247,7 +247,7 @@ def table():
     return model.descriptor.tables[0].coefficients, constants, cfg.rcut
 
 
-def moment_and_gradient(table, n_centres: int, edges_per_centre: int = 40):
+def contraction_and_gradient(table, n_centres: int, edges_per_centre: int = 40):
     """T and ∂(Σ T²)/∂v of ``table`` for random edges grouped by centre, and the mask of edges outside it."""
     coefficients, constants, rcut = table
     gen = torch.Generator().manual_seed(1)
@@ -256,18 +256,18 @@ def moment_and_gradient(table, n_centres: int, edges_per_centre: int = 40):
     lengths = 0.3 + (rcut - 0.3) * torch.rand(n_edges, 1, generator=gen, dtype=torch.float64)  # some < 0.5 Å
     vectors = (directions * lengths).requires_grad_(True)
     start = torch.arange(n_centres + 1) * edges_per_centre
-    moment, outside = fused.FusedMoment.apply(vectors, start, coefficients, constants)
-    (moment ** 2).sum().backward()
-    return moment.detach(), outside, vectors.grad
+    contraction, outside = fused.FusedContraction.apply(vectors, start, coefficients, constants)
+    (contraction ** 2).sum().backward()
+    return contraction.detach(), outside, vectors.grad
 
 
 @pytest.mark.parametrize("large", [False, True])
 def test_small_inputs_run_the_kernels_on_one_thread_and_large_ones_on_torchs(monkeypatch, two_threads, table, large):
     before = numba.get_num_threads()
-    seen = record_threads(monkeypatch, NEIGHBOR_LOOPS + MOMENT_LOOPS)
-    size = 2 * threads.SERIAL_BELOW if large else 16  # atoms of the neighbour list, centres of the moment
+    seen = record_threads(monkeypatch, NEIGHBOR_LOOPS + CONTRACTION_LOOPS)
+    size = 2 * threads.SERIAL_BELOW if large else 16  # atoms of the neighbour list, centres of the contraction
     neighbor_list_of(*random_periodic_system(size))
-    moment_and_gradient(table, size)
+    contraction_and_gradient(table, size)
     assert seen == [2 if large else 1] * 4
     assert numba.get_num_threads() == before  # the caller's setting is left as it was
 
@@ -315,12 +315,12 @@ def test_neighbor_lists_are_identical_on_one_and_two_threads(monkeypatch, two_th
         assert np.array_equal(getattr(serial, name), getattr(parallel, name)), name
 
 
-def test_fused_moments_are_identical_on_one_and_two_threads(monkeypatch, two_threads, table):
-    seen = record_threads(monkeypatch, MOMENT_LOOPS)
+def test_fused_contractions_are_identical_on_one_and_two_threads(monkeypatch, two_threads, table):
+    seen = record_threads(monkeypatch, CONTRACTION_LOOPS)
     with threads.serial_below(10**9):
-        serial = moment_and_gradient(table, 500)
+        serial = contraction_and_gradient(table, 500)
     with threads.serial_below(0):
-        parallel = moment_and_gradient(table, 500)
+        parallel = contraction_and_gradient(table, 500)
     assert seen == [1, 1, 2, 2]
     assert serial[1].any() and not serial[1].all()  # edges inside and outside the table
     for a, b in zip(serial, parallel):

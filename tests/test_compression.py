@@ -167,8 +167,8 @@ def model_and_inputs(atoms, **compress_options):
 def test_fused_kernels_equal_the_torch_path(nio, monkeypatch, min_distance):
     model, inputs = model_and_inputs(nio, min_distance=min_distance)
     calls = []
-    apply = fused.FusedMoment.apply
-    monkeypatch.setattr(fused.FusedMoment, "apply", lambda *args: calls.append(1) or apply(*args))
+    apply = fused.FusedContraction.apply
+    monkeypatch.setattr(fused.FusedContraction, "apply", lambda *args: calls.append(1) or apply(*args))
     kernels = model(**inputs, virial=True)
     # every (centre type, block) with edges: Ni and O centres, blocks Ni, O and Ni_spin (twice: S and -S)
     assert model.config.time_reversal and len(calls) == 8

@@ -172,7 +172,7 @@ class RadialEmbeddings(nn.Module):
         return (environment_rows(vectors, self.rcut_smth, self.rcut, self.env_protection) - self.env_mean[t]) \
             / self.env_std[t]
 
-    def block_moment(self, p: int, vectors: torch.Tensor, rank: torch.Tensor, n_rank: int,
+    def block_contraction(self, p: int, vectors: torch.Tensor, rank: torch.Tensor, n_rank: int,
                      twice_differentiable: bool) -> torch.Tensor:
         """Σ_j d_jᵀ G_p(d_j[0]) [n_rank, 4, M] over the edges of embedding net ``p`` (vectors [E_p, 3], Å).
 
@@ -185,7 +185,7 @@ class RadialEmbeddings(nn.Module):
         part: Optional[torch.Tensor] = None
         tables = self.tables
         if tables is not None and not torch.jit.is_scripting() and self._fused_usable(vectors, twice_differentiable):
-            fused_part, outside = self._fused_moment(p, vectors, rank, n_rank)
+            fused_part, outside = self._fused_contraction(p, vectors, rank, n_rank)
             if not bool(outside.any()):
                 return fused_part
             part = fused_part
@@ -196,16 +196,16 @@ class RadialEmbeddings(nn.Module):
                 if q == p:
                     inside = table.inside(rows[:, 0])
                     if torch.jit.is_scripting() or twice_differentiable:
-                        part = table.spline_moment(rows[inside], rank[inside], n_rank)
+                        part = table.spline_contraction(rows[inside], rank[inside], n_rank)
                     else:
-                        part = self._table_moment(q, rows[inside], rank[inside], n_rank)
+                        part = self._table_contraction(q, rows[inside], rank[inside], n_rank)
                     rows, rank = rows[~inside], rank[~inside]  # closer than the table's min_distance
-        moment = rows.new_zeros(n_rank, 4, self.width)
+        contraction = rows.new_zeros(n_rank, 4, self.width)
         if rows.shape[0] > 0:
             for q, net in enumerate(self.embedding):
                 if q == p:
-                    moment = contract(rows, net(rows[:, :1]), rank, n_rank)
-        return moment if part is None else moment + part
+                    contraction = contract(rows, net(rows[:, :1]), rank, n_rank)
+        return contraction if part is None else contraction + part
 
     def radial(self, p: int, x: torch.Tensor) -> torch.Tensor:
         """G_p(x) [E, M] at standardised radial entries x [E] (its table where it covers x)."""
@@ -230,19 +230,19 @@ class RadialEmbeddings(nn.Module):
         return fused.usable(vectors, twice_differentiable)
 
     @torch.jit.unused
-    def _fused_moment(self, p: int, vectors: torch.Tensor, rank: torch.Tensor, n_rank: int):
+    def _fused_contraction(self, p: int, vectors: torch.Tensor, rank: torch.Tensor, n_rank: int):
         t = p // self.n_blocks
         constants = fused.table_constants(self.tables[p], self.env_mean[t], self.env_std[t],
                                           (self.rcut_smth, self.rcut, self.env_protection))
         start = torch.searchsorted(rank, torch.arange(n_rank + 1, device=rank.device))
-        return fused.FusedMoment.apply(vectors, start, self.tables[p].coefficients, constants)
+        return fused.FusedContraction.apply(vectors, start, self.tables[p].coefficients, constants)
 
     @torch.jit.unused
-    def _table_moment(self, p: int, rows: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
-        return self.tables[p].moment(rows, rank, n_rank, False)
+    def _table_contraction(self, p: int, rows: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
+        return self.tables[p].contraction(rows, rank, n_rank, False)
 
     def empty_slot_rows(self, t: int) -> torch.Tensor:
-        """Per block, the moment row0ᵀ G(row0[0]) [n_blocks, 4 M] of one empty slot of a type-t centre."""
+        """Per block, the contraction row0ᵀ G(row0[0]) [n_blocks, 4 M] of one empty slot of a type-t centre."""
         row0 = -self.env_mean[t] / self.env_std[t]  # an empty slot is a neighbour beyond the cutoff
         rows: List[torch.Tensor] = []
         for p, net in enumerate(self.embedding):  # (TorchScript indexes a ModuleList by constants only)

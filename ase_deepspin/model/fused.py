@@ -1,6 +1,6 @@
-"""Fused CPU kernels (numba) for the se_e2_a moment of tabulated embedding nets.
+"""Fused CPU kernels (numba) for the se_e2_a contraction of tabulated embedding nets.
 
-For one embedding table (centre type t, neighbour block b) the moment of centre i is
+For one embedding table (centre type t, neighbour block b) the contraction of centre i is
 T_i = Σ_j d_jᵀ G(d_j[0]) with d_j the standardised environment row of edge vector v_j (see
 :mod:`~ase_deepspin.model.descriptor`) and G the quintic-spline table of
 :mod:`~ase_deepspin.model.tabulation`, so that T_i = A_iᵀ C with A_i[c] = Σ_j w_l(τ_j) d_j
@@ -36,7 +36,7 @@ _enabled = ContextVar("fused_kernels", default=True)
 
 @contextmanager
 def disabled():
-    """Inside the block, tabulated moments are evaluated by the torch path (for comparisons and timings)."""
+    """Inside the block, tabulated contractions are evaluated by the torch path (for comparisons and timings)."""
     token = _enabled.set(False)
     try:
         yield
@@ -45,7 +45,7 @@ def disabled():
 
 
 def usable(tensor: torch.Tensor, twice_differentiable: bool) -> bool:
-    """Whether the fused kernels can evaluate a moment on ``tensor``'s device and dtype."""
+    """Whether the fused kernels can evaluate a contraction on ``tensor``'s device and dtype."""
     return (_enabled.get() and not twice_differentiable and tensor.device.type == "cpu"
             and tensor.dtype in (torch.float32, torch.float64))
 
@@ -99,7 +99,7 @@ def _spline_weight(polynomials, b, col, tau):
 
 
 @Kernel
-def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, scattered, outside):
+def _contraction_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, scattered, outside):
     """A[r, k, c] += w_l(τ) d_k over the edges of each centre r (edges start[r]..start[r+1])."""
     lower, upper = knots[0], knots[knots.shape[0] - 1]
     for r in prange(start.shape[0] - 1):
@@ -119,7 +119,7 @@ def _moment_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, 
 
 
 @Kernel
-def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, q_rows, outside,
+def _contraction_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, inv_std, q_rows, outside,
                             grad_vectors):
     """∂L/∂v_e from Q[r, k, c] = Σ_m ∂L/∂T[r, k, m] C[c, m], by the chain rule through the row."""
     for r in prange(start.shape[0] - 1):
@@ -152,7 +152,7 @@ def _moment_gradient_kernel(vectors, start, knots, polynomials, geometry, mean, 
             grad_vectors[e, 2] = ge3 * angular + along * vz
 
 
-class FusedMoment(torch.autograd.Function):
+class FusedContraction(torch.autograd.Function):
     """T [n_rank, 4, M] of one table from edge vectors [E, 3] grouped by centre (see the module docstring).
 
     ``start`` [n_rank + 1] (int64) delimits each centre's edges; ``constants`` holds float64 NumPy
@@ -167,14 +167,14 @@ class FusedMoment(torch.autograd.Function):
         n_rank, n_cols = len(start) - 1, coefficients.shape[0]
         scattered = vectors.new_zeros(n_rank, 4, n_cols)
         outside = torch.zeros(len(vectors), dtype=torch.bool)
-        _moment_kernel(n_rank, vectors.numpy(), start.numpy(), constants["knots"], constants["polynomials"],
+        _contraction_kernel(n_rank, vectors.numpy(), start.numpy(), constants["knots"], constants["polynomials"],
                        constants["geometry"], constants["mean"], constants["inv_std"], scattered.numpy(),
                        outside.numpy())
-        moment = (scattered.view(n_rank * 4, n_cols) @ coefficients).view(n_rank, 4, -1)
+        contraction = (scattered.view(n_rank * 4, n_cols) @ coefficients).view(n_rank, 4, -1)
         ctx.save_for_backward(vectors, start, coefficients, outside)
         ctx.constants = constants
         ctx.mark_non_differentiable(outside)
-        return moment, outside
+        return contraction, outside
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -184,14 +184,14 @@ class FusedMoment(torch.autograd.Function):
         n_rank = len(start) - 1
         q_rows = (grad.reshape(n_rank * 4, -1) @ coefficients.T).view(n_rank, 4, -1)
         grad_vectors = torch.empty_like(vectors)
-        _moment_gradient_kernel(n_rank, vectors.numpy(), start.numpy(), c["knots"], c["polynomials"],
+        _contraction_gradient_kernel(n_rank, vectors.numpy(), start.numpy(), c["knots"], c["polynomials"],
                                 c["geometry"], c["mean"], c["inv_std"], q_rows.numpy(), outside.numpy(),
                                 grad_vectors.numpy())
         return grad_vectors, None, None, None
 
 
 def table_constants(table, mean: torch.Tensor, std: torch.Tensor, geometry: tuple[float, float, float]) -> dict:
-    """float64 NumPy constants of one table for :class:`FusedMoment` (cached on the table)."""
+    """float64 NumPy constants of one table for :class:`FusedContraction` (cached on the table)."""
     key = (table.knots._version, table.polynomials._version, table.knots.dtype, tuple(mean.tolist()),
            tuple(std.tolist()), geometry)
     cached = getattr(table, "_fused_constants", None)

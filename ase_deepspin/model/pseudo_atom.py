@@ -96,15 +96,15 @@ class PseudoAtomDescriptor(RadialEmbeddings):
             per_type: List[torch.Tensor] = []
             for t in range(n_types):
                 n_t = members_of[t].shape[0]
-                moment = lattice.new_zeros(n_t, 4, width)
+                contraction = lattice.new_zeros(n_t, 4, width)
                 for b in range(n_blocks):
                     p = t * n_blocks + b
                     lo = 0 if p == 0 else bounds[p - 1]
                     hi = bounds[p]
                     if hi > lo and n_t > 0:
-                        moment = moment + self.block_moment(p, vectors[lo:hi], rank_of.index_select(0, c[lo:hi]),
+                        contraction = contraction + self.block_contraction(p, vectors[lo:hi], rank_of.index_select(0, c[lo:hi]),
                                                             n_t, twice_differentiable)
-                per_type.append(moment)
+                per_type.append(contraction)
             moments.append(per_type)
         features: List[torch.Tensor] = []
         for t in range(n_types):
@@ -116,9 +116,9 @@ class PseudoAtomDescriptor(RadialEmbeddings):
             slot_rows = self.empty_slot_rows(t)
             per_half: List[torch.Tensor] = []
             for h in range(len(halves)):
-                moment = moments[0][t] + moments[h + 1][t] \
+                contraction = moments[0][t] + moments[h + 1][t] \
                     + (empty[h].index_select(0, members) @ slot_rows).view(n_t, 4, width)
-                axes = moment / self.n_slots
+                axes = contraction / self.n_slots
                 per_half.append(torch.bmm(axes.transpose(1, 2), axes[:, :, : self.axis_neuron]).reshape(n_t, -1))
             features.append(torch.stack(per_half))
         return features

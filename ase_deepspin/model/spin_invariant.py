@@ -109,7 +109,7 @@ class SpinInvariantDescriptor(RadialEmbeddings):
             if n_t == 0:
                 features.append(lattice.new_zeros(1, 0, self.n_features))
                 continue
-            moment = (empty.index_select(0, members) @ self.empty_slot_rows(t)).view(n_t, 4, width)
+            contraction = (empty.index_select(0, members) @ self.empty_slot_rows(t)).view(n_t, 4, width)
             spin_vectors = lattice.new_zeros(n_t, axis * 3)
             for b in range(n_types):
                 p = t * n_types + b
@@ -118,7 +118,7 @@ class SpinInvariantDescriptor(RadialEmbeddings):
                 if hi == lo:
                     continue
                 rank = rank_of.index_select(0, c[lo:hi])
-                moment = moment + self.block_moment(p, vectors[lo:hi], rank, n_t, twice_differentiable)
+                contraction = contraction + self.block_contraction(p, vectors[lo:hi], rank, n_t, twice_differentiable)
                 if not (bool(self.magnetic[t]) or bool(self.magnetic[b])):
                     continue
                 i, j = centre_atoms[lo:hi], neighbour_atoms[lo:hi]
@@ -131,13 +131,13 @@ class SpinInvariantDescriptor(RadialEmbeddings):
                 for q, gate in enumerate(self.gates):
                     if q == p:
                         extra = radial * (switch.unsqueeze(-1) * gate(invariants))  # G ⊙ s Γ
-                        moment = moment + contract(rows, extra, rank, n_t)
+                        contraction = contraction + contract(rows, extra, rank, n_t)
                         if bool(self.magnetic[b]):
                             weight = switch.unsqueeze(-1) * (radial + extra)[:, :axis]
                             spin_vectors = spin_vectors.index_add(
                                 0, rank, (weight.unsqueeze(-1) * moments.index_select(0, j).unsqueeze(1))
                                 .reshape(-1, axis * 3))
-            axes = moment / self.n_slots
+            axes = contraction / self.n_slots
             geometry = torch.bmm(axes.transpose(1, 2), axes[:, :, :axis]).reshape(n_t, -1)
             spin_vectors = spin_vectors.view(n_t, axis, 3) / self.n_slots
             own = moments.index_select(0, members + first)

@@ -14,7 +14,7 @@ G, G' and G'' at every knot: three times the columns for a similar error.)
 
 The table never materialises per-edge features. On an interval b only N_b .. N_{b+5} are
 non-zero; with τ = (x − x_b)/(x_{b+1} − x_b) their values are quintic polynomials w_l(τ) stored per
-interval, so the se_e2_a moment of a centre, T_i = Σ_j d_jᵀ G(x_j), is Σ_c A_i[c]ᵀ C[c] with
+interval, so the se_e2_a contraction of a centre, T_i = Σ_j d_jᵀ G(x_j), is Σ_c A_i[c]ᵀ C[c] with
 A_i[c] = Σ_{j: c = b_j + l} w_l(τ_j) d_j: each edge scatters 6 × 4 numbers, and one matrix product
 per (centre type, neighbour block) applies the coefficients (no [E, M] tensor is formed). On
 CPU, outside training, :mod:`~ase_deepspin.model.fused` computes the same sums (and their
@@ -174,7 +174,7 @@ class EmbeddingTable(nn.Module):
         rows = interval.unsqueeze(-1) + torch.arange(6, device=x.device)  # [E, 6] (DEGREE + 1, for TorchScript)
         return torch.einsum("el,elm->em", w, self.coefficients[rows])
 
-    def moment(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int, twice_differentiable: bool = False):
+    def contraction(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int, twice_differentiable: bool = False):
         """Σ_j d_jᵀ G(x_j) per centre, [n_rank, 4, M], for standardised rows [E, 4] inside the table.
 
         ``rank`` [E] numbers each edge's centre among the ``n_rank`` centres of this table's type.
@@ -183,11 +183,11 @@ class EmbeddingTable(nn.Module):
         again (training on forces, Hessian products).
         """
         if not twice_differentiable:
-            return _TableMoment.apply(rows, rank, n_rank, self)
-        return self.spline_moment(rows, rank, n_rank)
+            return _TableContraction.apply(rows, rank, n_rank, self)
+        return self.spline_contraction(rows, rank, n_rank)
 
-    def spline_moment(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
-        """:meth:`moment` from plain autograd operations (twice differentiable; TorchScript-compatible)."""
+    def spline_contraction(self, rows: torch.Tensor, rank: torch.Tensor, n_rank: int) -> torch.Tensor:
+        """:meth:`contraction` from plain autograd operations (twice differentiable; TorchScript-compatible)."""
         interval, w = self.locate(rows[:, 0])
         target = spline_targets(interval, rank, n_rank)
         values = (w.unsqueeze(-1) * rows.unsqueeze(1)).reshape(-1, 4)  # [E * 6, 4]
@@ -204,7 +204,7 @@ def spline_targets(interval: torch.Tensor, rank: torch.Tensor, n_rank: int) -> t
     return (column * n_rank + rank.unsqueeze(-1)).reshape(-1)
 
 
-class _TableMoment(torch.autograd.Function):
+class _TableContraction(torch.autograd.Function):
     """T = Σ_j rows_jᵀ G(x_j) with a hand-written backward (rows [E, 4] → T [n_rank, 4, M]).
 
     With w_l the spline weights and Q = C · ∂L/∂T evaluated at each edge's six columns,

@@ -85,18 +85,21 @@ def hot_frames(temperature, n, seed=1, every=10, warmup=100):
 
 
 def training_config(systems, steps, torque_prefactor=(10000.0, 1000.0), baseline=False, augment=False,
-                    relative_f=None):
+                    relative_f=None, descriptor="se_e2_a"):
     """A small model (1,300 parameters), DeePMD-kit's YAML layout; the torque prefactor goes from
     ``torque_prefactor[0]`` to ``[1]`` while the force prefactor falls from 1000 to 1. ``augment`` turns on
     random global spin rotations (the oracle's exchange is isotropic, so its labels allow them);
     ``relative_f`` (eV/Å) divides each force error by |F_label| + relative_f, so the hot frames the loop
-    adds (forces ten times those near the ground state) do not own the loss."""
-    spin = {"use_spin": [True], "virtual_scale": [0.3]}
+    adds (forces ten times those near the ground state) do not own the loss. ``descriptor``: se_e2_a (DeepSPIN's
+    pseudo-atoms) or spin_invariant (exact under the oracle's spin rotations; augmentation adds nothing then)."""
+    invariant = descriptor == "spin_invariant"
+    spin = {"use_spin": [True]} if invariant else {"use_spin": [True], "virtual_scale": [0.3]}
     if baseline:
         spin["baseline"] = {"n_basis": 8, "onsite_order": 0}
     return {
         "model": {"type_map": ["Fe"],
-                  "descriptor": {"sel": [30, 30], "rcut_smth": 3.0, "rcut": 4.0, "neuron": [6, 12], "axis_neuron": 4},
+                  "descriptor": {"type": descriptor, "sel": [30] if invariant else [30, 30], "rcut_smth": 3.0,
+                                 "rcut": 4.0, "neuron": [6, 12], "axis_neuron": 4},
                   "fitting_net": {"neuron": [16, 16]}, "spin": spin},
         "learning_rate": {"start_lr": 0.005, "stop_lr": 0.0005, "decay_steps": max(steps // 5, 1)},
         "loss": {"start_pref_fm": torque_prefactor[0], "limit_pref_fm": torque_prefactor[1],
@@ -151,6 +154,8 @@ def main():
                         help="relative force errors, |ΔF| / (|F_label| + RELATIVE_F) (DeePMD-kit's relative_f)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="train on randomly rotated spins (exact here: the oracle has no spin-orbit terms)")
+    parser.add_argument("--descriptor", choices=["se_e2_a", "spin_invariant"], default="se_e2_a",
+                        help="the model's descriptor: DeepSPIN's pseudo-atoms or spin invariants")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False,
                         help="retrain each iteration from the previous members")
     args = parser.parse_args()
@@ -162,7 +167,8 @@ def main():
         write_deepmd_npy(work / "data", near_ground_state(20), ["Fe"])
     (work / "train.yaml").write_text(yaml.safe_dump(training_config([work / "data"], args.steps,
                                                                       args.torque_prefactor, args.baseline,
-                                                                      args.augment, args.relative_f)))
+                                                                      args.augment, args.relative_f,
+                                                                      args.descriptor)))
     cfg = ExploreConfig(training=str(work / "train.yaml"), systems=[str(work / "data")], members=args.members,
                         iterations=3, temperatures_K=args.temperatures, canting_rad=[0.1, 0.4, 0.8], strain=0.01,
                         starts=4, steps=100, sample_every=10, trust_f=(0.02, 1.5), trust_fm=(0.005, 0.3),

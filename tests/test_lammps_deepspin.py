@@ -8,7 +8,7 @@ both are undone by :mod:`ase_deepspin.io.lammps`.
 
 import numpy as np
 import pytest
-from conftest import needs_nio_data
+from conftest import invariant_model, needs_nio_data, with_random_baseline
 from test_deepmd_convert import nio_frames
 from test_torchscript import full_model
 
@@ -79,6 +79,15 @@ def test_triclinic_cell_with_every_model_term(tmp_path, nio):
     """A triclinic, rattled, spin-canted 16-atom cell (many periodic images per atom across 2 ranks) with a
     symmetrised model carrying baseline and ZBL wall; LAMMPS's pressure tensor is the calculator's stress."""
     result = lammps_vs_calculator(nio, full_model(), tmp_path, nprocs=2)
+    for key in ("energy", "forces", "torques", "stress"):
+        assert result[key] < 1e-10, (key, result[key])
+
+
+def test_spin_invariant_model_with_every_term_in_lammps(tmp_path, nio):
+    """The descriptor of spin invariants (with baseline and wall) through the same energy core in LAMMPS, 2 ranks."""
+    model = with_random_baseline(invariant_model(spin_baseline={"n_basis": 4, "onsite_order": 2},
+                                                 short_range=full_model().config.short_range))
+    result = lammps_vs_calculator(nio, model, tmp_path, nprocs=2)
     for key in ("energy", "forces", "torques", "stress"):
         assert result[key] < 1e-10, (key, result[key])
 

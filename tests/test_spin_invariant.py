@@ -289,3 +289,16 @@ def test_spin_orbit_branch_in_the_lammps_module_and_files(tmp_path):
     result = compare(scripted_model(loaded), model, atoms, model.config.rcut + 1.2)
     for key in ("energy", "forces", "torques"):
         assert result[key] < 1e-10, (key, result[key])
+
+
+def test_a_committee_of_invariant_models_keeps_the_symmetry(nio):
+    """Members of one architecture make a committee; its mean and deviations are invariant too."""
+    calc = DeepSpinCalculator([invariant_model(seed=3), invariant_model(seed=4)])
+    atoms = nio.copy()
+    atoms.calc = calc
+    e0, deviation = atoms.get_potential_energy(), calc.get_property("torques_deviation", atoms)
+    rot = Rotation.from_rotvec([0.3, 0.2, -1.0]).as_matrix()
+    atoms.set_initial_magnetic_moments(nio.get_initial_magnetic_moments() @ rot.T)
+    assert abs(atoms.get_potential_energy() - e0) <= 1e-12 * abs(e0)
+    assert np.abs(calc.get_property("torques_deviation", atoms) - deviation).max() <= 1e-10 * deviation.max()
+    assert deviation.max() > 0

@@ -195,7 +195,29 @@ class ModelConfig:
         return json.dumps(asdict(self))
 
 
-class DeepSpinModel(nn.Module):
+class NetworkEnergy(nn.Module):
+    """A descriptor (``self.descriptor``) read by per-type fitting nets (``self.fitting``) plus a per-type
+    energy bias (``self.energy_bias``, eV): the learnt part of the energy, shared by the model and by the
+    spin-orbit branch."""
+
+    def network_energies(self, spins: torch.Tensor, atom_types: torch.Tensor, centers: torch.Tensor,
+                         neighbors: torch.Tensor, lattice: torch.Tensor, pseudo: torch.Tensor, real: torch.Tensor,
+                         first: int, n_centres: int, members_of: List[torch.Tensor],
+                         twice_differentiable: bool) -> torch.Tensor:
+        """Atomic energies (eV) of centres ``first .. first + n_centres − 1``: the fitting net of each centre's
+        type averaged over the descriptor's feature sets, plus the type's bias."""
+        features = self.descriptor(spins, atom_types, centers, neighbors, lattice, pseudo, real, first, n_centres,
+                                   members_of, twice_differentiable)
+        energies = lattice.new_zeros(n_centres)
+        for t, fitting in enumerate(self.fitting):
+            sets = features[t]
+            if sets.shape[1] > 0:
+                network = fitting(sets.reshape(-1, sets.shape[2])).view(sets.shape[0], sets.shape[1]).mean(0)
+                energies = energies.index_put((members_of[t],), network + self.energy_bias[t])
+        return energies
+
+
+class DeepSpinModel(NetworkEnergy):
     """Energy model on an edge list: descriptor, per-type fitting nets and energy bias, optional spin
     baseline and ZBL wall (DeepSPIN: Yang et al., Phys. Rev. B 110, 064427 (2024), with the pseudo-atom
     descriptor).
@@ -270,18 +292,13 @@ class DeepSpinModel(nn.Module):
         members_of: List[torch.Tensor] = []
         for t in range(self.n_types):
             members_of.append((local_types == t).nonzero().squeeze(-1))
-        features = self.descriptor(spins, atom_types, centers, neighbors, lattice, pseudo, real, first, n_centres,
-                                   members_of, twice_differentiable)
-        energies = lattice.new_zeros(n_centres)
-        for t, fitting in enumerate(self.fitting):
-            sets = features[t]
-            if sets.shape[1] > 0:
-                network = fitting(sets.reshape(-1, sets.shape[2])).view(sets.shape[0], sets.shape[1]).mean(0)
-                energies = energies.index_put((members_of[t],), network + self.energy_bias[t])
+        energies = self.network_energies(spins, atom_types, centers, neighbors, lattice, pseudo, real, first,
+                                         n_centres, members_of, twice_differentiable)
         spin_orbit = self.spin_orbit
         if spin_orbit is not None:
-            energies = energies + spin_orbit(spins, atom_types, centers, neighbors, lattice, pseudo, real, first,
-                                             n_centres, members_of, twice_differentiable)
+            energies = energies + spin_orbit.network_energies(spins, atom_types, centers, neighbors, lattice, pseudo,
+                                                              real, first, n_centres, members_of,
+                                                              twice_differentiable)
         baseline = self.baseline
         wall = self.wall
         if baseline is not None or wall is not None:
@@ -420,10 +437,11 @@ class DeepSpinModel(nn.Module):
         return [(a, b, starts[a], starts[b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-class SpinOrbitBranch(nn.Module):
+class SpinOrbitBranch(NetworkEnergy):
     """Spin-orbit terms for a model of spin invariants: the pseudo-atom descriptor (symmetrised under time
     reversal, so it adds DMI and anisotropy but keeps E(−S) = E(S)) and its own fitting nets, whose energy is
-    added to the model's. The fitting nets' last layers start at zero: a new branch adds nothing until trained.
+    added to the model's. The fitting nets' last layers start at zero and the bias stays zero: a new branch
+    adds nothing until trained.
     """
 
     def __init__(self, config: ModelConfig, generator: torch.Generator, dtype: torch.dtype):
@@ -434,21 +452,8 @@ class SpinOrbitBranch(nn.Module):
                 linear_output=True, generator=generator, dtype=dtype)
             for _ in range(config.n_types)
         )
+        self.register_buffer("energy_bias", torch.zeros(config.n_types, dtype=dtype))
         with torch.no_grad():
             for net in self.fitting:
                 net[-1].weight.zero_()
                 net[-1].bias.zero_()
-
-    def forward(self, spins: torch.Tensor, atom_types: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
-                lattice: torch.Tensor, pseudo: torch.Tensor, real: torch.Tensor, first: int, n_centres: int,
-                members_of: List[torch.Tensor], twice_differentiable: bool) -> torch.Tensor:
-        """Atomic energies (eV) of the branch for centres ``first .. first + n_centres − 1``."""
-        features = self.descriptor(spins, atom_types, centers, neighbors, lattice, pseudo, real, first, n_centres,
-                                   members_of, twice_differentiable)
-        energies = lattice.new_zeros(n_centres)
-        for t, fitting in enumerate(self.fitting):
-            sets = features[t]
-            if sets.shape[1] > 0:
-                network = fitting(sets.reshape(-1, sets.shape[2])).view(sets.shape[0], sets.shape[1]).mean(0)
-                energies = energies.index_put((members_of[t],), network)
-        return energies

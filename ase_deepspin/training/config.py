@@ -150,6 +150,11 @@ def _type_name(kind) -> str:
     return {dict: "mapping", bool: "bool", int: "int", float: "float", str: "str"}.get(kind, getattr(kind, "__name__", str(kind)))
 
 
+# scalar types of the input: what YAML values each accepts (a bool is never a number) and how errors name it
+SCALARS = {bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+           str: ((str,), "a string")}
+
+
 def _convert(kind, value, where: str):
     """``value`` as type ``kind`` (ints accepted for floats), or a ValueError naming ``where``."""
     origin = typing.get_origin(kind)
@@ -176,22 +181,11 @@ def _convert(kind, value, where: str):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
-        return value
+    if kind in SCALARS:
+        accepted, expected = SCALARS[kind]
+        if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+            raise ValueError(f"{where}: expected {expected}, got {value!r}")
+        return float(value) if kind is float else value
     raise TypeError(f"no rule for {kind} at {where}")
 
 

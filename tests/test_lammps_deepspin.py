@@ -94,10 +94,10 @@ def test_spin_invariant_model_with_every_term_in_lammps(tmp_path, nio):
 
 @needs_nio_data
 def test_too_small_skin_stops_lammps_with_the_rule(tmp_path):
-    """LAMMPS's default-like skin (0.3 Å) is below η|S| = 1.27 Å of the shipped model: the run stops with
+    """LAMMPS's default-like skin (0.3 Å) is below η|S| = 0.76 Å of a pseudo-atom model: the run stops with
     the module's message naming the skin it needs, instead of silently missing pseudo-atoms."""
     atoms = nio_frames(1)[0]
-    model = load_model("ase_deepspin/pretrained/nio.pt")
+    model = full_model()
     write_spin_data(tmp_path / "system.data", atoms, model.config.type_map)
     write_lammps_model(model, tmp_path / "model.pth")
     text = deepspin_input("system.data", "model.pth", ROUTE["plugin"], model.config.type_map, skin=0.3)

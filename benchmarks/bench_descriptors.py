@@ -49,7 +49,7 @@ def calls(models, repeats, calls_per_repeat):
 def training(models, steps, repeats):
     import torch
 
-    from ase_deepspin.io import load_model
+    from ase_deepspin.io import load_model, resolve_model_path
     from ase_deepspin.io.frames import read_frames
     from ase_deepspin.training.config import TrainConfig
     from ase_deepspin.training.train import PreparedFrames, take_step
@@ -57,7 +57,7 @@ def training(models, steps, repeats):
     frames = read_frames(SHARED / "nio-deltaspin")[:30]
     prepared = {}
     for name, path in models.items():
-        model = load_model(path)
+        model = load_model(resolve_model_path(path))
         cfg = TrainConfig(model=model.config, systems=[], batch_size=3)
         prepared[name] = (model, PreparedFrames(frames, model), torch.optim.Adam(model.parameters(), lr=1e-4), cfg)
     rows = []

@@ -54,8 +54,8 @@ FE_HELD_OUT = {"near equilibrium": ("FCC_Fe_iter-2", None), "vacancy": ("FCC_Fe_
 # The bars, as fractions of predicting zero forces and torques (near equilibrium 297 meV/Å and 31 meV/μB;
 # vacancy 741 meV/Å and 35 meV/μB): a model worth shipping learns most of the forces and at least half of
 # the torques, along S and across S, on systems it never saw. The vacancy frames are collinear, so their
-# transverse labels are ~0.5 meV/μB (no spin-orbit coupling): no fraction of that is a fair bar for a model
-# that is invariant only under joint rotations of lattice and spins, and it is not tested there.
+# transverse labels are ~0.5 meV/μB (no spin-orbit coupling, DFT noise): no fraction of that is a fair bar, and
+# it is not tested there (a model of spin invariants gives no transverse torque on a collinear state at all).
 FE_PARTS = ("forces", "torques", "torques_longitudinal", "torques_transverse")
 FE_MAX_FRACTION = {"near equilibrium": dict.fromkeys(FE_PARTS, 0.6) | {"forces": 0.4},
                    "vacancy": dict.fromkeys(FE_PARTS[:3], 0.7) | {"forces": 0.4}}

@@ -333,24 +333,17 @@ class DeepSpinModel(NetworkEnergy):
         does for se_e2_a (see :meth:`~ase_deepspin.model.descriptor.RadialEmbeddings.set_statistics`);
         a spin-invariant descriptor also takes its moment scales from them."""
         frames = list(frames)
-
-        def edge_sets(f):
+        descriptors = [self.descriptor] + ([] if self.spin_orbit is None else [self.spin_orbit.descriptor])
+        edges = [[] for _ in descriptors]  # per descriptor, per frame: the edge sets its statistics are taken over
+        for f in frames:
             lattice = self.lattice_vectors(f["positions"], f["centers"], f["neighbors"], f["offsets"])
-            return self.descriptor.edge_sets(f["spins"].to(self.dtype), f["atom_types"], f["centers"],
-                                             f["neighbors"], lattice, f["pseudo"])
-
-        self.descriptor.set_statistics({"atom_types": f["atom_types"], "edge_sets": edge_sets(f)} for f in frames)
+            for k, descriptor in enumerate(descriptors):
+                edges[k].append({"atom_types": f["atom_types"], "edge_sets": descriptor.edge_sets(
+                    f["spins"].to(self.dtype), f["atom_types"], f["centers"], f["neighbors"], lattice, f["pseudo"])})
+        for descriptor, per_frame in zip(descriptors, edges):
+            descriptor.set_statistics(per_frame)
         if isinstance(self.descriptor, SpinInvariantDescriptor):
             self.descriptor.set_moment_scale(frames)
-        if self.spin_orbit is not None:
-            branch = self.spin_orbit.descriptor
-
-            def branch_edges(f):
-                lattice = self.lattice_vectors(f["positions"], f["centers"], f["neighbors"], f["offsets"])
-                return branch.edge_sets(f["spins"].to(self.dtype), f["atom_types"], f["centers"], f["neighbors"],
-                                        lattice, f["pseudo"])
-
-            branch.set_statistics({"atom_types": f["atom_types"], "edge_sets": branch_edges(f)} for f in frames)
 
     @torch.jit.ignore
     def forward(self, positions, spins, atom_types, centers, neighbors, offsets, pseudo,

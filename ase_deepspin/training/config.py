@@ -333,9 +333,6 @@ class TrainConfig:
         use_spin = list(spin.use_spin) or [False] * len(type_map)
         if len(use_spin) != len(type_map):
             raise ValueError("spin.use_spin needs one bool per type")
-        if spin.spin_orbit and desc.type != "spin_invariant":
-            raise ValueError("spin.spin_orbit adds a pseudo-atom branch to the spin_invariant descriptor; "
-                             "se_e2_a has pseudo-atoms already")
         if desc.type == "spin_invariant" and not spin.spin_orbit:
             if spin.virtual_scale:
                 raise ValueError("the spin_invariant descriptor has no pseudo-atoms: remove spin.virtual_scale "

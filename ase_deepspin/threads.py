@@ -129,8 +129,8 @@ class Kernel:
     parallel loop's arrays ``noalias``).
     """
 
-    def __init__(self, function):
-        self.compiled = njit(parallel=True, cache=True)(function)
+    def __init__(self, function, fastmath: bool = False):
+        self.compiled = njit(parallel=True, cache=True, fastmath=fastmath)(function)
         self.__doc__, self.__name__ = function.__doc__, function.__name__
 
     def __call__(self, n_centres: int, *args):

@@ -302,3 +302,51 @@ def test_a_committee_of_invariant_models_keeps_the_symmetry(nio):
     assert abs(atoms.get_potential_energy() - e0) <= 1e-12 * abs(e0)
     assert np.abs(calc.get_property("torques_deviation", atoms) - deviation).max() <= 1e-10 * deviation.max()
     assert deviation.max() > 0
+
+
+@pytest.mark.parametrize("correlation_rcut", [None, 2.6])
+@pytest.mark.parametrize("min_distance", [0.5, 2.2])  # 2.2 Å: the nearest Ni–O edges fall outside the tables
+def test_fused_gated_kernels_equal_the_torch_path(nio, monkeypatch, correlation_rcut, min_distance):
+    from ase_deepspin.model import fused
+
+    model = compress_model(invariant_model(correlation_rcut=correlation_rcut), tolerance=1e-6,
+                           min_distance=min_distance)
+    calls = []
+    apply = fused.FusedGatedContraction.apply
+    monkeypatch.setattr(fused.FusedGatedContraction, "apply", lambda *args: calls.append(1) or apply(*args))
+    kernels = evaluate(model, nio)
+    assert len(calls) == 3  # the gated blocks Ni–Ni, Ni–O and O–Ni
+    with fused.disabled():
+        torch_path = evaluate(model, nio)
+    assert len(calls) == 3
+    assert abs(kernels[0] - torch_path[0]) < 1e-12 * abs(torch_path[0])
+    for a, b in zip(kernels[1:], torch_path[1:]):
+        assert np.abs(a - b).max() < 1e-11 * scale(b)
+
+
+def test_correlation_rcut_bounds_how_far_apart_spins_couple():
+    """At a collinear state only B'B'ᵀ couples the turning of two spins that are not each other's
+    neighbours (the gates' cosines are stationary there): none beyond 2·correlation_rcut."""
+    from ase_deepspin.analysis.stability import spin_stability
+    from ase_deepspin.build import nio_afm
+
+    atoms = nio_afm(a=4.186, cubic=True)  # 32 atoms; Ni–Ni 5.92 Å (beyond rcut 5.6) has 2 images in the cell
+    ni = np.nonzero(atoms.numbers == 28)[0]
+    distances = atoms.get_distances(ni[0], ni, mic=True)
+    far = ni[np.abs(distances - 4.186 * np.sqrt(2)) < 1e-6]
+    assert len(far) > 0
+    couplings = {}
+    for radius in (None, 2.6):
+        atoms.calc = DeepSpinCalculator(invariant_model(correlation_rcut=radius))
+        hessian = spin_stability(atoms).hessian.reshape(len(ni), 2, len(ni), 2)
+        couplings[radius] = np.abs(hessian[0][:, np.searchsorted(ni, far)]).max()
+        scale_of = np.abs(hessian).max()
+    assert couplings[None] > 1e-4 * scale_of
+    assert couplings[2.6] < 1e-12 * scale_of
+
+
+def test_correlation_rcut_is_refused_outside_its_range():
+    for radius, descriptor in ((0.1, "spin_invariant"), (6.0, "spin_invariant"), (2.6, "pseudo_atom")):
+        with pytest.raises(ValueError, match="correlation_rcut"):
+            ModelConfig(type_map=["Ni", "O"], virtual_scale=[0.0 if descriptor != "pseudo_atom" else 1.0, 0.0],
+                        magnetic=[True, False], descriptor=descriptor, correlation_rcut=radius)

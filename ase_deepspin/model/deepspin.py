@@ -54,7 +54,8 @@ class ModelConfig:
     ``descriptor`` is ``"pseudo_atom"`` (DeepSPIN: pseudo-atoms at R + ηS, ``virtual_scale`` η > 0 on
     magnetic types) or ``"spin_invariant"`` (exact under rotating the spins alone; ``virtual_scale`` all 0,
     ``magnetic`` names the magnetic types, ``gate_neuron`` the hidden widths of the spin gates and
-    ``moment_floor`` (μB) regularises the spin cosine). ``magnetic`` defaults to ``virtual_scale > 0``.
+    ``moment_floor`` (μB) regularises the spin cosine; ``correlation_rcut`` (Å, default ``rcut``) bounds the
+    neighbours whose spins correlate in the B_i B_iᵀ readout). ``magnetic`` defaults to ``virtual_scale > 0``.
     ``sel`` may be one int, one int per real type or (pseudo-atom descriptor) one per doubled type
     (real types, then pseudo-types). ``resnet_dt`` is the fitting net's (DeePMD-kit
     ``fitting_net.resnet_dt``), ``embedding_resnet_dt`` the embedding nets' (``descriptor.resnet_dt``).
@@ -91,6 +92,7 @@ class ModelConfig:
     magnetic: list[bool] | None = None  # default: virtual_scale > 0
     gate_neuron: list[int] = field(default_factory=lambda: [32])  # spin_invariant only
     moment_floor: float = 0.1  # μB, spin_invariant only
+    correlation_rcut: float | None = None  # Å, spin_invariant only: neighbours of the B_i B_iᵀ readout (None: rcut)
     spin_orbit: bool = False  # spin_invariant only: a time-reversal-symmetric pseudo-atom branch added on top
 
     def __post_init__(self):
@@ -136,6 +138,12 @@ class ModelConfig:
             raise ValueError(f"need gate_neuron widths >= 1 and moment_floor > 0 μB, got {self.gate_neuron}, "
                              f"{self.moment_floor}")
         self.moment_floor = float(self.moment_floor)
+        if self.correlation_rcut is not None:
+            if not (self.rcut - self.rcut_smth) < self.correlation_rcut <= self.rcut or pseudo:
+                raise ValueError(f"correlation_rcut (spin_invariant only) must lie in ({self.rcut - self.rcut_smth:g}, "
+                                 f"{self.rcut:g}] Å (above the switch width, at most rcut), got "
+                                 f"{self.correlation_rcut} with descriptor {self.descriptor!r}")
+            self.correlation_rcut = float(self.correlation_rcut)
         if not 0 < self.axis_neuron <= self.neuron[-1]:
             raise ValueError(f"axis_neuron must be in 1..{self.neuron[-1]}, got {self.axis_neuron}")
         self.type_map = list(self.type_map)

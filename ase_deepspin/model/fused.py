@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from functools import partial
 from contextvars import ContextVar
 
 import numpy as np
@@ -203,3 +204,159 @@ def table_constants(table, mean: torch.Tensor, std: torch.Tensor, geometry: tupl
                      "inv_std": 1.0 / std.detach().double().numpy()}
         table._fused_constants = cached = (key, constants)
     return cached[1]
+
+
+# ------------------------------------------------------------------ gated blocks of the spin-invariant descriptor
+@njit(cache=True, inline="always")
+def _switch(dist, smth, cut):
+    """Quintic switch of :func:`~ase_deepspin.model.descriptor.smooth_switch` and its r-derivative."""
+    u = (dist - smth) / (cut - smth)
+    if u <= 0.0:
+        return 1.0, 0.0
+    if u >= 1.0:
+        return 0.0, 0.0
+    return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0, u * u * (-30.0 * u * u + 60.0 * u - 30.0) / (cut - smth)
+
+
+@njit(cache=True, inline="always")
+def _radial_row(coefficients, polynomials, b, tau, radial, radial_slope):
+    """G(x) and its τ-derivative [M] on knot interval b at τ: Σ over the six B-splines touching b."""
+    radial[:] = 0.0
+    radial_slope[:] = 0.0
+    for col in range(DEGREE + 1):
+        w, dw = _spline_weight(polynomials, b, col, tau)
+        for m in range(radial.shape[0]):
+            radial[m] += w * coefficients[b + col, m]
+            radial_slope[m] += dw * coefficients[b + col, m]
+
+
+@partial(Kernel, fastmath=True)
+def _gated_kernel(vectors, start, knots, polynomials, coefficients, geometry, mean, inv_std, near, gate, moments,
+                  contraction, spin_vectors, near_vectors, outside):
+    """Per centre r: A[r] = Σ_j d_jᵀ g_j, B[r] = Σ_j s_j g_j[:a] ⊗ m_j and B'[r] (also switched by s'_j), with
+    g_j = G(d_j0) ⊙ (1 + s_j Γ_j) (Γ = ``gate`` [E, M]); a = B's first dimension."""
+    lower, upper = knots[0], knots[knots.shape[0] - 1]
+    width, axis = coefficients.shape[1], spin_vectors.shape[1]
+    for r in prange(start.shape[0] - 1):
+        radial = np.empty(width, dtype=coefficients.dtype)
+        radial_slope = np.empty(width, dtype=coefficients.dtype)
+        for e in range(start[r], start[r + 1]):
+            d0, d1, d2, d3, dist, s, _, _ = _environment(vectors[e, 0], vectors[e, 1], vectors[e, 2],
+                                                         geometry, mean, inv_std)
+            if not (d0 >= lower and d0 <= upper):
+                outside[e] = True
+                continue
+            sn, _ = _switch(dist, near[0], near[1])
+            b, _, tau = _locate(knots, d0)
+            _radial_row(coefficients, polynomials, b, tau, radial, radial_slope)
+            for m in range(width):
+                g = radial[m] * (1.0 + s * gate[e, m])
+                contraction[r, 0, m] += d0 * g
+                contraction[r, 1, m] += d1 * g
+                contraction[r, 2, m] += d2 * g
+                contraction[r, 3, m] += d3 * g
+            for x in range(3):
+                sx, snx = s * moments[e, x], s * sn * moments[e, x]
+                for m in range(axis):
+                    g = radial[m] * (1.0 + s * gate[e, m])
+                    spin_vectors[r, m, x] += sx * g
+                    near_vectors[r, m, x] += snx * g
+
+
+@partial(Kernel, fastmath=True)  # lets the sums over the M columns vectorise (reassociated: round-off only)
+def _gated_gradient_kernel(vectors, start, knots, polynomials, coefficients, geometry, mean, inv_std, near, gate,
+                           moments, q_contraction, q_spin, q_near, grad_vectors, grad_gate, grad_moments):
+    """∂L/∂v_e, ∂L/∂Γ_e and ∂L/∂m_e from ∂L/∂A, ∂L/∂B, ∂L/∂B' (the chain rule of :func:`_gated_kernel`)."""
+    width, axis = coefficients.shape[1], q_spin.shape[1]
+    for r in prange(start.shape[0] - 1):
+        radial = np.empty(width, dtype=coefficients.dtype)
+        radial_slope = np.empty(width, dtype=coefficients.dtype)
+        h = np.empty(width, dtype=coefficients.dtype)
+        dg = np.empty(width, dtype=coefficients.dtype)
+        for e in range(start[r], start[r + 1]):
+            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
+            d0, d1, d2, d3, dist, s, slope, inv = _environment(vx, vy, vz, geometry, mean, inv_std)
+            sn, slope_n = _switch(dist, near[0], near[1])
+            b, span, tau = _locate(knots, d0)
+            _radial_row(coefficients, polynomials, b, tau, radial, radial_slope)
+            qa = q_contraction[r]
+            for m in range(width):
+                h[m] = 1.0 + s * gate[e, m]
+                dg[m] = d0 * qa[0, m] + d1 * qa[1, m] + d2 * qa[2, m] + d3 * qa[3, m]  # ∂L/∂g
+            g_s = g_sn = 0.0
+            for m in range(axis):  # B and B' hold the first a columns of g
+                g_m = radial[m] * h[m]
+                qbx = q_spin[r, m, 0] + sn * q_near[r, m, 0]
+                qby = q_spin[r, m, 1] + sn * q_near[r, m, 1]
+                qbz = q_spin[r, m, 2] + sn * q_near[r, m, 2]
+                mx, my, mz = moments[e, 0], moments[e, 1], moments[e, 2]
+                u = qbx * mx + qby * my + qbz * mz  # ∂L/∂(s g)
+                dg[m] += s * u
+                g_s += u * g_m
+                g_sn += s * g_m * (q_near[r, m, 0] * mx + q_near[r, m, 1] * my + q_near[r, m, 2] * mz)
+                grad_moments[e, 0] += s * g_m * qbx
+                grad_moments[e, 1] += s * g_m * qby
+                grad_moments[e, 2] += s * g_m * qbz
+            for m in range(width):
+                grad_gate[e, m] = dg[m] * radial[m] * s
+            g0 = g1 = g2 = g3 = g_arg = 0.0
+            for m in range(width):
+                g_m = radial[m] * h[m]
+                g0 += qa[0, m] * g_m
+                g1 += qa[1, m] * g_m
+                g2 += qa[2, m] * g_m
+                g3 += qa[3, m] * g_m
+                g_s += dg[m] * radial[m] * gate[e, m]
+                g_arg += dg[m] * h[m] * radial_slope[m]
+            g0 += g_arg / span  # the table's argument is d0
+            ge0, ge1, ge2, ge3 = g0 * inv_std[0], g1 * inv_std[1], g2 * inv_std[2], g3 * inv_std[3]
+            angular = s * inv * inv
+            radial_r = slope * inv - s * inv * inv  # d(s/(r+p))/dr
+            angular_r = slope * inv * inv - 2.0 * s * inv * inv * inv  # d(s/(r+p)²)/dr
+            along = (ge0 * radial_r + (ge1 * vx + ge2 * vy + ge3 * vz) * angular_r + g_s * slope
+                     + g_sn * slope_n) / dist
+            grad_vectors[e, 0] = ge1 * angular + along * vx
+            grad_vectors[e, 1] = ge2 * angular + along * vy
+            grad_vectors[e, 2] = ge3 * angular + along * vz
+
+
+class FusedGatedContraction(torch.autograd.Function):
+    """A [n_rank, 4, M], B and B' [n_rank, a, 3] of one gated block of the spin-invariant descriptor.
+
+    Inputs: edge vectors [E, 3] (Å) grouped by centre (``start`` [n_rank + 1]), the gate values Γ
+    [E, M], the neighbours' scaled moments m_j [E, 3] (zero rows for non-magnetic neighbours), the
+    table's ``coefficients`` [n_cols, M], ``constants`` of :func:`table_constants` and ``near``
+    (float64 [2]: start and end of the correlation switch s', Å); ``axis`` a. Returns A, B, B' and a
+    mask of the edges outside the table (the caller then evaluates the block by the torch path).
+    """
+
+    @staticmethod
+    def forward(ctx, vectors, gate, moments, start, coefficients, constants, near, axis):
+        vectors, gate, moments = vectors.detach().contiguous(), gate.detach().contiguous(), moments.detach().contiguous()
+        n_rank, width = len(start) - 1, coefficients.shape[1]
+        contraction = vectors.new_zeros(n_rank, 4, width)
+        spin_vectors = vectors.new_zeros(n_rank, axis, 3)
+        near_vectors = vectors.new_zeros(n_rank, axis, 3)
+        outside = torch.zeros(len(vectors), dtype=torch.bool)
+        table = coefficients.detach().to(vectors.dtype).contiguous()
+        _gated_kernel(n_rank, vectors.numpy(), start.numpy(), constants["knots"], constants["polynomials"],
+                      table.numpy(), constants["geometry"], constants["mean"], constants["inv_std"], near,
+                      gate.numpy(), moments.numpy(), contraction.numpy(), spin_vectors.numpy(), near_vectors.numpy(),
+                      outside.numpy())
+        ctx.save_for_backward(vectors, gate, moments, start, table)
+        ctx.constants, ctx.near = constants, near
+        ctx.mark_non_differentiable(outside)
+        return contraction, spin_vectors, near_vectors, outside
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, q_contraction, q_spin, q_near, _):
+        vectors, gate, moments, start, table = ctx.saved_tensors
+        c = ctx.constants
+        grad_vectors, grad_gate, grad_moments = torch.empty_like(vectors), torch.empty_like(gate), torch.zeros_like(moments)
+        _gated_gradient_kernel(len(start) - 1, vectors.numpy(), start.numpy(), c["knots"], c["polynomials"],
+                               table.numpy(), c["geometry"], c["mean"], c["inv_std"], ctx.near, gate.numpy(),
+                               moments.numpy(), q_contraction.contiguous().numpy(), q_spin.contiguous().numpy(),
+                               q_near.contiguous().numpy(), grad_vectors.numpy(), grad_gate.numpy(),
+                               grad_moments.numpy())
+        return grad_vectors, grad_gate, grad_moments, None, None, None, None, None

@@ -15,14 +15,23 @@ magnetic atom gets a spin gate and each magnetic neighbour a spin vector:
     B_i  = Σ_j s_ij g_ij[:a] ⊗ m_j / N_c                     (a × 3, a = axis_neuron; spin-space vectors)
 
 with s_ij the radial switch (so a neighbour leaving the cutoff leaves as an empty slot does) and
-N_c = Σ sel. The features of centre i are
+N_c = Σ sel; B'_i is B_i with each neighbour also switched by s'_ij, which ends at ``correlation_rcut``
+(default rcut). The features of centre i are
 
     D_i = A_iᵀ A_i[:, :a]      (M·a)   geometry, gated by S_i·S_j and moment lengths: exchange at every
                                        radius and bond angle, (S_i·S_j)(S_i·S_k) weighted by the angle
     B_i m_i                    (a)     Σ_j g s m_i·m_j: Heisenberg exchange as a linear readout
-    B_i B_iᵀ                   (a·a)   Σ_jk g g s s m_j·m_k: neighbour–neighbour spin correlation (on an
-                                       anion too: superexchange sits where the physics puts it)
+    B'_i B'_iᵀ                 (a·a)   Σ_jk g g s s s' s' m_j·m_k: neighbour–neighbour spin correlation (on
+                                       an anion too: superexchange sits where the physics puts it)
     q_i                        (1)     moment length (longitudinal energy)
+
+B'B'ᵀ couples the spins of two neighbours j, k (up to 2·correlation_rcut apart) at second order even in a
+collinear state, where the gates' cosines are stationary; a model learns those couplings only for
+pairs that its training cells hold as distinct atoms. Keep 2·correlation_rcut below the shortest
+periodic image distance of the training cells: pairs that are images of one atom there are pairs of
+atoms free to turn apart in a larger cell, where the model's coupling between them is a guess
+(measured on NiO: −0.18 to −0.27 eV/rad² spin-Hessian modes at AFM-II in a 64-atom cell with the
+full rcut of 5.6 Å, where the training cells' images lie 5.9 Å apart).
 
 Every entry is a lattice scalar times a spin-space dot product, so lattice and spin rotations act
 separately and all are even in S; everything is polynomial or smooth in the components of S, so torques
@@ -38,9 +47,11 @@ per edge (they take three inputs).
 
 from typing import List
 
+import numpy as np
 import torch
 from torch import nn
 
+from . import fused
 from .descriptor import RadialEmbeddings, contract, mlp, overflow_message, smooth_switch
 
 
@@ -56,6 +67,11 @@ class SpinInvariantDescriptor(RadialEmbeddings):
         super().__init__(config, config.n_types, list(config.sel), list(config.type_map), generator, dtype)
         n = config.n_types
         self.moment_floor = float(config.moment_floor)
+        # neighbours of the B_i B_iᵀ readout: within correlation_rcut, switched off over the model's switch width
+        self.correlation_rcut = float(config.correlation_rcut if config.correlation_rcut is not None else config.rcut)
+        self.correlation_smth = self.correlation_rcut - (config.rcut - config.rcut_smth)
+        if self.correlation_rcut >= config.rcut:  # s' = 1 within rcut: B' = B
+            self.correlation_smth, self.correlation_rcut = 2.0 * config.rcut, 3.0 * config.rcut
         self.gates = nn.ModuleList(
             mlp([3, *config.gate_neuron, self.width], timestep=False, linear_output=True, generator=generator,
                 dtype=dtype)
@@ -111,6 +127,7 @@ class SpinInvariantDescriptor(RadialEmbeddings):
                 continue
             contraction = (empty.index_select(0, members) @ self.empty_slot_rows(t)).view(n_t, 4, width)
             spin_vectors = lattice.new_zeros(n_t, axis * 3)
+            near_vectors = lattice.new_zeros(n_t, axis * 3)
             for b in range(n_types):
                 p = t * n_types + b
                 lo = 0 if p == 0 else bounds[p - 1]
@@ -118,31 +135,49 @@ class SpinInvariantDescriptor(RadialEmbeddings):
                 if hi == lo:
                     continue
                 rank = rank_of.index_select(0, c[lo:hi])
-                contraction = contraction + self.block_contraction(p, vectors[lo:hi], rank, n_t, twice_differentiable)
                 if not (bool(self.magnetic[t]) or bool(self.magnetic[b])):
+                    contraction = contraction + self.block_contraction(p, vectors[lo:hi], rank, n_t,
+                                                                       twice_differentiable)
                     continue
                 i, j = centre_atoms[lo:hi], neighbour_atoms[lo:hi]
-                rows = self.standardised_rows(vectors[lo:hi], t)
-                switch = smooth_switch(torch.linalg.vector_norm(vectors[lo:hi], dim=-1), self.rcut_smth, self.rcut)
                 cosine = (spins.index_select(0, i) * spins.index_select(0, j)).sum(-1) \
                     / torch.sqrt((floor + squares.index_select(0, i)) * (floor + squares.index_select(0, j)))
                 invariants = torch.stack([cosine, lengths.index_select(0, i), lengths.index_select(0, j)], dim=-1)
-                radial = self.radial(p, rows[:, 0])
+                neighbour_moments = moments.index_select(0, j) if bool(self.magnetic[b]) else torch.zeros_like(
+                    moments.index_select(0, j))
                 for q, gate in enumerate(self.gates):
                     if q == p:
-                        extra = radial * (switch.unsqueeze(-1) * gate(invariants))  # G ⊙ s Γ
-                        contraction = contraction + contract(rows, extra, rank, n_t)
-                        if bool(self.magnetic[b]):
+                        gates = gate(invariants)  # Γ [E, M]
+                        done = False
+                        if self.tables is not None and not torch.jit.is_scripting() \
+                                and self._fused_usable(vectors, twice_differentiable):
+                            fused = self._fused_gated(p, vectors[lo:hi], gates, neighbour_moments, rank, n_t)
+                            done = not bool(fused[3].any())  # else an edge is closer than the table reaches
+                            if done:
+                                contraction = contraction + fused[0]
+                                spin_vectors = spin_vectors + fused[1].reshape(n_t, axis * 3)
+                                near_vectors = near_vectors + fused[2].reshape(n_t, axis * 3)
+                        if not done:
+                            contraction = contraction + self.block_contraction(p, vectors[lo:hi], rank, n_t,
+                                                                               twice_differentiable)
+                            rows = self.standardised_rows(vectors[lo:hi], t)
+                            distance = torch.linalg.vector_norm(vectors[lo:hi], dim=-1)
+                            switch = smooth_switch(distance, self.rcut_smth, self.rcut)
+                            radial = self.radial(p, rows[:, 0])
+                            extra = radial * (switch.unsqueeze(-1) * gates)  # G ⊙ s Γ
+                            contraction = contraction + contract(rows, extra, rank, n_t)
                             weight = switch.unsqueeze(-1) * (radial + extra)[:, :axis]
-                            spin_vectors = spin_vectors.index_add(
-                                0, rank, (weight.unsqueeze(-1) * moments.index_select(0, j).unsqueeze(1))
-                                .reshape(-1, axis * 3))
+                            weighted = (weight.unsqueeze(-1) * neighbour_moments.unsqueeze(1)).reshape(-1, axis * 3)
+                            spin_vectors = spin_vectors.index_add(0, rank, weighted)
+                            near = smooth_switch(distance, self.correlation_smth, self.correlation_rcut)
+                            near_vectors = near_vectors.index_add(0, rank, near.unsqueeze(-1) * weighted)
             axes = contraction / self.n_slots
             geometry = torch.bmm(axes.transpose(1, 2), axes[:, :, :axis]).reshape(n_t, -1)
             spin_vectors = spin_vectors.view(n_t, axis, 3) / self.n_slots
             own = moments.index_select(0, members + first)
             exchange = (spin_vectors * own.unsqueeze(1)).sum(-1)
-            correlation = torch.bmm(spin_vectors, spin_vectors.transpose(1, 2)).reshape(n_t, -1)
+            near_vectors = near_vectors.view(n_t, axis, 3) / self.n_slots
+            correlation = torch.bmm(near_vectors, near_vectors.transpose(1, 2)).reshape(n_t, -1)
             length = lengths.index_select(0, members + first).unsqueeze(-1)
             features.append(torch.cat([geometry, exchange, correlation, length], dim=-1).unsqueeze(0))
         return features
@@ -168,3 +203,14 @@ class SpinInvariantDescriptor(RadialEmbeddings):
             count.index_add_(0, f["atom_types"][magnetic], torch.ones_like(length[magnetic]))
         scale = torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))
         self.moment_scale.copy_(scale)
+
+    @torch.jit.unused
+    def _fused_gated(self, p: int, vectors, gates, neighbour_moments, rank, n_rank: int):
+        """A, B, B' and the outside mask of one gated block by :class:`~.fused.FusedGatedContraction`."""
+        t = p // self.n_blocks
+        constants = fused.table_constants(self.tables[p], self.env_mean[t], self.env_std[t],
+                                          (self.rcut_smth, self.rcut, self.env_protection))
+        start = torch.searchsorted(rank, torch.arange(n_rank + 1, device=rank.device))
+        near = np.array([self.correlation_smth, self.correlation_rcut])
+        return fused.FusedGatedContraction.apply(vectors, gates, neighbour_moments, start, self.tables[p].coefficients,
+                                                 constants, near, self.axis_neuron)

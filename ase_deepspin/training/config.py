@@ -51,6 +51,9 @@ class DescriptorInput:
     activation_function: str = key("tanh", "only tanh")
     gate_neuron: list[int] = key(doc="spin_invariant: hidden widths of the spin gates", factory=lambda: [32])
     moment_floor: float = key(0.1, "spin_invariant: μB, regularises the spin cosine as a moment vanishes")
+    correlation_rcut: typing.Optional[float] = key(None, "spin_invariant: Å, the neighbours whose spins correlate in "
+                                                         "the B_i B_iᵀ readout (default rcut); spins couple up to "
+                                                         "twice this apart, so keep it below half the data cells")
 
 
 @dataclass
@@ -358,7 +361,8 @@ class TrainConfig:
             wall = {"margin": float(wall.get("margin", 0.1)), "width": float(wall.get("width", 0.5))}
         if explicit:
             short_range = {"charges": nuclear_charges(type_map), **short_range}
-        invariant = {"gate_neuron": desc.gate_neuron, "moment_floor": desc.moment_floor} \
+        invariant = {"gate_neuron": desc.gate_neuron, "moment_floor": desc.moment_floor,
+                     "correlation_rcut": desc.correlation_rcut} \
             if desc.type == "spin_invariant" else {}
         model = ModelConfig(type_map=type_map, virtual_scale=scale, fitting_neuron=list(fit.neuron),
                             descriptor=descriptors[desc.type], magnetic=[bool(u) for u in use_spin],

@@ -237,11 +237,48 @@ def model_graph(model, positions, cell, pbc, types, spins, device="cpu",
 
 
 def atoms_graph(model, atoms, device="cpu", search: NeighborSearch | None = None) -> Graph:
-    """Graph of ``atoms`` for ``model``, its structure and spins checked (:func:`check_structure`, :func:`read_spins`)."""
+    """Graph of ``atoms`` for ``model``, its structure and spins checked (:func:`check_structure`, :func:`read_spins`,
+    :func:`check_within_model_bounds`)."""
     cfg = model.config
     types = check_structure(atoms, cfg.type_map)
     spins = _atoms_spins(atoms, np.asarray(cfg.magnetic, dtype=bool)[types])
+    check_within_model_bounds(cfg, atoms, types, spins)
     return model_graph(model, atoms.positions, atoms.cell.array, atoms.pbc, types, spins, device, search)
+
+
+# What a model may be asked, checked before any neighbour search (where a pseudo-atom η|S| away or a cell
+# packed beyond reason makes the search itself run out of memory or time):
+MOMENT_LIMIT_FACTOR = 4.0  # moments up to this many times the longest of the type in the training data
+MOMENT_LIMIT = 20.0  # μB, whatever the data: no atom carries more
+NEIGHBOUR_LIMIT_FACTOR = 10.0  # expected neighbours per atom within rcut, in units of the model's sel total
+
+
+def check_within_model_bounds(cfg, atoms, types: np.ndarray, spins: np.ndarray) -> None:
+    """Raise ValueError, naming the atom, if a moment is longer than the model can be asked (``MOMENT_LIMIT_FACTOR``
+    times the type's longest training moment, at most ``MOMENT_LIMIT`` μB and, with pseudo-atoms, within the
+    cut-off: η|S| < rcut), or if a periodic cell is packed so densely that each atom would have more than
+    ``NEIGHBOUR_LIMIT_FACTOR`` times ``sum(sel)`` neighbours (a cell in the wrong units, atoms on top of each other)."""
+    lengths = np.linalg.norm(spins, axis=1)
+    ranges = (cfg.data_ranges or {}).get("moment") or [None] * len(cfg.type_map)
+    limits = np.array([min(MOMENT_LIMIT, MOMENT_LIMIT_FACTOR * r[1]) if r else MOMENT_LIMIT for r in ranges])
+    if cfg.descriptor == "pseudo_atom" or cfg.spin_orbit:
+        scale = np.asarray(cfg.virtual_scale)
+        limits = np.where(scale > 0, np.minimum(limits, cfg.rcut / np.where(scale > 0, scale, 1.0)), limits)
+    over = np.flatnonzero(lengths > limits[types])
+    if len(over):
+        i = int(over[np.argmax(lengths[over])])
+        t = int(types[i])
+        seen = f"its training moments reach {ranges[t][1]:.4g} μB" if ranges[t] else "no training range is recorded"
+        raise ValueError(f"atom {i} ({cfg.type_map[t]}) has a moment of length {lengths[i]:.4g} μB, beyond what this "
+                         f"model can be asked ({seen}; the limit is {limits[t]:.4g} μB)" + (
+                             f"; {len(over)} atoms in all" if len(over) > 1 else ""))
+    if atoms.pbc.all() and len(atoms):
+        volume = abs(float(np.linalg.det(atoms.cell.array)))
+        expected = len(atoms) / max(volume, 1e-300) * 4.0 / 3.0 * np.pi * cfg.rcut ** 3
+        if expected > NEIGHBOUR_LIMIT_FACTOR * sum(cfg.sel):
+            raise ValueError(f"the cell holds {len(atoms)} atoms in {volume:.4g} Å³: about {expected:.3g} neighbours "
+                             f"per atom within rcut {cfg.rcut} Å, where the model takes at most {sum(cfg.sel)} "
+                             "(is the cell in Å?)")
 
 
 def model_inputs(model, positions, cell, pbc, types, spins, device="cpu", search: NeighborSearch | None = None) -> dict:

@@ -2,9 +2,10 @@
 coupling in the NiO and Fe DeltaSpin data), and the stability of NiO's ground state.
 
 - NiO (``--nio MODEL``): the spin Hessian on the sphere at type-II order (64-atom cube, a = 4.186 Å, the
-  data's cell, and 4.17 Å) from exact Hessian-vector products: its lowest eigenvalues (eV/rad²) and how many are
-  negative (an unstable ground state); and the energy of ideal NiO with all spins turned together to
-  random directions (μeV/Ni; zero for the labels).
+  data's cell, and 4.17 Å; :func:`ase_deepspin.analysis.stability.spin_stability`): its lowest eigenvalues
+  (eV/rad²) and how many are negative (an unstable ground state); the energy of ideal NiO with all spins
+  turned together to random directions (μeV/Ni; zero for the labels); and a spin relaxation from random
+  cantings (0.3 rad): the staggered order it ends in (1: type-II) and its energy above type-II (meV/Ni).
 - Fe (``--fe MODEL``): real frames of every FCC-Fe DeltaSpin system with all spins turned together by random
   rotations: RMS changes of E (meV/atom), F (meV/Å) and ω − Rω (meV/μB); zero for the labels.
 
@@ -22,31 +23,19 @@ from scipy.spatial.transform import Rotation
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def nio_report(model: str, a: float, rotations: int = 6) -> dict:
+def nio_report(model: str, a: float, rotations: int = 6, canting_rad: float = 0.3) -> dict:
     from ase_deepspin import DeepSpinCalculator
+    from ase_deepspin.analysis.stability import spin_stability
     from ase_deepspin.build import nio_afm
-    from ase_deepspin.spins import tangent_frames, unit_vectors
+    from ase_deepspin.dynamics.minimize import relax_spins
+    from ase_deepspin.spins import unit_vectors
 
     atoms = nio_afm(a=a, moment=1.2735, cubic=True)
     calc = DeepSpinCalculator(model)
     atoms.calc = calc
     spins = atoms.get_initial_magnetic_moments()
     magnetic = np.flatnonzero(np.linalg.norm(spins, axis=1) > 0)
-    unit, length = unit_vectors(spins[magnetic])
-    e1, e2 = tangent_frames(unit)
-    basis = []  # tangent displacements |S_i| e_a on one atom each: dS for a turn of 1 rad
-    for k, i in enumerate(magnetic):
-        for e in (e1, e2):
-            v = np.zeros_like(spins)
-            v[i] = length[k] * e[k]
-            basis.append(v)
-    basis = np.array(basis)
-    products, torques = calc.spin_hessian_vector_products(atoms, basis)
-    hessian = np.einsum("kna,lna->kl", basis, products)  # |S|² eᵀ H e between tangent directions
-    # the sphere's curvature: d²S/dθ² = −|S| ŝ adds |S| (ω·ŝ) on the diagonal
-    along = np.einsum("na,na->n", torques[magnetic], unit) * length
-    hessian += np.diag(np.repeat(along, 2))
-    eigenvalues = np.linalg.eigvalsh(0.5 * (hessian + hessian.T))
+    eigenvalues = spin_stability(atoms).eigenvalues
     energy = atoms.get_potential_energy()
     turned = []
     for seed in range(rotations):
@@ -54,9 +43,26 @@ def nio_report(model: str, a: float, rotations: int = 6) -> dict:
         trial.set_initial_magnetic_moments(spins @ Rotation.random(random_state=seed).as_matrix().T)
         trial.calc = calc
         turned.append(1e6 * (trial.get_potential_energy() - energy) / len(magnetic))
+    # spin relaxation from random cantings: does it come back to type-II order (staggered order 1)?
+    reference, _ = unit_vectors(spins[magnetic])
+    signs = np.sign(reference @ reference[0])
+    trial = atoms.copy()
+    rng = np.random.default_rng(0)
+    canted = spins.copy()
+    canted[magnetic] += canting_rad * np.linalg.norm(spins[magnetic], axis=1, keepdims=True) \
+        * rng.normal(size=(len(magnetic), 3))
+    canted[magnetic] *= (np.linalg.norm(spins[magnetic], axis=1) / np.linalg.norm(canted[magnetic], axis=1))[:, None]
+    trial.set_initial_magnetic_moments(canted)
+    trial.calc = calc
+    converged = relax_spins(trial, tmax=1e-5, steps=3000)
+    relaxed, _ = unit_vectors(trial.get_initial_magnetic_moments()[magnetic])
     return {"model": model, "a_A": a, "hessian_lowest_eV_per_rad2": eigenvalues[:6].tolist(),
             "hessian_negative": int(np.sum(eigenvalues < -1e-8 * np.abs(eigenvalues).max())),
-            "rotated_energy_change_ueV_per_Ni": turned}
+            "rotated_energy_change_ueV_per_Ni": turned,
+            "relaxed_from_canting": {"canting_rad": canting_rad, "converged": converged,
+                                     "staggered_order": float(np.linalg.norm(signs @ relaxed) / len(magnetic)),
+                                     "energy_above_type_II_meV_per_Ni": float(
+                                         1e3 * (trial.get_potential_energy() - energy) / len(magnetic))}}
 
 
 def fe_report(model: str, rotations: int = 2, every: int = 10) -> dict:

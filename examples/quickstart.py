@@ -20,7 +20,7 @@ atoms.set_initial_magnetic_moments(spins)
 atoms.calc = DeepSpinCalculator("nio")
 energy = atoms.get_potential_energy()
 forces = atoms.get_forces()
-torques = atoms.calc.get_magnetic_torques()
+torques = atoms.calc.get_magnetic_torques(atoms)  # always pass the atoms: torques of their current state
 
 print(f"NiO, {len(atoms)} atoms ({atoms.get_chemical_formula()})")
 print(f"energy        {energy:.6f} eV  ({energy / len(atoms):.6f} eV/atom)")

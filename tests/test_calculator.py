@@ -180,6 +180,46 @@ def test_changing_one_spin_recomputes(model, nio):
     assert nio.get_potential_energy() != e0
 
 
+def spin_calculators(model):
+    from ase_deepspin.calculators.hamiltonian import ShellExchange, SpinHamiltonian
+
+    return (DeepSpinCalculator(model), SpinHamiltonian(exchange={("Ni", "Ni"): ShellExchange(J=(0.01,), radii=(2.95,))}))
+
+
+def test_torques_are_those_of_the_atoms_as_they_are_now(model, nio):
+    """The documented call, calc.get_magnetic_torques(atoms), after the spins or positions change equals a fresh
+    calculator's answer; without the atoms (which could only give the previous state's torques) it is refused."""
+    for calc in spin_calculators(model):
+        nio.calc = calc
+        calc.get_magnetic_torques(nio)
+        spins = nio.get_initial_magnetic_moments()
+        spins[0] = -spins[0]
+        nio.set_initial_magnetic_moments(spins)
+        nio.positions[1] += 0.05
+        fresh = nio.copy()
+        fresh.calc = copy.deepcopy(calc)
+        fresh.calc.reset()
+        assert np.array_equal(calc.get_magnetic_torques(nio), fresh.calc.get_magnetic_torques(fresh))
+        with pytest.raises(TypeError, match=r"get_magnetic_torques\(atoms\)"):
+            calc.get_magnetic_torques()
+
+
+def test_a_failed_call_leaves_no_state_behind(model, nio):
+    for calc in spin_calculators(model):
+        bad = nio.copy()
+        moments = np.array(nio.get_initial_magnetic_moments(), dtype=object)
+        moments[0, 0] = "x"
+        bad.arrays["initial_magmoms"] = moments
+        bad.calc = calc
+        with pytest.raises(ValueError):
+            bad.get_potential_energy()
+        nio.calc = calc
+        fresh = nio.copy()
+        fresh.calc = copy.deepcopy(calc)
+        assert nio.get_potential_energy() == fresh.get_potential_energy()
+        assert np.array_equal(calc.get_magnetic_torques(nio), fresh.calc.get_magnetic_torques(fresh))
+
+
 def test_chunked_evaluation_equals_single_pass(model, nio):
     whole = DeepSpinCalculator(model)
     chunked = DeepSpinCalculator(model, max_edges_per_chunk=150)

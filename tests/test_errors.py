@@ -241,3 +241,24 @@ def test_a_spin_order_the_data_never_held_warns():
     directions = rng.normal(size=(32, 3))
     calc.get_potential_energy(fcc(lambda a: 1.3 * directions / np.linalg.norm(directions, axis=1, keepdims=True), 11))
     assert "spin order the model never saw" in calc.outside_data["alignment:Ni"]
+
+
+@pytest.mark.parametrize("length", [1e3, 1e6])
+def test_a_huge_moment_is_refused_before_any_neighbour_search(model, length, monkeypatch):
+    from ase_deepspin.neighbors import NeighborSearch
+
+    monkeypatch.setattr(NeighborSearch, "__call__", lambda *a, **k: pytest.fail("searched for neighbours"))
+    atoms = nio_afm()
+    spins = atoms.get_initial_magnetic_moments()
+    spins[2] = [0.0, 0.0, length]
+    atoms.set_initial_magnetic_moments(spins)
+    calc = DeepSpinCalculator(model)
+    with pytest.raises(ValueError, match=r"atom 2 \(Ni\) has a moment of length .* μB, beyond"):
+        calc.get_potential_energy(atoms)
+
+
+def test_a_cell_packed_beyond_reason_is_refused_early(calc):
+    atoms = nio_afm(repeat=(2, 2, 2))
+    atoms.set_cell(atoms.cell.array * 0.01, scale_atoms=True)  # a cell given in nm as if in Å, say
+    with pytest.raises(ValueError, match=r"neighbours per atom .* \(is the cell in Å\?\)"):
+        calc.get_potential_energy(atoms)

@@ -17,7 +17,7 @@ from ase_deepspin.system import Graph, build_graph, model_inputs, read_spins
 def _forces(model, atoms, dtype):
     atoms = atoms.copy()
     atoms.calc = DeepSpinCalculator(model, dtype=dtype)
-    return atoms.get_forces(), atoms.calc.get_magnetic_torques()
+    return atoms.get_forces(), atoms.calc.get_magnetic_torques(atoms)
 
 
 @pytest.mark.parametrize("shift", [1e3, 1e4])

@@ -178,7 +178,7 @@ def test_cli_version():
 
 
 def test_a_run_stopped_by_its_time_budget_records_its_last_step(tmp_path):
-    path = train(tiny_config(tmp_path, numb_steps=1000, max_time=0.0, disp_freq=100), progress=False,
+    path = train(tiny_config(tmp_path, numb_steps=1000, max_time=1e-9, disp_freq=100), progress=False,
                  log=lambda *a: None)
     curve = json.loads((tmp_path / "run" / "lcurve.json").read_text())
     assert [row["step"] for row in curve] == [1]
@@ -351,3 +351,25 @@ def test_every_key_of_the_shipped_recipes_is_in_the_generated_reference(name, ca
         assert heading in reference, heading
         part = reference.split(heading, 1)[1].split("\n## ", 1)[0]
         assert f"| `{k}` |" in part, (section, k)
+
+
+@pytest.mark.parametrize("bad, match", [(dict(numb_steps=0), "numb_steps"),
+                                        (dict(start_lr=1e-4, stop_lr=1e-2), "must decay"),
+                                        (dict(stop_lr=0.0), "must decay"),
+                                        (dict(max_time=-5), "max_time"),
+                                        (dict(batch_size=0), "batch_size")])
+def test_schedules_that_cannot_train_are_refused_before_any_work(tmp_path, bad, match):
+    with pytest.raises(ValueError, match=match):
+        train(tiny_config(tmp_path, **bad), progress=False, log=lambda *a: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_run_stops_with_an_error(tmp_path, monkeypatch):
+    from ase_deepspin.training import train as training
+
+    step = training.take_step
+    monkeypatch.setattr(training, "take_step", lambda model, optimizer, batch, cfg, i: step(
+        model, optimizer, batch, cfg, i) | ({"loss": float("nan")} if i == 3 else {}))
+    with pytest.raises(RuntimeError, match="diverged at step 3"):
+        train(tiny_config(tmp_path), progress=False, log=lambda *a: None)
+    assert not (tmp_path / "run" / "model.pt").exists()

@@ -23,9 +23,10 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
 from scipy.spatial.transform import Rotation
 
-__all__ = ["SpinCalculator", "check_spin_calculator"]
+__all__ = ["SpinCalculator", "SpinCalculatorBase", "check_spin_calculator"]
 
 
 @runtime_checkable
@@ -155,3 +156,33 @@ def _joint_rotation(calc, atoms, rot, energy, forces, torques, rotation_rtol) ->
         raise AssertionError(f"rotating lattice and spins together changes E, F or ω by {error:.3g} relative "
                              f"(allowed {rotation_rtol:g})")
     return {"rotation": error}
+
+
+class SpinCalculatorBase(Calculator):
+    """What the package's spin calculators share beyond ASE's ``Calculator``.
+
+    Subclasses implement ``_calculate(properties)`` on ``self.atoms`` (set by ASE) and fill ``self.results``.
+    A call that fails leaves no state behind (no stored copy of bad input poisons later calls), and
+    torques are only given for the ``Atoms`` as they are now.
+    """
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        try:
+            self._calculate(properties)
+        except BaseException:
+            # the next call then compares its atoms with none and recomputes; a stored copy of bad input
+            # (moments that are not numbers) would make every later comparison raise
+            self.atoms, self.results = None, {}
+            raise
+
+    def _calculate(self, properties) -> None:
+        raise NotImplementedError
+
+    def get_magnetic_torques(self, atoms=None) -> np.ndarray:
+        """Magnetic torques −∂E/∂S (N, 3) in eV/μB of ``atoms`` as they are now (ASE's ``Atoms`` has no
+        method for torques; without the atoms a calculator could only return its previous result)."""
+        if atoms is None:
+            raise TypeError("get_magnetic_torques needs the Atoms: calc.get_magnetic_torques(atoms) (without them "
+                            "the calculator could only return the torques of the state it last computed)")
+        return self.get_property("magnetic_torques", atoms)

@@ -30,9 +30,9 @@ import ase
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, all_changes
 
 from ..model import DeepSpinModel, compress_model
+from .contract import SpinCalculatorBase
 from ..io import load_model
 from ..io.model_file import resolve_model_path
 from ..model.ranges import LENGTH_SPREAD, ExtrapolationWarning, fixed_length_types, outside_data
@@ -130,7 +130,7 @@ def _check_device(device) -> torch.device:
     return device
 
 
-class DeepSpinCalculator(Calculator):
+class DeepSpinCalculator(SpinCalculatorBase):
     """Energy, forces, stress and magnetic torques from a DeepSPIN model.
 
     Parameters
@@ -254,12 +254,11 @@ class DeepSpinCalculator(Calculator):
     def _graph(self, atoms):
         return atoms_graph(self.model, atoms, self.device, search=self.neighbor_search)
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        with serial_below(self.serial_below), thread_scope(len(self.atoms)):
-            self._calculate(properties)
-
     def _calculate(self, properties):
+        with serial_below(self.serial_below), thread_scope(len(self.atoms)):
+            self._evaluate(properties)
+
+    def _evaluate(self, properties):
         atoms = self.atoms
         periodic = periodic_for(atoms, properties)
         graph = self._graph(atoms)
@@ -296,10 +295,6 @@ class DeepSpinCalculator(Calculator):
                 self.extrapolation_warned.add(kind)
                 warnings.warn(f"{message}: predictions there are extrapolation", ExtrapolationWarning,
                               stacklevel=_user_stacklevel())
-
-    def get_magnetic_torques(self, atoms=None) -> np.ndarray:
-        """Magnetic torques −∂E/∂S (N, 3) in eV/μB."""
-        return self.get_property("magnetic_torques", atoms)
 
     def check_longitudinal(self, atoms) -> None:
         """Raise ValueError if a magnetic element of ``atoms`` had moments of one length in the model's

@@ -31,12 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import PropertyNotImplementedError
 
 from ..neighbors import build_neighbor_list
 
 from ..units import MU_B_EV_PER_T
 from ..system import magnetic_mask, periodic_for, read_spins
+from .contract import SpinCalculatorBase
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def _edge_pairs(symbols: np.ndarray, nl) -> tuple[np.ndarray, dict]:
     return np.minimum(ti, tj) * len(elements) + np.maximum(ti, tj), codes
 
 
-class SpinHamiltonian(Calculator):
+class SpinHamiltonian(SpinCalculatorBase):
     """Classical spin-lattice Hamiltonian with the contract of :class:`DeepSpinCalculator`.
 
     Parameters
@@ -224,8 +225,7 @@ class SpinHamiltonian(Calculator):
         cutoffs = [t.cutoff for t in self.exchange.values()] + [t.cutoff for t in self.dmi.values()]
         self.cutoff = max(cutoffs, default=0.0)
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
+    def _calculate(self, properties):
         atoms = self.atoms
         periodic = periodic_for(atoms, properties)
         n = len(atoms)
@@ -362,10 +362,6 @@ class SpinHamiltonian(Calculator):
             self.results["energies"] = self.results["energies"] + e / len(atoms)
         if periodic:
             self.results["stress"] = self.results["stress"] + plain.get_stress()
-
-    def get_magnetic_torques(self, atoms=None) -> np.ndarray:
-        """Magnetic torques −∂E/∂S (N, 3) in eV/μB."""
-        return self.get_property("magnetic_torques", atoms)
 
     def check_longitudinal(self, atoms) -> None:
         """Raise ValueError unless every magnetic element of ``atoms`` has an on-site term: without

@@ -314,6 +314,22 @@ def warm_start(model: DeepSpinModel, path) -> None:
     model.load_state_dict({**model.state_dict(), **learned})
 
 
+def check_schedule(cfg: TrainConfig) -> None:
+    """Raise ValueError for a schedule that cannot train: no steps, a learning rate that grows or is not
+    positive, a time budget that is not positive, empty batches or intervals."""
+    if cfg.numb_steps < (0 if cfg.init_model else 1):
+        raise ValueError(f"numb_steps must be at least 1 (0 only with init_model, to rewrite that model for new "
+                         f"data), got {cfg.numb_steps}")
+    if not 0 < cfg.stop_lr <= cfg.start_lr:
+        raise ValueError(f"the learning rate must decay: need 0 < stop_lr <= start_lr, got start_lr {cfg.start_lr}, "
+                         f"stop_lr {cfg.stop_lr}")
+    if cfg.max_time is not None and not cfg.max_time > 0:
+        raise ValueError(f"max_time must be a positive number of seconds, got {cfg.max_time}")
+    for name in ("batch_size", "decay_steps", "disp_freq", "save_freq"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True, log=print,
           overwrite: bool = False) -> Path:
     """Train (or resume) a model; returns the path of the written model file.
@@ -325,6 +341,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     """
     from tqdm import tqdm
 
+    check_schedule(cfg)
     out_dir = Path(cfg.output_dir)
     earlier = [p for p in (out_dir / cfg.model_file, out_dir / "checkpoint.pt") if p.exists()]
     if earlier and resume is None and not overwrite:
@@ -352,6 +369,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         step, curve = int(ckpt["step"]), json.loads(ckpt["lcurve"])
     elif cfg.init_model:
         warm_start(model, cfg.init_model)
+        if cfg.numb_steps == 0:
+            log(f"numb_steps 0: the model of {cfg.init_model} is written unchanged but for its data ranges and wall")
         log(f"training on {len(train_frames)} frames, validating on {len(valid_frames)}; weights, statistics, "
             f"baseline and energy bias from {cfg.init_model}")
     else:
@@ -388,6 +407,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         indices = _batch_indices(cfg, len(train_data), step)
         batch = train_data.batch(indices, _spin_rotations(cfg, step, len(indices)))
         stats = take_step(model, optimizer, batch, cfg, step)
+        if not math.isfinite(stats["loss"]):
+            raise RuntimeError(f"training diverged at step {step}: the loss is {stats['loss']} (learning rate "
+                               f"{stats['lr']:.3g}); lower start_lr, or check the labels of the training frames. The "
+                               f"last checkpoint in {out_dir} is from before it")
         step += 1
         bar.update(1)
         if step % cfg.disp_freq == 0 or step == cfg.numb_steps:
@@ -449,6 +472,7 @@ def train_ensemble(cfg: TrainConfig, members: int, progress: bool = True, log=pr
     """
     if members < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {members}")
+    check_schedule(cfg)
     if init_models is not None and len(init_models) != members:
         raise ValueError(f"{len(init_models)} init_models for {members} members")
     paths = []

@@ -125,8 +125,9 @@ def main():
 
     atoms = nio_afm(a=A_NIO)
     atoms.calc = DeepSpinCalculator(args.model)
-    converged = relax_spins(atoms, tmax=1e-6, steps=1000)
-    print(f"spin relaxation of AFM-II converged: {converged}")
+    relaxation = relax_spins(atoms, tmax=1e-6, steps=1000)
+    print(f"spin relaxation from AFM-II: converged {relaxation.converged}, at a minimum {relaxation.minimum} (lowest "
+          f"spin-Hessian eigenvalue {relaxation.lowest_eV_per_rad2:.3g} eV/rad², {relaxation.escapes} saddles left)")
 
     results = {"supercells": {}}
     for text in args.supercells:
@@ -157,7 +158,8 @@ def main():
         bands[label] = lswt.energies(q)
         on_mesh = np.concatenate([lswt.energies(mesh), bands[label]])
         results[label] = {"lowest_meV": float(on_mesh.min()), "band_top_meV": float(on_mesh.max())}
-        print(f"{label}: lowest magnon {on_mesh.min():.2f} meV, band top {on_mesh.max():.1f} meV (S = 1)")
+        verdict = "stable" if on_mesh.min() > -1e-3 else "UNSTABLE: imaginary modes, plotted below 0"
+        print(f"{label}: lowest magnon {on_mesh.min():.2f} meV, band top {on_mesh.max():.1f} meV (S = 1): {verdict}")
     main_label = "model J1, J2"
     dos = magnon_dos(spectra[main_label], mesh=(16, 16, 16), sigma_meV=1.5)
     png = plot_magnon_bands(x, bands[main_label], out / "nio_magnons.png", ticks=ticks, dos=dos,

@@ -544,3 +544,22 @@ def test_relax_all_refuses_models_with_fixed_lengths():
     atoms.calc = DeepSpinCalculator("nio")
     with pytest.raises(ValueError, match="moment lengths"):
         SpinLBFGS(atoms, relax="all")
+
+
+@pytest.mark.parametrize("J", [0.01, -0.01])
+def test_relax_spins_leaves_a_saddle_and_says_it_ended_at_a_minimum(J):
+    """The opposite order is stationary (collinear: no torque at all) but a saddle or maximum: without the check
+    the minimiser stops there at once; relax_spins leaves it along its unstable mode and reports the minimum."""
+    atoms = sc_with_exchange(J)
+    moments = np.linalg.norm(atoms.get_initial_magnetic_moments(), axis=1)
+    half = np.rint(atoms.positions / A_SC).astype(int)
+    wrong = -np.ones(len(atoms)) if J < 0 else (-1.0) ** half.sum(axis=1)  # FM under AFM exchange and vice versa
+    atoms.set_initial_magnetic_moments(moments[:, None] * wrong[:, None] * [0.0, 0.0, 1.0])
+    stuck = atoms.copy()
+    stuck.calc = atoms.calc
+    unchecked = relax_spins(stuck, tmax=1e-8, steps=500, check_minimum=False)
+    assert unchecked.converged and unchecked.minimum is None
+    assert stuck.get_potential_energy() / len(stuck) == pytest.approx(3 * abs(J), abs=1e-9)  # the top
+    result = relax_spins(atoms, tmax=1e-8, steps=2000)
+    assert result and result.minimum and result.escapes >= 1 and abs(result.lowest_eV_per_rad2) < 1e-5
+    assert atoms.get_potential_energy() / len(atoms) == pytest.approx(-3 * abs(J), abs=1e-9)

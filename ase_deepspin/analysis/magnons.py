@@ -333,8 +333,12 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
         ax.axvline(x, color="0.8", lw=0.8)
     ax.set_xticks([x for x, _ in ticks], [lab for _, lab in ticks])
     ax.set_xlim(distance[0], distance[-1])
-    ax.set_ylim(bottom=0)
-    ax.set_ylabel("ħω (meV)")
+    # imaginary modes (unstable: energies() returns them negative) stay in view below zero, as phonopy plots them
+    lowest = min([0.0, float(np.min(energies_meV))] + [float(np.min(v)) for v in (reference or {}).values()])
+    ax.set_ylim(bottom=lowest * 1.05 if lowest < 0 else 0)
+    if lowest < 0:
+        ax.axhline(0.0, color="k", lw=0.6)
+    ax.set_ylabel("ħω (meV); below 0: imaginary (unstable)" if lowest < 0 else "ħω (meV)")
     ax.set_title(title)
     if dos is not None:
         ax_dos.plot(dos[1], dos[0], color="C0")

@@ -88,7 +88,9 @@ def _supercell_atoms(cell: PhonopyAtoms, spins: np.ndarray | None) -> Atoms:
 def _evaluate(atoms: Atoms, calculator, relax_spins_tmax: float | None = None, spin_steps: int = 2000):
     """Forces [N, 3] (eV/Å), energy (eV) and spins [N, 3] (μB) of one supercell; a pure task for ``map``."""
     atoms.calc = calculator
-    if relax_spins_tmax is not None and not relax_spins(atoms, tmax=relax_spins_tmax, steps=spin_steps):
+    # displaced supercells keep the reference order: no minimum check (2M Hessian products per displacement)
+    if relax_spins_tmax is not None and not relax_spins(atoms, tmax=relax_spins_tmax, steps=spin_steps,
+                                                        check_minimum=False):
         raise RuntimeError(f"spin relaxation did not reach max torque {relax_spins_tmax:g} eV/μB in "
                            f"{spin_steps} steps: raise spin_steps or spin_tmax")
     spins = atoms.get_initial_magnetic_moments() if atoms.has("initial_magmoms") else None

@@ -56,6 +56,7 @@ when the atoms' positions, cell or spins are not what its last step left, e.g. s
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
@@ -68,7 +69,7 @@ from ..system import magnetic_mask
 from .longitudinal import MIN_LENGTH, check_lengths_determined
 
 __all__ = ["DampedPrecession", "SpinFIRE", "SpinLatticeOptimizable", "SpinLBFGS", "damped_precession_angles",
-           "lbfgs_direction", "relax_spins"]
+           "SpinRelaxation", "lbfgs_direction", "relax_spins"]
 
 RELAX_MODES = ("spins", "positions", "both", "all")
 # a length clipped onto a moment bound reads back from its spin vector within a few ulps of it
@@ -612,13 +613,70 @@ class DampedPrecession(SpinLatticeOptimizer):
         self.dofs.move(step)
 
 
-def relax_spins(atoms, tmax: float = 1e-4, steps: int = 2000, logfile=None) -> bool:
-    """Relax spin directions only (|S_i| and positions fixed) with ``atoms.calc`` (geodesic L-BFGS).
+# relax_spins checks that it ended at a minimum up to this many magnetic atoms (the full spin Hessian: 2M
+# Hessian-vector products, or 4M + 1 torque calls without them)
+CHECK_MINIMUM_UP_TO = 512
 
-    The result is written into ``atoms``' initial magnetic moments. Returns whether the largest
-    torque perpendicular to a spin, max |ω⊥|, is ≤ ``tmax`` (eV/μB) after at most ``steps`` steps.
+
+@dataclass(frozen=True)
+class SpinRelaxation:
+    """What :func:`relax_spins` found. As a bool: true when it converged and no check found a saddle.
+
+    Attributes
+    ----------
+    converged : max |ω⊥| ≤ tmax was reached.
+    minimum : whether the spin Hessian there has no eigenvalue below −``hessian_tolerance``; None when not
+        checked (not converged, ``check_minimum`` false, or more magnetic atoms than checked by default).
+    lowest_eV_per_rad2 : the lowest eigenvalue of the spin Hessian (:mod:`~ase_deepspin.analysis.stability`), or None.
+    escapes : how many times a saddle was left along its most unstable direction.
+    """
+
+    converged: bool
+    minimum: bool | None
+    lowest_eV_per_rad2: float | None
+    escapes: int
+
+    def __bool__(self) -> bool:
+        return self.converged and self.minimum is not False
+
+
+def relax_spins(atoms, tmax: float = 1e-4, steps: int = 2000, logfile=None, check_minimum: bool | None = None,
+                max_escapes: int = 5, escape_angle: float = 0.1, hessian_tolerance: float = 1e-5) -> SpinRelaxation:
+    """Relax spin directions only (|S_i| and positions fixed) with ``atoms.calc`` (geodesic L-BFGS), to a minimum.
+
+    The result is written into ``atoms``' initial magnetic moments. Convergence is max |ω⊥| ≤ ``tmax``
+    (eV/μB) within ``steps`` steps. A stationary point need not be a minimum (exact ferromagnetic order under
+    antiferromagnetic exchange has no torque at all): with ``check_minimum`` (default: up to
+    ``CHECK_MINIMUM_UP_TO`` magnetic atoms) the spin Hessian is computed there
+    (:func:`~ase_deepspin.analysis.stability.spin_stability`), and a saddle, an eigenvalue below
+    −``hessian_tolerance`` eV/rad², is left by turning the spins ``escape_angle`` rad (the largest turn of
+    one spin) along its most unstable mode and relaxing again, at most ``max_escapes`` times.
+
     Steps that raise the energy are rejected; with a float32 calculator on thousands of atoms, whose
     total energy rounds at ~1e-2 eV, use ``SpinLBFGS(atoms, relax="spins", energy_tolerance=0.02)``.
+    Returns a :class:`SpinRelaxation`.
     """
-    optimizer = SpinLBFGS(atoms, relax="spins", logfile=logfile)
-    return optimizer.run(tmax=tmax, steps=steps)
+    from ..analysis.stability import spin_stability
+
+    if not 0 < escape_angle < 1 or max_escapes < 0 or hessian_tolerance < 0:
+        raise ValueError(f"need 0 < escape_angle < 1 rad, max_escapes >= 0 and hessian_tolerance >= 0 (eV/rad²), got "
+                         f"{escape_angle}, {max_escapes}, {hessian_tolerance}")
+    if check_minimum is None:
+        spins = np.asarray(atoms.get_initial_magnetic_moments())
+        check_minimum = spins.ndim == 2 and int(magnetic_mask(spins).sum()) <= CHECK_MINIMUM_UP_TO
+    escapes = 0
+    while True:
+        converged = SpinLBFGS(atoms, relax="spins", logfile=logfile).run(tmax=tmax, steps=steps)
+        if not (converged and check_minimum):
+            return SpinRelaxation(converged, None, None, escapes)
+        stability = spin_stability(atoms)
+        if stability.is_minimum(hessian_tolerance) or escapes == max_escapes:
+            return SpinRelaxation(True, stability.is_minimum(hessian_tolerance), stability.lowest, escapes)
+        spins = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float)
+        unit, length = unit_vectors(spins)
+        move = stability.unstable_directions(atoms, hessian_tolerance)[0]  # μB per rad, tangent
+        angles = np.linalg.norm(move, axis=1) / np.where(length > 0, length, 1.0)
+        turned, = geodesic_rotate(unit, move / np.where(length > 0, length, 1.0)[:, None]
+                                  * (escape_angle / angles.max()))
+        atoms.set_initial_magnetic_moments(turned * length[:, None])
+        escapes += 1

@@ -39,7 +39,7 @@ def nio_afm(a: float = 4.17, moment: float = 1.27, repeat=(1, 1, 1), cubic: bool
     return atoms
 
 
-def fcc_fe_afmd(a: float = 3.5495, moment: float = 1.3, repeat=(1, 1, 1), axis=(0.0, 0.0, 1.0)) -> Atoms:
+def fcc_fe_afmd(a: float = 3.5495, moment: float = 1.3, repeat=(1, 1, 2), axis=(0.0, 0.0, 1.0)) -> Atoms:
     """FCC Fe with double-layer antiferromagnetic (AFMD) order: (001) planes stacked ↑↑↓↓ along z.
 
     Parameters
@@ -47,7 +47,7 @@ def fcc_fe_afmd(a: float = 3.5495, moment: float = 1.3, repeat=(1, 1, 1), axis=(
     a : cubic lattice constant, Å (3.5495: the 32-atom DeltaSpin cells of ``fe-deltaspin``, 7.099 / 2).
     moment : moment length, μB (the DeltaSpin bulk moments: 1.0–1.6, mean about 1.3).
     repeat : repetitions of the 4-atom conventional cube; ``repeat[2]`` must be even (the order's
-        period along z is 2a).
+        period along z is 2a). The default, (1, 1, 2), is the smallest cell of the order (8 atoms).
     axis : spin direction of the ↑ planes (normalised).
 
     The (001) plane index of an atom is its z in units of a/2; planes 0, 1 point along ``axis``,

@@ -192,22 +192,17 @@ def test_serialized_model_evaluated_as_deepmd_does_matches(nio):
     assert abs(energy - reference) <= 1e-12 * abs(reference)
 
 
-def shipped_network():
-    """The shipped NiO model's network without its spin baseline, wall and symmetrisation (not in DeePMD-kit)."""
-    import dataclasses
-
-    from ase_deepspin.model import DeepSpinModel
-
-    shipped = load_model(Path(__file__).parents[1] / "ase_deepspin" / "pretrained" / "nio.pt")
-    network = DeepSpinModel(dataclasses.replace(shipped.config, spin_baseline=None, time_reversal=False,
-                                                short_range=None))
-    network.load_state_dict({k: v for k, v in shipped.state_dict().items() if not k.startswith("baseline.")})
-    return network
+def deepspin_network():
+    """A DeepSPIN network of the shipped NiO model's sizes (25-50-100 embedding, 240×3 fitting, sel 60, rcut
+    5.6 Å, DeePMD-kit's NiO spin example) with seeded weights, as DeePMD-kit holds it: pseudo-atoms, no spin
+    baseline, wall or symmetrisation (the shipped model is of spin invariants, which DeePMD-kit has no form for)."""
+    return symmetric_model(time_reversal=False, rcut=5.6, rcut_smth=5.4, sel=[60, 60], neuron=[25, 50, 100],
+                           axis_neuron=16, fitting_neuron=[240, 240, 240], virtual_scale=[1.0, 0.0])
 
 
 @needs_nio_data
-def test_serialized_shipped_model_on_nio_frame():
-    model = shipped_network()
+def test_serialized_deepspin_model_on_nio_frame():
+    model = deepspin_network()
     atoms = nio_frames(1)[0]
     reference = deepmd_energy(dp_dict_from_model(model), atoms)
     assert abs(evaluate(model, atoms)[0] - reference) <= 1e-12 * abs(reference)
@@ -283,11 +278,11 @@ def test_not_a_dp_file(tmp_path):
 def test_cli_convert_both_ways(tmp_path, nio, capsys):
     from ase_deepspin.io import save_model
 
-    shipped = shipped_network()
-    save_model(shipped, tmp_path / "nio.pt")
+    network = deepspin_network()
+    save_model(network, tmp_path / "nio.pt")
     assert cli_main(["convert", str(tmp_path / "nio.pt"), str(tmp_path / "nio.dp")]) == 0
     assert cli_main(["convert", str(tmp_path / "nio.dp"), str(tmp_path / "back.pt")]) == 0
-    e0, f0, w0 = evaluate(shipped, nio)
+    e0, f0, w0 = evaluate(network, nio)
     e1, f1, w1 = evaluate(load_model(tmp_path / "back.pt"), nio)
     assert e0 == e1 and np.array_equal(f0, f1) and np.array_equal(w0, w1)
     assert cli_main(["convert", "nio", str(tmp_path / "x.pt")]) == 2  # ours to ours is not a conversion

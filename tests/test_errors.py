@@ -262,3 +262,33 @@ def test_a_cell_packed_beyond_reason_is_refused_early(calc):
     atoms.set_cell(atoms.cell.array * 0.01, scale_atoms=True)  # a cell given in nm as if in Å, say
     with pytest.raises(ValueError, match=r"neighbours per atom .* \(is the cell in Å\?\)"):
         calc.get_potential_energy(atoms)
+
+
+def test_a_text_file_given_as_a_model_is_named(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("hello world\n")
+    with pytest.raises(ModelFileError, match="not a readable ase-deepspin model file"):
+        DeepSpinCalculator(path)
+
+
+@pytest.mark.parametrize("chunk", [0, -3, 2.5])
+def test_a_chunk_size_that_is_not_a_positive_integer_is_refused(model, chunk):
+    with pytest.raises(ValueError, match="max_edges_per_chunk"):
+        DeepSpinCalculator(model, max_edges_per_chunk=chunk)
+
+
+def test_freeze_given_a_model_file_says_so(model, tmp_path):
+    from ase_deepspin.training.train import freeze
+
+    save_model(model, tmp_path / "model.pt")
+    with pytest.raises(ValueError, match="is a model file, which needs no freezing"):
+        freeze(tmp_path / "model.pt", tmp_path / "out.pt")
+    with pytest.raises(ValueError, match="checkpoint not found"):
+        freeze(tmp_path / "missing.pt", tmp_path / "out.pt")
+
+
+def test_builders_work_with_their_own_defaults():
+    from ase_deepspin.build import fcc_fe_afmd, nio_afm, simple_cubic_spins
+
+    for atoms in (fcc_fe_afmd(), nio_afm(), simple_cubic_spins(2)):
+        assert len(atoms) > 0 and np.isfinite(atoms.get_initial_magnetic_moments()).all()

@@ -441,3 +441,12 @@ def test_spin_lattice_trajectory_frames_carry_their_energy_and_forces(tmp_path):
         fresh.calc = spin_lattice_atoms().calc
         assert stored_energy == pytest.approx(fresh.get_potential_energy(), rel=1e-12)
         assert np.allclose(stored_forces, fresh.get_forces(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("field", [(0.0, 1.0), [[0.0, 0.0, 1.0]], (0.0, np.nan, 1.0)])
+def test_a_field_that_is_not_a_3_vector_is_refused_when_the_dynamics_is_made(field):
+    atoms = Atoms("Fe", positions=[[0, 0, 0]], cell=[10, 10, 10], pbc=True)
+    atoms.set_initial_magnetic_moments([[0.0, 0.0, 2.0]])
+    atoms.calc = SpinHamiltonian()
+    with pytest.raises(ValueError, match="field_T must be a finite 3-vector"):
+        SpinLatticeDynamics(atoms, dt_fs=1.0, field_T=field)

@@ -84,7 +84,7 @@ model:
   descriptor: {{type: se_e2_a, sel: [20, 20], rcut_smth: 3.0, rcut: 4.0, neuron: [4, 8], axis_neuron: 4}}
   fitting_net: {{neuron: [8, 8], resnet_dt: true}}
   spin: {{use_spin: [true, false], virtual_scale: [0.314]}}
-learning_rate: {{type: exp, start_lr: 0.001, stop_lr: 1.0e-5, decay_steps: 100}}
+learning_rate: {{type: exp, start_lr: 1e-3, stop_lr: 1.0e-5, decay_steps: 100}}
 loss: {{type: ener_spin, start_pref_e: 0.02, limit_pref_e: 1, start_pref_fr: 1000, limit_pref_fr: 1,
         start_pref_fm: 1000, limit_pref_fm: 1}}
 training:
@@ -96,6 +96,7 @@ training:
     assert cfg.model.virtual_scale == [0.314, 0.0]
     assert cfg.model.sel == [20, 20, 20, 20]
     assert cfg.batch_size == 2 and cfg.numb_steps == 7 and cfg.loss.start_pref_fm == 1000
+    assert cfg.start_lr == 1e-3  # written as JSON writes it: PyYAML alone reads "1e-3" as a string
     # what is not implemented is refused by name, never accepted and ignored
     for old, new, match in [("numb_steps", "numb_stepz", "numb_stepz"),
                             ("resnet_dt: true}", "resnet_dt: true, activation_function: gelu}", "gelu"),

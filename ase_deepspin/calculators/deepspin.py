@@ -206,6 +206,8 @@ class DeepSpinCalculator(SpinCalculatorBase):
             _check_committee(self.models)
             self.implemented_properties = self.implemented_properties + list(DEVIATION_PROPERTIES)
         self.model = self.models[0]  # the neighbour list, checks and data ranges: shared by every member
+        if not (isinstance(max_edges_per_chunk, int) and max_edges_per_chunk >= 1):
+            raise ValueError(f"max_edges_per_chunk must be a positive integer, got {max_edges_per_chunk!r}")
         self.max_edges_per_chunk = max_edges_per_chunk
         self.neighbor_search = NeighborSearch(self.model.config.rcut, skin=neighbor_skin)
         self.extrapolation_warned = set()  # kinds of ExtrapolationWarning already given

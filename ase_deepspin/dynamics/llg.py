@@ -126,7 +126,12 @@ class SpinLatticeDynamics(MolecularDynamics):
         self.dt_fs = float(dt_fs)
         self.alpha = alpha
         self.temperature_K = float(temperature_K)
-        self.field_fn = field_T if callable(field_T) else (lambda t, f=np.asarray(field_T, float): f)
+        if not callable(field_T):
+            field_T = np.asarray(field_T, dtype=float)
+            if field_T.shape != (3,) or not np.isfinite(field_T).all():
+                raise ValueError(f"field_T must be a finite 3-vector in Tesla (or a function of time in fs returning "
+                                 f"one), got shape {field_T.shape}")
+        self.field_fn = field_T if callable(field_T) else (lambda t, f=field_T: f)
         self.lattice_moving = lattice == "moving"
         self.spins_moving = spins == "moving"
         self.friction = float(lattice_friction_per_fs)

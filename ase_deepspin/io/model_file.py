@@ -101,7 +101,7 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
             raise ModelFileError(f"{path} holds Python objects that no ase-deepspin model file contains; it is "
                                  "refused (unpickling them could run arbitrary code)") from None
         raise ModelFileError(f"{path} is not a readable ase-deepspin model file (not a torch zip archive)") from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
+    except Exception as err:  # torch reads a file that is no torch archive as a legacy pickle: any error at all
         raise ModelFileError(f"{path} is not a readable ase-deepspin model file ({err.__class__.__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
     if is_deepmd_checkpoint(blob):

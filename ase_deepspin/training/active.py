@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..io.frames import Frame
+from .config import read_yaml
 
 COLUMNS = ("max_devi_f", "avg_devi_f", "max_devi_fm", "avg_devi_fm", "devi_e")
 
@@ -103,7 +103,7 @@ class ExploreConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "ExploreConfig":
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = read_yaml(path) or {}
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown explore keys {sorted(unknown)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,25 @@ def key(default=dataclasses.MISSING, doc: str = "", factory=None):
     if factory is not None:
         return field(default_factory=factory, metadata={"doc": doc})
     return field(default=default, metadata={"doc": doc})
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading floats as YAML 1.2 and JSON do: 3e-3 and 1E5 are numbers, not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def read_yaml(path):
+    """The contents of a YAML file, numbers written as JSON writes them (``3e-3``) read as numbers."""
+    return yaml.load(Path(path).read_text(), Loader=_Loader)
 
 
 # ---------------------------------------------------------------------------------------------- the input
@@ -390,7 +410,7 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path) -> "TrainConfig":
         try:
-            raw = yaml.safe_load(Path(path).read_text())
+            raw = read_yaml(path)
         except yaml.YAMLError as err:
             where = getattr(err, "problem_mark", None)
             line = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""

@@ -499,8 +499,17 @@ def lcurve_table(curve: list[dict]) -> str:
 
 
 def freeze(checkpoint: str | Path, out: str | Path, storage_dtype: torch.dtype = torch.float64) -> Path:
-    """Model file from a training checkpoint."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    """Model file from a training checkpoint (``checkpoint.pt`` of a training run's output folder)."""
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint not found: {checkpoint}") from None
+    except Exception as err:
+        raise ValueError(f"{checkpoint} is not a training checkpoint ({err.__class__.__name__})") from None
+    if not (isinstance(ckpt, dict) and {"model", "config", "step"} <= set(ckpt)):
+        what = "a model file, which needs no freezing" if isinstance(ckpt, dict) and "state_dict" in ckpt else \
+            "not a training checkpoint"
+        raise ValueError(f"{checkpoint} is {what}: freeze reads the checkpoint.pt of a training run's output folder")
     cfg = json.loads(ckpt["config"])
     model = DeepSpinModel(ModelConfig(**cfg["model"]))
     model.load_state_dict(ckpt["model"])

@@ -20,7 +20,7 @@ MAX_FRACTION_OF_TRIVIAL = 0.3
 def test_shipped_model_resolves_by_name_and_file_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert resolve_model_path("nio") == resolve_model_path("nio.pt")
-    assert load_model(resolve_model_path("nio")).config.type_map == ["Ni", "O"]
+    assert load_model(resolve_model_path("nio")).config.type_map == ["Ni", "O"] == load_model("nio").config.type_map
     assert resolve_model_path("nio").stat().st_size < 10 * 2**20
 
 

@@ -374,3 +374,19 @@ def test_a_diverging_run_stops_with_an_error(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="diverged at step 3"):
         train(tiny_config(tmp_path), progress=False, log=lambda *a: None)
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_change_bias_takes_names_and_data_paths_and_never_changes_a_shipped_model_in_place(tmp_path, monkeypatch):
+    from ase_deepspin.training.train import change_bias
+
+    with pytest.raises(ValueError, match="shipped model: it is not changed in place"):
+        change_bias("nio")
+    monkeypatch.chdir(NIO_DATA)  # the run records its data relative to the folder it ran in
+    path = train(tiny_config(tmp_path / "a", numb_steps=2, n_validation=0, held_out=["data_0#0:5"],
+                             systems=["data_0"]), progress=False, log=lambda *a: None)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"\['data_0'\] .* give them with --systems"):
+        change_bias(path, tmp_path / "b.pt", log=lambda *a: None)
+    lines = []
+    change_bias(path, tmp_path / "b.pt", systems=[str(NIO_DATA / "data_0")], log=lines.append)
+    assert (tmp_path / "b.pt").is_file() and lines[0].startswith("reading the training frames")

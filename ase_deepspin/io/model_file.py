@@ -77,7 +77,8 @@ def save_model(model: DeepSpinModel, path: str | os.PathLike, storage_dtype: tor
 
 
 def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> DeepSpinModel:
-    """Read a model file written by :func:`save_model`; parameters cast to ``dtype`` on ``device``.
+    """Read a model file written by :func:`save_model` (a path, or the name of a shipped model such as
+    ``"nio"``); parameters cast to ``dtype`` on ``device``.
 
     DeePMD-kit spin models (.dp, .yaml, frozen .pth, .pt checkpoints) are read through
     :func:`~ase_deepspin.io.deepmd.read_deepmd`, exactly as ``ase-deepspin convert`` reads them;
@@ -87,9 +88,10 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float64, devi
 
     from .torchscript import read_export_record, read_lammps_model
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
+    try:
+        path = resolve_model_path(path)
+    except FileNotFoundError as err:
+        raise ModelFileError(str(err)) from None
     if path.suffix == ".pth" and read_export_record(path) is not None:  # our own TorchScript export
         return read_lammps_model(path).to(device=device, dtype=dtype)
     if path.suffix != ".pt" and is_deepmd_file(path):  # by name; a .pt file is recognised once loaded

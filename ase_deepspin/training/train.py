@@ -252,12 +252,26 @@ def record_data_ranges(path, out=None) -> dict:
     return ranges
 
 
-def change_bias(path, out=None) -> np.ndarray:
-    """Refit the energy bias of the model file ``path`` on the training frames its provenance names
-    (:func:`shift_energy_bias`) and write it to ``out`` (default: in place), the provenance noting the
-    shift; returns the shift (eV per atom of each type)."""
+def change_bias(path, out=None, systems: list[str] | None = None, log=print) -> np.ndarray:
+    """Refit the energy bias of the model file ``path`` (or a shipped model's name, with ``out``) on the
+    training frames its provenance names (:func:`shift_energy_bias`) and write it to ``out`` (default: in
+    place), the provenance noting the shift; returns the shift (eV per atom of each type). ``systems``
+    replaces the data paths the run recorded (relative to the folder it ran in)."""
+    from ..io.model_file import PRETRAINED_DIR, resolve_model_path
+
+    path = resolve_model_path(path)
+    if out is None and path.resolve().parent == PRETRAINED_DIR.resolve():
+        raise ValueError(f"{path.name} is a shipped model: it is not changed in place; give an output file (-o)")
     model, cfg = _training_run(path)
+    if systems:
+        cfg.systems = [str(s) for s in systems]
+    missing = [s for s in cfg.systems if not Path(s).exists()]
+    if missing:
+        raise ValueError(f"the training data {missing} that {path} records are not here (paths as the training run "
+                         f"saw them, relative to the folder it ran in): give them with --systems")
+    log(f"reading the training frames of {', '.join(cfg.systems)}")
     all_frames, train_frames, valid_frames = select_frames(cfg)
+    log(f"fitting the energy bias on {len(train_frames)} frames, then measuring {len(valid_frames)} held-out frames")
     shift = shift_energy_bias(model, PreparedFrames(train_frames, model), train_frames)
     # the held-out errors the file records were measured with the old bias: measure them again
     training = {**model.provenance["training"], **held_out_record(model, cfg, all_frames, valid_frames)}

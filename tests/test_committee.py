@@ -94,6 +94,7 @@ def test_cli_ensemble_and_model_devi(tmp_path, capsys):
     assert all(p.is_file() for p in paths) and "committee of 2 models" in capsys.readouterr().out
     out = tmp_path / "model_devi.out"
     assert main(["model-devi", *map(str, paths), str(NIO_DATA / "data_1"), "-o", str(out)]) == 0
+    assert "model deviation" in capsys.readouterr().err  # a run of minutes shows its progress
     header = out.read_text().splitlines()[0].split()
     assert header == ["#", "step", *MODEL_DEVI_COLUMNS]
     table = np.loadtxt(out)

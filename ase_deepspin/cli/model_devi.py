@@ -16,7 +16,7 @@ def run(args):
     from ..training.evaluate import MODEL_DEVI_COLUMNS, model_deviation_table, write_model_devi
 
     structures = _read_structures(args.data)
-    rows = model_deviation_table([resolve_model_path(m) for m in args.models], structures)
+    rows = model_deviation_table([resolve_model_path(m) for m in args.models], structures, progress=True)
     write_model_devi(args.out, rows)
     worst = rows[:, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fr")]
     worst_fm = rows[:, 1 + MODEL_DEVI_COLUMNS.index("max_devi_fm")]

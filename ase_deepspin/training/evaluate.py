@@ -120,17 +120,19 @@ MODEL_DEVI_COLUMNS = ("max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_fr", "
                       "max_devi_fm", "min_devi_fm", "avg_devi_fm", "devi_e")
 
 
-def model_deviation_table(models, structures) -> np.ndarray:
+def model_deviation_table(models, structures, progress: bool = False) -> np.ndarray:
     """Rows (index, then :data:`MODEL_DEVI_COLUMNS`) of a committee's model deviation on each structure.
 
     ``structures`` are ASE atoms with spins (initial magnetic moments, μB) or :class:`~ase_deepspin.io.frames.Frame`.
     Columns as DeePMD-kit's ``pair_style deepspin`` writes them for spin models (virial per atom eV, forces
     eV/Å, magnetic forces −∂E/∂S eV/μB over magnetic atoms), plus ``devi_e`` (eV/atom) last; the virial
-    columns are 0 for structures that are not periodic in all three directions.
+    columns are 0 for structures that are not periodic in all three directions. ``progress`` shows a bar.
     """
+    from tqdm import tqdm
+
     calc = DeepSpinCalculator(list(models))
     rows = []
-    for k, atoms in enumerate(structures):
+    for k, atoms in enumerate(tqdm(structures, disable=not progress, desc="model deviation", unit="structure")):
         atoms = atoms.to_atoms() if hasattr(atoms, "to_atoms") else atoms.copy()
         calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
         devi = calc.results["model_deviation"]

@@ -410,12 +410,16 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         curve.append({"step": step, "lr": stats["lr"], "time_s": time.perf_counter() - started,
                       "train_e": math.sqrt(stats["e"]), "train_f": math.sqrt(stats["f"]),
                       "train_m": math.sqrt(stats["m"]), "val_e": rmse["e"], "val_f": rmse["f"], "val_m": rmse["m"]})
+        budget = "" if cfg.max_time is None else \
+            f"; time budget {max(0.0, cfg.max_time - (time.perf_counter() - started)):.0f} s left"
         bar.set_postfix_str(f"E {1e3 * rmse['e']:.3f} meV/at F {1e3 * rmse['f']:.2f} meV/Å "
-                            f"ω {1e3 * rmse['m']:.2f} meV/μB")
+                            f"ω {1e3 * rmse['m']:.2f} meV/μB{budget}")
 
     (out_dir / "input.json").write_text(json.dumps(cfg.to_dict(), indent=1))  # the run's full configuration
     started = time.perf_counter()
-    bar = tqdm(total=cfg.numb_steps, initial=step, disable=not progress, dynamic_ncols=True)
+    # with a time budget the bar's own estimate (by steps) can overshoot it: the postfix says what is left
+    bar = tqdm(total=cfg.numb_steps, initial=step, disable=not progress, dynamic_ncols=True,
+               desc=None if cfg.max_time is None else f"≤ {cfg.max_time:.0f} s")
     stats = None
     while step < cfg.numb_steps:
         indices = _batch_indices(cfg, len(train_data), step)

@@ -390,3 +390,83 @@ def test_change_bias_takes_names_and_data_paths_and_never_changes_a_shipped_mode
     lines = []
     change_bias(path, tmp_path / "b.pt", systems=[str(NIO_DATA / "data_0")], log=lines.append)
     assert (tmp_path / "b.pt").is_file() and lines[0].startswith("reading the training frames")
+
+
+# DeePMD-kit's examples/spin/se_e2_a/input_torch.json as it is written there (data paths and step counts aside)
+DEEPMD_SPIN_INPUT = {
+    "model": {
+        "type_map": ["Ni", "O"],
+        "descriptor": {"type": "se_e2_a", "sel": [60, 60], "rcut_smth": 5.4, "rcut": 5.6, "neuron": [25, 50, 100],
+                       "resnet_dt": False, "axis_neuron": 16, "seed": 1, "_comment": " that's all"},
+        "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True, "seed": 1, "_comment": " that's all"},
+        "data_stat_nbatch": 10,
+        "spin": {"use_spin": [True, False], "virtual_scale": [0.3140], "_comment": " that's all"},
+        "_comment": " that's all"},
+    "learning_rate": {"type": "exp", "decay_steps": 5000, "start_lr": 0.001, "stop_lr": 3.51e-8,
+                      "_comment": "that's all"},
+    "loss": {"type": "ener_spin", "start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_fr": 1000, "limit_pref_fr": 1,
+             "start_pref_fm": 1000, "limit_pref_fm": 1, "_comment": " that's all"},
+    "training": {
+        "training_data": {"systems": ["data_0"], "batch_size": 3, "_comment": "that's all"},
+        "validation_data": {"systems": ["data_1"], "batch_size": 1, "numb_btch": 3, "_comment": "that's all"},
+        "numb_steps": 2, "seed": 10, "disp_file": "lcurve.out", "disp_freq": 2, "save_freq": 2,
+        "_comment": "that's all"},
+    "_comment": "that's all"}
+
+
+def test_deepmd_kits_spin_example_input_trains_as_written(tmp_path, monkeypatch):
+    from ase_deepspin.cli import main
+
+    monkeypatch.chdir(NIO_DATA)
+    raw = json.loads(json.dumps(DEEPMD_SPIN_INPUT))
+    raw["training"]["disp_file"] = "curve.txt"
+    raw["training"]["output_dir"] = str(tmp_path / "run")
+    (tmp_path / "input.json").write_text(json.dumps(raw))
+    cfg = TrainConfig.from_yaml(tmp_path / "input.json")
+    assert cfg.validation_systems == ["data_1"] and cfg.n_validation == 0 and cfg.stat_frames == 30
+    assert cfg.model.virtual_scale == [0.314, 0.0] and cfg.model.magnetic == [True, False]
+    assert main(["train", str(tmp_path / "input.json")]) == 0
+    model = load_model(tmp_path / "run" / "model.pt")
+    assert model.provenance["training"]["validation_frames"] == 60  # data_1, whole
+    assert (tmp_path / "run" / "curve.txt").is_file()
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda r: r["model"]["spin"].update(virtual_scale=0.314, use_spin=["Ni"]), ([0.314, 0.0], [True, False])),
+    (lambda r: r["model"]["spin"].update(use_spin=[0]), ([0.314, 0.0], [True, False]))])
+def test_deepmd_kits_other_spellings_mean_the_same(tmp_path, change, expected):
+    raw = json.loads(json.dumps(DEEPMD_SPIN_INPUT))
+    raw["training"]["training_data"]["systems"] = [str(NIO_DATA / "data_0")]
+    raw["training"]["validation_data"]["systems"] = [str(NIO_DATA / "data_1")]
+    change(raw)
+    cfg = TrainConfig.from_dict(raw)
+    assert (cfg.model.virtual_scale, cfg.model.magnetic) == expected
+
+
+def test_deepmd_kits_auto_sel_and_batch_size():
+    raw = json.loads(json.dumps(DEEPMD_SPIN_INPUT))
+    raw["training"]["training_data"] = {"systems": [str(NIO_DATA / "data_0")], "batch_size": "auto:64"}
+    raw["training"].pop("validation_data")
+    raw["model"]["descriptor"]["sel"] = "auto"
+    cfg = TrainConfig.from_dict(raw)
+    assert cfg.batch_size == 2  # 64 atoms from 32-atom frames
+    # NiO within 5.6 Å: at most 42 Ni and 38 O around any atom of data_0 (ase's neighbour list), times 1.1
+    from ase.neighborlist import neighbor_list
+
+    from ase_deepspin.io.frames import read_frames
+
+    atoms = read_frames(NIO_DATA / "data_0")[0].to_atoms()
+    i, j = neighbor_list("ij", atoms, 5.6)
+    assert cfg.model.sel[0] >= 1.1 * max(np.bincount(i[atoms.numbers[j] == 28]))
+    for bad in ("auto:x", "many"):
+        raw["model"]["descriptor"]["sel"] = bad
+        with pytest.raises(ValueError, match="descriptor.sel"):
+            TrainConfig.from_dict(raw)
+    raw["model"]["descriptor"]["sel"] = [60, 60]
+    raw["model"]["fitting_net"]["seed"] = 7
+    with pytest.raises(ValueError, match="fitting_net.seed 7 differs"):
+        TrainConfig.from_dict(raw)
+    raw["model"]["fitting_net"]["seed"] = 1
+    raw["model"]["spin"]["use_spin"] = ["Fe"]
+    with pytest.raises(ValueError, match="use_spin"):
+        TrainConfig.from_dict(raw)

@@ -13,12 +13,13 @@ model's :class:`~ase_deepspin.model.ModelConfig`, refusing what is not implement
 from __future__ import annotations
 
 import dataclasses
-import types
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 from ase.data import atomic_numbers
 
@@ -58,8 +59,10 @@ class DescriptorInput:
 
     type: str = key("se_e2_a", "se_e2_a: DeepSPIN's pseudo-atoms at R + ηS (spin.virtual_scale); spin_invariant: "
                                "real atoms, spins through S_i·S_j and |S_i|² (exact under rotating the spins alone)")
-    sel: typing.Union[list[int], int] = key(60, "most neighbours per block within rcut: one int, one per type, or "
-                                                "(se_e2_a) one per type and pseudo-type")
+    sel: typing.Union[list[int], int, str] = key(60, "most neighbours per block within rcut: one int, one per type, "
+                                                     "(se_e2_a) one per type and pseudo-type, or \"auto\" / "
+                                                     "\"auto:RATIO\" (DeePMD-kit's: the most any training frame "
+                                                     "has per type, times RATIO, default 1.1)")
     rcut: float = key(5.6, "cut-off radius (Å)")
     rcut_smth: float = key(5.4, "where the smooth switch starts (Å)")
     neuron: list[int] = key(doc="embedding net widths", factory=lambda: [25, 50, 100])
@@ -83,15 +86,19 @@ class FittingInput:
     neuron: list[int] = key(doc="fitting net widths", factory=lambda: [240, 240, 240])
     resnet_dt: bool = key(True, "trainable timestep of the residual layers")
     activation_function: str = key("tanh", "only tanh")
+    seed: typing.Optional[int] = key(None, "DeePMD-kit's seed of the fitting nets: here one generator seeded by "
+                                           "descriptor.seed draws every weight, so it must be omitted or equal that")
 
 
 @dataclass
 class SpinInput:
     """``model.spin``."""
 
-    use_spin: list[bool] = key(doc="one per type: which elements are magnetic", factory=list)
-    virtual_scale: list[float] = key(doc="η (Å/μB) per type or per magnetic type: pseudo-atoms at R + ηS "
-                                         "(se_e2_a, or spin_invariant with spin_orbit)", factory=list)
+    use_spin: typing.Union[list[bool], list[int], list[str]] = key(
+        doc="which elements are magnetic: one bool per type, or the magnetic types' indices or symbols", factory=list)
+    virtual_scale: typing.Union[list[float], float] = key(
+        doc="η (Å/μB) per type, per magnetic type or one for all: pseudo-atoms at R + ηS (se_e2_a, or "
+            "spin_invariant with spin_orbit)", factory=list)
     baseline: typing.Optional[dict] = key(None, "Heisenberg–Landau spin baseline: {n_basis, onsite_order, form: "
                                                 "deviation | landau, biquadratic}")
     time_reversal: bool = key(True, "se_e2_a: symmetrise the energy under S → −S (spin_invariant: always)")
@@ -109,6 +116,8 @@ class ModelInput:
     spin: SpinInput = key(doc="magnetic types and spin terms", factory=SpinInput)
     short_range: typing.Optional[dict] = key(None, "ZBL wall: {type: zbl, margin, width} (Å, placed below the "
                                                    "shortest training distances) or explicit r_inner, r_outer tables")
+    data_stat_nbatch: typing.Optional[int] = key(None, "DeePMD-kit's: the descriptor statistics come from this many "
+                                                       "batches of training frames (default: all training frames)")
 
 
 @dataclass
@@ -126,7 +135,19 @@ class TrainingDataInput:
     """``training.training_data``."""
 
     systems: list[str] = key(doc="DeePMD-kit npy systems (or folders of them) or extxyz files", factory=list)
-    batch_size: int = key(3, "frames per step")
+    batch_size: typing.Union[int, str] = key(3, "frames per step, or \"auto\" / \"auto:N\" (DeePMD-kit's: enough "
+                                                "frames for N atoms, default 32, in the smallest system)")
+
+
+@dataclass
+class ValidationDataInput:
+    """``training.validation_data`` (DeePMD-kit's): systems that validate instead of a random hold-out."""
+
+    systems: list[str] = key(doc="DeePMD-kit npy systems (or folders of them) or extxyz files", factory=list)
+    batch_size: typing.Union[int, str] = key(1, "DeePMD-kit's validation batch size: every frame of the systems "
+                                                "is validated here, so it changes nothing")
+    numb_btch: int = key(1, "DeePMD-kit's validation batches per record: every frame is validated here, so it "
+                            "changes nothing")
 
 
 @dataclass
@@ -134,13 +155,16 @@ class TrainingInput:
     """``training``."""
 
     training_data: TrainingDataInput = key(doc="data", factory=TrainingDataInput)
+    validation_data: typing.Optional[ValidationDataInput] = key(None, "systems to validate on (DeePMD-kit's)")
     numb_steps: int = key(100_000, "training steps")
-    n_validation: int = key(20, "frames held out at random (after held_out)")
+    n_validation: typing.Optional[int] = key(None, "frames held out at random (after held_out); default 20, or 0 "
+                                                   "with validation_data")
     split_seed: int = key(0, "seed of the random hold-out")
     held_out: list[str] = key(doc="systems or blocks SYSTEM#a:b held out for validation", factory=list)
     exclude_frames: list[str] = key(doc="training frames left out (sources ending with these)", factory=list)
     seed: int = key(1, "seed of batches and augmentation")
     disp_freq: int = key(100, "steps between validation records")
+    disp_file: str = key("lcurve.out", "the learning curve's file in output_dir (DeePMD-kit's columns)")
     save_freq: int = key(1000, "steps between checkpoints")
     max_time: typing.Optional[float] = key(None, "stop after this many seconds")
     output_dir: str = key("run", "folder of the run")
@@ -219,6 +243,7 @@ def load_section(cls, raw, where: str):
         raw = {}
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping of keys, got {raw!r}")
+    raw = {k: v for k, v in raw.items() if not str(k).startswith("_comment")}  # DeePMD-kit's comments, anywhere
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
@@ -233,6 +258,7 @@ def load_input(raw: dict) -> TrainInput:
     if not isinstance(raw, dict):
         raise ValueError(f"a training config is a mapping with model, learning_rate, loss and training sections, "
                          f"got {type(raw).__name__}")
+    raw = {k: v for k, v in raw.items() if not str(k).startswith("_comment")}
     unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(TrainInput)})
     if unknown:
         raise ValueError(f"unknown config sections {unknown} (allowed: model, learning_rate, loss, training)")
@@ -264,6 +290,62 @@ def input_reference() -> str:
 
     walk(TrainInput, "")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- DeePMD-kit's forms
+def _magnetic_types(use_spin: list, type_map: list[str]) -> list[bool]:
+    """``spin.use_spin`` as one bool per type, from bools per type or the magnetic types' indices or symbols."""
+    if not use_spin:
+        return [False] * len(type_map)
+    if all(isinstance(u, bool) for u in use_spin):
+        if len(use_spin) != len(type_map):
+            raise ValueError(f"spin.use_spin needs one bool per type of type_map {type_map}, got {use_spin}")
+        return list(use_spin)
+    named = [type_map.index(u) if isinstance(u, str) and u in type_map else u for u in use_spin]
+    wrong = [u for u, k in zip(use_spin, named) if not isinstance(k, int) or not 0 <= k < len(type_map)]
+    if wrong:
+        raise ValueError(f"spin.use_spin: {wrong} name no type of type_map {type_map} (give bools per type, or the "
+                         "magnetic types' indices or symbols)")
+    return [t in named for t in range(len(type_map))]
+
+
+def _auto_ratio(value: str, name: str, default: float) -> float:
+    head, _, ratio = value.partition(":")
+    try:
+        if head != "auto":
+            raise ValueError
+        return float(ratio) if ratio else default
+    except ValueError:
+        raise ValueError(f"{name}: expected \"auto\" or \"auto:NUMBER\", got {value!r}") from None
+
+
+def auto_sel(value: str, systems: list[str], type_map: list[str], rcut: float) -> list[int]:
+    """DeePMD-kit's ``sel: "auto[:ratio]"``: per neighbour type, the most neighbours within ``rcut`` (Å) that any
+    atom of the training frames has, times ``ratio`` (default 1.1), rounded up."""
+    from ase.neighborlist import neighbor_list
+
+    from ..io.frames import read_frames
+
+    ratio = _auto_ratio(value, "descriptor.sel", 1.1)
+    most = np.zeros(len(type_map), dtype=int)
+    for system in systems:
+        for frame in read_frames(system):
+            atoms = frame.to_atoms()
+            centres, neighbours = neighbor_list("ij", atoms, rcut)
+            types = np.array([type_map.index(el) for el in atoms.get_chemical_symbols()])
+            counts = np.zeros((len(atoms), len(type_map)), dtype=int)
+            np.add.at(counts, (centres, types[neighbours]), 1)
+            most = np.maximum(most, counts.max(axis=0, initial=0))
+    return [int(np.ceil(ratio * m)) for m in most]
+
+
+def auto_batch_size(value: str, systems: list[str]) -> int:
+    """DeePMD-kit's ``batch_size: "auto[:N]"``: frames enough for N atoms (default 32) in the smallest system."""
+    from ..io.frames import read_frames
+
+    atoms_wanted = _auto_ratio(value, "training_data.batch_size", 32)
+    smallest = min(len(frame.symbols) for system in systems for frame in read_frames(system)[:1])
+    return max(1, int(np.ceil(atoms_wanted / smallest)))
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -298,7 +380,9 @@ class TrainConfig:
     ``wall`` (YAML ``model.short_range: {type: zbl, margin, width}``, Å) places the ZBL wall of
     each type pair from ``shortest − margin`` (r_outer) to ``r_outer − width`` (r_inner), the
     shortest distance of the pair in the training frames (:func:`resolve_wall`);
-    ``held_out`` names systems or blocks of frames held out for validation (``SYSTEM`` or ``SYSTEM#a:b``,
+    ``validation_systems`` (DeePMD-kit's ``validation_data``) validate whole, beside the held-out frames;
+    ``stat_frames`` (``data_stat_nbatch`` batches) bounds the training frames of the descriptor statistics;
+    ``disp_file`` names the learning curve's file. ``held_out`` names systems or blocks of frames held out for validation (``SYSTEM`` or ``SYSTEM#a:b``,
     see :func:`ase_deepspin.io.frames.hold_out`); then ``n_validation`` frames more are drawn at random from
     the rest with ``split_seed``; ``exclude_frames`` then removes
     training frames whose source (``path#index``, see :class:`ase_deepspin.io.frames.Frame`) ends with
@@ -316,6 +400,7 @@ class TrainConfig:
 
     model: ModelConfig
     systems: list[str]
+    validation_systems: list[str] = field(default_factory=list)
     loss: LossConfig = field(default_factory=LossConfig)
     batch_size: int = 3
     numb_steps: int = 100_000
@@ -328,6 +413,8 @@ class TrainConfig:
     exclude_frames: list[str] = field(default_factory=list)
     seed: int = 1
     disp_freq: int = 100
+    disp_file: str = "lcurve.out"
+    stat_frames: int | None = None
     save_freq: int = 1000
     max_time: float | None = None
     output_dir: str = "run"
@@ -353,16 +440,21 @@ class TrainConfig:
         if desc.resnet_dt or desc.type_one_side:
             raise ValueError("se_e2_a here uses resnet_dt: false and type_one_side: false (as DeePMD-kit's spin example)")
         type_map = list(m.type_map)
-        use_spin = list(spin.use_spin) or [False] * len(type_map)
-        if len(use_spin) != len(type_map):
-            raise ValueError("spin.use_spin needs one bool per type")
+        use_spin = _magnetic_types(spin.use_spin, type_map)
+        if fit.seed is not None and fit.seed != desc.seed:
+            raise ValueError(f"fitting_net.seed {fit.seed} differs from descriptor.seed {desc.seed}: here one generator "
+                             "seeded by descriptor.seed draws every weight (omit fitting_net.seed or make them equal)")
+        t = spec.training
+        if not t.training_data.systems:
+            raise ValueError("training.training_data.systems lists no data")
         if desc.type == "spin_invariant" and not spin.spin_orbit:
             if spin.virtual_scale:
                 raise ValueError("the spin_invariant descriptor has no pseudo-atoms: remove spin.virtual_scale "
                                  "(or set spin.spin_orbit: true for a pseudo-atom branch of spin-orbit terms)")
             scale = [0.0] * len(type_map)
         else:
-            scale = list(spin.virtual_scale)
+            scale = [spin.virtual_scale] * sum(use_spin) if isinstance(spin.virtual_scale, float) \
+                else list(spin.virtual_scale)
             if len(scale) == sum(use_spin) and len(scale) != len(type_map):
                 it = iter(scale)
                 scale = [next(it) if u else 0.0 for u in use_spin]
@@ -388,7 +480,8 @@ class TrainConfig:
                             descriptor=descriptors[desc.type], magnetic=[bool(u) for u in use_spin],
                             spin_orbit=spin.spin_orbit, resnet_dt=fit.resnet_dt, spin_baseline=spin.baseline,
                             time_reversal=spin.time_reversal, short_range=short_range if explicit else None,
-                            sel=desc.sel, rcut=desc.rcut, rcut_smth=desc.rcut_smth, neuron=list(desc.neuron),
+                            sel=auto_sel(desc.sel, t.training_data.systems, type_map, desc.rcut)
+                            if isinstance(desc.sel, str) else desc.sel, rcut=desc.rcut, rcut_smth=desc.rcut_smth, neuron=list(desc.neuron),
                             axis_neuron=desc.axis_neuron, env_protection=desc.env_protection, seed=desc.seed,
                             **invariant)
         lr = spec.learning_rate
@@ -398,14 +491,18 @@ class TrainConfig:
         if loss.type != "ener_spin":
             raise ValueError(f"loss.type: only ener_spin (energy, forces and torques, Eq. 4 of the DeepSPIN "
                              f"paper) is implemented, got {loss.type!r}")
-        t = spec.training
-        if not t.training_data.systems:
-            raise ValueError("training.training_data.systems lists no data")
-        run = {f.name: getattr(t, f.name) for f in dataclasses.fields(TrainingInput) if f.name != "training_data"}
-        return cls(model=model, systems=[str(s) for s in t.training_data.systems],
+        run = {f.name: getattr(t, f.name) for f in dataclasses.fields(TrainingInput)
+               if f.name not in ("training_data", "validation_data", "n_validation")}
+        validation = [str(v) for v in t.validation_data.systems] if t.validation_data else []
+        n_validation = t.n_validation if t.n_validation is not None else (0 if validation else 20)
+        batch_size = t.training_data.batch_size
+        if isinstance(batch_size, str):
+            batch_size = auto_batch_size(batch_size, t.training_data.systems)
+        stat_frames = None if m.data_stat_nbatch is None else m.data_stat_nbatch * batch_size
+        return cls(model=model, systems=[str(s) for s in t.training_data.systems], validation_systems=validation,
                    loss=LossConfig(**{f.name: getattr(loss, f.name) for f in dataclasses.fields(LossConfig)}),
-                   wall=wall, batch_size=t.training_data.batch_size, start_lr=lr.start_lr, stop_lr=lr.stop_lr,
-                   decay_steps=lr.decay_steps, **run)
+                   wall=wall, batch_size=batch_size, start_lr=lr.start_lr, stop_lr=lr.stop_lr,
+                   decay_steps=lr.decay_steps, n_validation=n_validation, stat_frames=stat_frames, **run)
 
     @classmethod
     def from_yaml(cls, path) -> "TrainConfig":

@@ -224,10 +224,14 @@ def _batch_indices(cfg: TrainConfig, n_train: int, step: int) -> list[int]:
 
 
 def select_frames(cfg: TrainConfig) -> tuple[list[Frame], list[Frame], list[Frame]]:
-    """(all, training, validation) frames of a run: ``held_out`` selections and ``n_validation`` random
-    frames validate, ``exclude_frames`` are dropped from training (see :class:`TrainConfig`)."""
+    """(all, training, validation) frames of a run: ``held_out`` selections, ``n_validation`` random
+    frames and the ``validation_systems`` validate, ``exclude_frames`` are dropped from training (see
+    :class:`TrainConfig`)."""
+    extra = [f for s in cfg.validation_systems for f in read_frames(s)]
     all_frames = [f for s in cfg.systems for f in read_frames(s)]
     frames, held_frames = hold_out(all_frames, cfg.held_out)
+    held_frames = held_frames + extra
+    all_frames = all_frames + extra
     train_frames, valid_frames = split_frames(frames, cfg.n_validation, cfg.split_seed)
     if cfg.exclude_frames:
         kept = [f for f in train_frames if not any(f.source.endswith(x) for x in cfg.exclude_frames)]
@@ -349,7 +353,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     """Train (or resume) a model; returns the path of the written model file.
 
     Writes into ``cfg.output_dir``: ``input.json`` (the full configuration), ``checkpoint.pt``
-    (model, optimiser, step, learning curve), ``lcurve.json`` and ``lcurve.out`` (DeePMD-kit's
+    (model, optimiser, step, learning curve), ``lcurve.json`` and ``disp_file`` (``lcurve.out``: DeePMD-kit's
     columns), the model file ``cfg.model_file`` and ``lcurve.png``. The curve ends at the saved step. A fresh run refuses an
     output folder holding an earlier run's model or checkpoint unless ``overwrite``.
     """
@@ -388,7 +392,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         log(f"training on {len(train_frames)} frames, validating on {len(valid_frames)}; weights, statistics, "
             f"baseline and energy bias from {cfg.init_model}")
     else:
-        model.set_environment_statistics(train_data.items)
+        model.set_environment_statistics(train_data.items[:cfg.stat_frames])
         if model.baseline is not None:
             fit = fit_spin_baseline(model, train_data.items, forces=cfg.loss.baseline_fit_forces,
                                     relative_f=cfg.loss.relative_f, relative_fm=cfg.loss.relative_fm)
@@ -403,7 +407,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "lcurve": json.dumps(curve), "config": json.dumps(cfg.to_dict())}, out_dir / "checkpoint.pt")
         (out_dir / "lcurve.json").write_text(json.dumps(curve))
-        (out_dir / "lcurve.out").write_text(lcurve_table(curve))
+        (out_dir / cfg.disp_file).write_text(lcurve_table(curve))
 
     def record(stats):
         rmse = validation_rmse(model, valid_data) if len(valid_data) else {"e": 0.0, "f": 0.0, "m": 0.0}

@@ -156,7 +156,9 @@ def test_lammps_module_equals_the_calculator(compressed):
 
     from ase_deepspin.io.torchscript import scripted_model
 
-    model = with_random_baseline(invariant_model(spin_baseline={"n_basis": 4, "onsite_order": 2}))
+    # the compressed one also bounds the spin correlations (correlation_rcut): the fused kernel's path in Python
+    model = with_random_baseline(invariant_model(spin_baseline={"n_basis": 4, "onsite_order": 2},
+                                                 correlation_rcut=2.6 if compressed else None))
     if compressed:
         model = compress_model(model, min_distance=1.0)
     module = scripted_model(model)

@@ -30,7 +30,8 @@ def run(args):
               f"{', '.join(model.block_names()[cfg.n_types:])}), virtual_scale η {cfg.virtual_scale} Å/μB")
     else:
         print(f"descriptor      spin_invariant: se_e2_a over real atoms, spins through S_i·S_j and |S_i|² "
-              f"(gates {cfg.gate_neuron}, moment floor {cfg.moment_floor} μB, moment scales "
+              f"(gates {cfg.gate_neuron}, moment floor {cfg.moment_floor} μB, spin correlations within "
+              f"{cfg.correlation_rcut if cfg.correlation_rcut is not None else cfg.rcut} Å, moment scales "
               f"{[round(float(v), 4) for v in model.descriptor.moment_scale]} μB)"
               + (f"; spin-orbit branch: pseudo-atoms at R + ηS, η {cfg.virtual_scale} Å/μB, symmetrised under time "
                  "reversal" if cfg.spin_orbit else ""))

@@ -52,18 +52,22 @@ def usable(tensor: torch.Tensor, twice_differentiable: bool) -> bool:
 
 
 @njit(cache=True, inline="always")
+def _switch(dist, smth, cut):
+    """Quintic switch of :func:`~ase_deepspin.model.descriptor.smooth_switch` and its r-derivative."""
+    u = (dist - smth) / (cut - smth)
+    if u <= 0.0:
+        return 1.0, 0.0
+    if u >= 1.0:
+        return 0.0, 0.0
+    return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0, u * u * (-30.0 * u * u + 60.0 * u - 30.0) / (cut - smth)
+
+
+@njit(cache=True, inline="always")
 def _environment(vx, vy, vz, geometry, mean, inv_std):
     """Standardised row (d0..d3) of one edge vector, and the distance, switch and its derivative."""
     rcut_smth, rcut, protection = geometry[0], geometry[1], geometry[2]
     dist = math.sqrt(vx * vx + vy * vy + vz * vz)
-    u = (dist - rcut_smth) / (rcut - rcut_smth)
-    if u <= 0.0:
-        switch, slope = 1.0, 0.0
-    elif u >= 1.0:
-        switch, slope = 0.0, 0.0
-    else:
-        switch = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
-        slope = u * u * (-30.0 * u * u + 60.0 * u - 30.0) / (rcut - rcut_smth)
+    switch, slope = _switch(dist, rcut_smth, rcut)
     inv = 1.0 / (dist + protection)
     radial = switch * inv
     angular = radial * inv
@@ -97,6 +101,18 @@ def _spline_weight(polynomials, b, col, tau):
         w = w * tau + polynomials[b, col, q]
         dw = dw * tau + q * polynomials[b, col, q]
     return w * tau + polynomials[b, col, 0], dw
+
+
+@njit(cache=True, inline="always")
+def _radial_row(coefficients, polynomials, b, tau, radial, radial_slope):
+    """G(x) and its τ-derivative [M] on knot interval b at τ: Σ over the six B-splines touching b."""
+    radial[:] = 0.0
+    radial_slope[:] = 0.0
+    for col in range(DEGREE + 1):
+        w, dw = _spline_weight(polynomials, b, col, tau)
+        for m in range(radial.shape[0]):
+            radial[m] += w * coefficients[b + col, m]
+            radial_slope[m] += dw * coefficients[b + col, m]
 
 
 @Kernel
@@ -207,29 +223,6 @@ def table_constants(table, mean: torch.Tensor, std: torch.Tensor, geometry: tupl
 
 
 # ------------------------------------------------------------------ gated blocks of the spin-invariant descriptor
-@njit(cache=True, inline="always")
-def _switch(dist, smth, cut):
-    """Quintic switch of :func:`~ase_deepspin.model.descriptor.smooth_switch` and its r-derivative."""
-    u = (dist - smth) / (cut - smth)
-    if u <= 0.0:
-        return 1.0, 0.0
-    if u >= 1.0:
-        return 0.0, 0.0
-    return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0, u * u * (-30.0 * u * u + 60.0 * u - 30.0) / (cut - smth)
-
-
-@njit(cache=True, inline="always")
-def _radial_row(coefficients, polynomials, b, tau, radial, radial_slope):
-    """G(x) and its τ-derivative [M] on knot interval b at τ: Σ over the six B-splines touching b."""
-    radial[:] = 0.0
-    radial_slope[:] = 0.0
-    for col in range(DEGREE + 1):
-        w, dw = _spline_weight(polynomials, b, col, tau)
-        for m in range(radial.shape[0]):
-            radial[m] += w * coefficients[b + col, m]
-            radial_slope[m] += dw * coefficients[b + col, m]
-
-
 @partial(Kernel, fastmath=True)
 def _gated_kernel(vectors, start, knots, polynomials, coefficients, geometry, mean, inv_std, near, gate, moments,
                   contraction, spin_vectors, near_vectors, outside):

@@ -1,4 +1,4 @@
-"""Fused CPU kernels (numba) for the se_e2_a contraction of tabulated embedding nets.
+"""Fused CPU kernels (numba) for the se_e2_a contraction of tabulated embedding nets, plain and gated.
 
 For one embedding table (centre type t, neighbour block b) the contraction of centre i is
 T_i = Σ_j d_jᵀ G(d_j[0]) with d_j the standardised environment row of edge vector v_j (see
@@ -14,6 +14,13 @@ edges are read twice in all and nothing per edge is stored. The result is the sa
 the torch path (to rounding), with first derivatives only: training, which differentiates forces
 again, uses the torch path. Both loops run serially on small inputs and in parallel on large ones
 (:mod:`~ase_deepspin.threads`).
+
+The gated blocks of the spin-invariant descriptor (:mod:`~ase_deepspin.model.spin_invariant`), where
+each edge's radial row is multiplied by its own gate, g_j = G(d_j0) ⊙ (1 + s_j Γ_j), cannot use the
+column trick: :class:`FusedGatedContraction` evaluates G per edge from the table and accumulates A,
+the spin vectors B and B' in one loop, and its gradient loop returns ∂L/∂v, ∂L/∂Γ and ∂L/∂m (the gate
+net itself stays in torch). Both loops are compiled with ``fastmath`` so that the sums over the M
+columns vectorise (reassociation only changes rounding).
 
 On GPUs the torch path runs.
 """

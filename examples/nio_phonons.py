@@ -87,6 +87,7 @@ plot_phonons({k: spectra[k] for k in ("G-state", "R-state")}, args.out, path=pat
 
 print("\nOptical branches (upper 6 of the magnetic cell's 12), meV; Δ = R − G")
 print(f"{'q':>2} {'G':>8} {'R':>8} {'Δ':>7} {'R@G pos':>8} {'Δ':>7}")
+largest = 0.0
 for label in ("Γ", "X", "L"):
     f = {k: np.sort(p.run_qpoints([points[label]]).frequencies[0]) * THZ_TO_MEV for k, p in spectra.items()}
     g, r, rg = f["G-state"], f["R-state"], f["R spins, G positions"]
@@ -95,4 +96,9 @@ for label in ("Γ", "X", "L"):
     print(f"   {label}: optical |Δ| mean {np.abs(r - g)[6:].mean():.2f}, max {np.abs(r - g)[6:].max():.2f} meV "
           f"(G positions: {np.abs(rg - g)[6:].mean():.2f}, {np.abs(rg - g)[6:].max():.2f}); "
           f"lower six branches max |Δ| {np.abs(r - g)[:6].max():.2f} meV")
-print(f"plot: {args.out}   (paper, Fig. 3(a,b): optical shifts close to 3 meV, acoustic nearly unchanged)")
+    largest = max(largest, float(np.abs(r - g)[6:].max()))
+print(f"plot: {args.out}")
+verdict = "as the paper's" if largest > 1.5 else "well below the paper's"
+print(f"The paper (Fig. 3(a,b)) finds optical shifts close to 3 meV; this model's largest is {largest:.2f} meV, {verdict}. "
+      "Its data hold O atoms never displaced and Ni within 0.015 Å, so the O-dominated optical branches and their "
+      "spin-order dependence are extrapolation (see the model card).")

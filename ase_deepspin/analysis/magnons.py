@@ -327,8 +327,8 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
     for n, (name, values) in enumerate((reference or {}).items()):
         lines = ax.plot(distance, values, color=f"C{n + 1}", lw=1.0, ls="--")
         lines[0].set_label(name)
-    if reference or label:
-        ax.legend(loc="upper left", fontsize=8)
+    if reference or label:  # below the axes: inside, it hides whichever curve runs under it
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=7, frameon=False)
     for x, _ in ticks:
         ax.axvline(x, color="0.8", lw=0.8)
     ax.set_xticks([x for x, _ in ticks], [lab for _, lab in ticks])
@@ -343,6 +343,7 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
     if dos is not None:
         ax_dos.plot(dos[1], dos[0], color="C0")
         ax_dos.set_xlabel("DOS (1/meV)")
+        ax_dos.set_title(f"density of states\n({label})" if label else "density of states", fontsize=8)
         ax_dos.set_xlim(left=0)
     fig.savefig(path, dpi=130)
     return Path(path)

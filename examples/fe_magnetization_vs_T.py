@@ -73,13 +73,18 @@ with open(f"{args.out}.json", "w") as f:
     json.dump(rows, f, indent=1)
 fig = new_figure(figsize=(5.5, 3.8))
 ax = fig.subplots()
-t = [r["T_K"] for r in rows]
+# the measured lattice temperature of each run, not the bath's: a short run may not reach its bath
+t = [r["lattice_T_K"] for r in rows]
 ax.errorbar(t, [r["afmd_order_muB"] for r in rows], [r["afmd_order_std"] for r in rows], marker="o",
             label="AFMD order |L|")
 ax.plot(t, [r["net_M_muB"] for r in rows], marker="s", label="net |M|")
 ax.errorbar(t, [r["mean_length_muB"] for r in rows], [r["mean_length_std"] for r in rows], marker="^",
             label="⟨|S|⟩")
-ax.set(xlabel="temperature (K)", ylabel="μB per atom", ylim=(0, None))
+for r in rows:
+    ax.annotate(f"bath {r['T_K']:.0f} K", (r["lattice_T_K"], r["afmd_order_muB"]), textcoords="offset points",
+                xytext=(4, 4), fontsize=6)
+ax.set(xlabel="lattice temperature reached, averaged over the second half (K)", ylabel="μB per atom",
+       ylim=(0, None))
 ax.set_title(f"FCC Fe, {rows[0]['atoms']} atoms, longitudinal spin-lattice dynamics\n"
              f"({args.steps} steps of 0.5 fs per temperature, second half averaged)", fontsize=9)
 ax.legend(fontsize=8)

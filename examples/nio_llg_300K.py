@@ -62,14 +62,13 @@ fig = new_figure(figsize=(6.5, 4))
 ax = fig.subplots()
 per_sublattice = np.array(per_sublattice)
 for k in range(4):
-    ax.plot(times, per_sublattice[:, k], lw=1, label="|L_k| of each simple-cubic sublattice (4)" if k == 0 else None,
-            color=f"C{k}")
+    ax.plot(times, per_sublattice[:, k], lw=1, label=f"|L_{k + 1}|, simple-cubic sublattice {k + 1}", color=f"C{k}")
 ax.plot(times, staggered, color="k", ls="--", label="|L| over all Ni (mixes the four)")
 ax.plot(times, total, color="0.5", label="|M| per Ni")
 ax.set(xlabel="time (fs)", ylabel="order parameter per Ni (μB)", ylim=(0, 1.4))
 ax.set_title(f"NiO, {len(atoms)} atoms: spins and lattice in a 300 K bath\n(lattice velocities drawn at 300 K)",
              fontsize=10)
-ax.legend(fontsize=8, loc="lower left")
+ax.legend(fontsize=7, loc="lower left", ncol=2)
 fig.savefig(args.out, dpi=120)
 print(f"after {md.time_fs:.0f} fs: sublattice |L| {', '.join(f'{v:.3f}' for v in per_sublattice[-1])} μB; "
       f"|L| over all Ni {staggered[-1]:.3f}, |M| {total[-1]:.3f} μB per Ni; lattice {temperature[-1]:.0f} K; "

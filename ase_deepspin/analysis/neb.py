@@ -581,7 +581,9 @@ class NEBResults:
         ax = scaled.plot(ax=figure.add_subplot())
         ax.set_xlabel(label)
         ax.set_ylabel(ylabel)
-        ax.set_title(f"barrier {energy_scale * fit.fit_energies.max():.4g}, ΔE {energy_scale * self.reaction_energy:.4f} "
-                     f"({ylabel})", fontsize=10)
+        # the unit is what ylabel holds in its last parentheses, "energy (meV/f.u.)" → "meV/f.u."
+        unit = ylabel[ylabel.rfind("(") + 1:-1] if ylabel.endswith(")") and "(" in ylabel else ylabel
+        ax.set_title(f"barrier {energy_scale * fit.fit_energies.max():.4g} {unit}, "
+                     f"ΔE {energy_scale * self.reaction_energy:.4f} {unit}", fontsize=10)
         figure.savefig(path, dpi=120)
         return Path(path)

@@ -54,12 +54,13 @@ def nio_report(model: str, a: float, rotations: int = 6, canting_rad: float = 0.
     canted[magnetic] *= (np.linalg.norm(spins[magnetic], axis=1) / np.linalg.norm(canted[magnetic], axis=1))[:, None]
     trial.set_initial_magnetic_moments(canted)
     trial.calc = calc
-    converged = relax_spins(trial, tmax=1e-5, steps=3000)
+    relaxation = relax_spins(trial, tmax=1e-5, steps=3000)
     relaxed, _ = unit_vectors(trial.get_initial_magnetic_moments()[magnetic])
     return {"model": model, "a_A": a, "hessian_lowest_eV_per_rad2": eigenvalues[:6].tolist(),
             "hessian_negative": int(np.sum(eigenvalues < -1e-8 * np.abs(eigenvalues).max())),
             "rotated_energy_change_ueV_per_Ni": turned,
-            "relaxed_from_canting": {"canting_rad": canting_rad, "converged": converged,
+            "relaxed_from_canting": {"canting_rad": canting_rad, "converged": relaxation.converged,
+                                     "minimum": relaxation.minimum, "escapes": relaxation.escapes,
                                      "staggered_order": float(np.linalg.norm(signs @ relaxed) / len(magnetic)),
                                      "energy_above_type_II_meV_per_Ni": float(
                                          1e3 * (trial.get_potential_energy() - energy) / len(magnetic))}}

@@ -352,3 +352,18 @@ def test_any_calculator_with_hessian_products_is_used_and_gives_the_closed_form_
     np.testing.assert_array_equal(atoms.get_initial_magnetic_moments(), MOMENT * np.array([[0, 0, 1], [0, 0, sign]]))
     compute_exchange(atoms, (4, 1, 1), method="finite-differences")
     assert calc.calls == 3
+
+
+def test_band_plot_keeps_imaginary_modes_in_view(tmp_path, monkeypatch):
+    """Unstable (imaginary) modes, which LinearSpinWaves returns negative, are drawn below zero, not clipped."""
+    from matplotlib.figure import Figure
+
+    from ase_deepspin.analysis.magnons import plot_magnon_bands
+
+    limits = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: limits.append(fig.axes[0].get_ylim()) or save(fig, *a, **k))
+    x = np.linspace(0, 1, 20)
+    plot_magnon_bands(x, np.stack([20 * np.sin(np.pi * x) - 5, 30 * np.sin(np.pi * x)], axis=1), tmp_path / "a.png")
+    plot_magnon_bands(x, np.stack([20 * np.sin(np.pi * x) - 1e-9, 30 * np.sin(np.pi * x)], axis=1), tmp_path / "b.png")
+    assert limits[0][0] <= -5 and limits[1][0] == 0  # round-off below zero is no imaginary mode

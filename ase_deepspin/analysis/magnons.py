@@ -335,10 +335,11 @@ def plot_magnon_bands(distance, energies_meV, path: str | Path, ticks=(), dos=No
     ax.set_xlim(distance[0], distance[-1])
     # imaginary modes (unstable: energies() returns them negative) stay in view below zero, as phonopy plots them
     lowest = min([0.0, float(np.min(energies_meV))] + [float(np.min(v)) for v in (reference or {}).values()])
-    ax.set_ylim(bottom=lowest * 1.05 if lowest < 0 else 0)
-    if lowest < 0:
+    imaginary = lowest < -1e-3  # meV; Goldstone modes come out at 0 ± round-off
+    ax.set_ylim(bottom=lowest * 1.05 if imaginary else 0)
+    if imaginary:
         ax.axhline(0.0, color="k", lw=0.6)
-    ax.set_ylabel("ħω (meV); below 0: imaginary (unstable)" if lowest < 0 else "ħω (meV)")
+    ax.set_ylabel("ħω (meV); below 0: imaginary (unstable)" if imaginary else "ħω (meV)")
     ax.set_title(title)
     if dos is not None:
         ax_dos.plot(dos[1], dos[0], color="C0")

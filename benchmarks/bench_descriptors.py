@@ -1,10 +1,11 @@
 """Cost of the two descriptors side by side: one energy+forces+torques call on the NiO Σ5 grain boundary
 (10,752 atoms, overlap deletion 1.6 Å) after small moves, compressed float32, and training steps per second
-on the DeltaSpin NiO frames (batch 3), for two NiO models of the same sizes: by default the shipped
-pseudo-atom model (symmetrised under time reversal: the pseudo-atom blocks run twice) and a spin-invariant one.
+on the DeltaSpin NiO frames (batch 3), for two NiO models of the same sizes: a pseudo-atom model
+(symmetrised under time reversal: the pseudo-atom blocks run twice, as in the NiO model shipped until
+2026-12-07) and a spin-invariant one (the shipped one now).
 Calls alternate between the models; each repeat reports medians and the ratio invariant / pseudo-atom.
 
-    python benchmarks/bench_descriptors.py INVARIANT_MODEL [--pseudo nio] [--threads 1] [--repeats 3]
+    python benchmarks/bench_descriptors.py INVARIANT_MODEL PSEUDO_MODEL [--threads 1] [--repeats 3]
 """
 
 import argparse
@@ -79,7 +80,8 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("invariant", help="spin-invariant NiO model file")
-    parser.add_argument("--pseudo", default="nio", help="pseudo-atom NiO model (default: the shipped one)")
+    parser.add_argument("pseudo", help="pseudo-atom NiO model file (the one shipped until 2026-12-07: git show "
+                                       "a82d819:ase_deepspin/pretrained/nio.pt > nio_pseudo.pt)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calls", type=int, default=5)

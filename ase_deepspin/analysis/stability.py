@@ -99,9 +99,9 @@ def spin_stability(atoms, step_rad: float = 1e-4) -> SpinStability:
     e_a, e_b = tangent_frames(unit)
     m = len(magnetic)
     # displacement of all spins (μB) per unit angle of each coordinate (i, a): [2M, N, 3]
+    frame = np.stack([e_a, e_b], axis=1)  # [M, 2, 3] tangent directions e_ia
     moves = np.zeros((m, 2, len(atoms), 3))
-    moves[np.arange(m), 0, magnetic] = length[:, None] * e_a
-    moves[np.arange(m), 1, magnetic] = length[:, None] * e_b
+    moves[np.arange(m), :, magnetic] = length[:, None, None] * frame
     moves = moves.reshape(2 * m, len(atoms), 3)
     calc = atoms.calc
     if hasattr(calc, "spin_hessian_vector_products"):
@@ -109,21 +109,20 @@ def spin_stability(atoms, step_rad: float = 1e-4) -> SpinStability:
     else:
         torques = calc.get_magnetic_torques(atoms)
         products = np.empty_like(moves)
-        frames = np.stack([e_a, e_b], axis=1)
         try:
             for k in range(2 * m):
                 i, a = divmod(k, 2)
                 columns = []
                 for angle in (step_rad, -step_rad):  # turn spin i along its geodesic through e_ia
                     trial = spins.copy()
-                    trial[magnetic[i]] = length[i] * (np.cos(angle) * unit[i] + np.sin(angle) * frames[i, a])
+                    trial[magnetic[i]] = length[i] * (np.cos(angle) * unit[i] + np.sin(angle) * frame[i, a])
                     atoms.set_initial_magnetic_moments(trial)
                     columns.append(-calc.get_magnetic_torques(atoms))
                 products[k] = (columns[0] - columns[1]) / (2 * step_rad)
         finally:
             atoms.set_initial_magnetic_moments(spins)
-    frame = np.stack([e_a, e_b], axis=1) * length[:, None, None]  # [M, 2, 3] ∂S_i/∂θ_ia
-    hessian = np.einsum("iax,kix->kia", frame, products[:, magnetic]).reshape(2 * m, 2 * m)
+    turns = frame * length[:, None, None]  # [M, 2, 3] ∂S_i/∂θ_ia
+    hessian = np.einsum("iax,kix->kia", turns, products[:, magnetic]).reshape(2 * m, 2 * m)
     along = np.einsum("ix,ix->i", spins[magnetic], torques[magnetic])  # S_i·ω_i, eV
     hessian[np.diag_indices(2 * m)] += np.repeat(along, 2)
     hessian = 0.5 * (hessian + hessian.T)

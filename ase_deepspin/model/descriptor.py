@@ -230,11 +230,16 @@ class RadialEmbeddings(nn.Module):
         return fused.usable(vectors, twice_differentiable)
 
     @torch.jit.unused
-    def _fused_contraction(self, p: int, vectors: torch.Tensor, rank: torch.Tensor, n_rank: int):
+    def fused_inputs(self, p: int, rank: torch.Tensor, n_rank: int):
+        """(table constants, per-centre edge starts [n_rank + 1]) of net ``p``'s table for the fused kernels."""
         t = p // self.n_blocks
         constants = fused.table_constants(self.tables[p], self.env_mean[t], self.env_std[t],
                                           (self.rcut_smth, self.rcut, self.env_protection))
-        start = torch.searchsorted(rank, torch.arange(n_rank + 1, device=rank.device))
+        return constants, torch.searchsorted(rank, torch.arange(n_rank + 1, device=rank.device))
+
+    @torch.jit.unused
+    def _fused_contraction(self, p: int, vectors: torch.Tensor, rank: torch.Tensor, n_rank: int):
+        constants, start = self.fused_inputs(p, rank, n_rank)
         return fused.FusedContraction.apply(vectors, start, self.tables[p].coefficients, constants)
 
     @torch.jit.unused

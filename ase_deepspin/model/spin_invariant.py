@@ -151,12 +151,12 @@ class SpinInvariantDescriptor(RadialEmbeddings):
                         done = False
                         if self.tables is not None and not torch.jit.is_scripting() \
                                 and self._fused_usable(vectors, twice_differentiable):
-                            fused = self._fused_gated(p, vectors[lo:hi], gates, neighbour_moments, rank, n_t)
-                            done = not bool(fused[3].any())  # else an edge is closer than the table reaches
+                            block = self._fused_gated(p, vectors[lo:hi], gates, neighbour_moments, rank, n_t)
+                            done = not bool(block[3].any())  # else an edge is closer than the table reaches
                             if done:
-                                contraction = contraction + fused[0]
-                                spin_vectors = spin_vectors + fused[1].reshape(n_t, axis * 3)
-                                near_vectors = near_vectors + fused[2].reshape(n_t, axis * 3)
+                                contraction = contraction + block[0]
+                                spin_vectors = spin_vectors + block[1].reshape(n_t, axis * 3)
+                                near_vectors = near_vectors + block[2].reshape(n_t, axis * 3)
                         if not done:
                             contraction = contraction + self.block_contraction(p, vectors[lo:hi], rank, n_t,
                                                                                twice_differentiable)
@@ -207,10 +207,7 @@ class SpinInvariantDescriptor(RadialEmbeddings):
     @torch.jit.unused
     def _fused_gated(self, p: int, vectors, gates, neighbour_moments, rank, n_rank: int):
         """A, B, B' and the outside mask of one gated block by :class:`~.fused.FusedGatedContraction`."""
-        t = p // self.n_blocks
-        constants = fused.table_constants(self.tables[p], self.env_mean[t], self.env_std[t],
-                                          (self.rcut_smth, self.rcut, self.env_protection))
-        start = torch.searchsorted(rank, torch.arange(n_rank + 1, device=rank.device))
+        constants, start = self.fused_inputs(p, rank, n_rank)
         near = np.array([self.correlation_smth, self.correlation_rcut])
         return fused.FusedGatedContraction.apply(vectors, gates, neighbour_moments, start, self.tables[p].coefficients,
                                                  constants, near, self.axis_neuron)

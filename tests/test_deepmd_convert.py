@@ -286,6 +286,11 @@ def test_cli_convert_both_ways(tmp_path, nio, capsys):
     e1, f1, w1 = evaluate(load_model(tmp_path / "back.pt"), nio)
     assert e0 == e1 and np.array_equal(f0, f1) and np.array_equal(w0, w1)
     assert cli_main(["convert", "nio", str(tmp_path / "x.pt")]) == 2  # ours to ours is not a conversion
+    # the package's own TorchScript export converts back to the model it holds
+    assert cli_main(["convert", str(tmp_path / "nio.pt"), str(tmp_path / "nio.pth")]) == 0
+    assert cli_main(["convert", str(tmp_path / "nio.pth"), str(tmp_path / "again.pt")]) == 0
+    e2, f2, w2 = evaluate(load_model(tmp_path / "again.pt"), nio)
+    assert e0 == e2 and np.array_equal(f0, f2) and np.array_equal(w0, w2)
     save_model(small_model(spin_baseline={"n_basis": 4, "onsite_order": 2}), tmp_path / "base.pt")
     capsys.readouterr()
     assert cli_main(["convert", str(tmp_path / "base.pt"), str(tmp_path / "base.dp")]) == 2

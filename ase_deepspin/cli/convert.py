@@ -18,7 +18,7 @@ def run(args):
 
     from ..io import load_model, resolve_model_path, save_model
     from ..io.deepmd import is_deepmd_file, read_deepmd, write_deepmd
-    from ..io.torchscript import write_lammps_model
+    from ..io.torchscript import read_export_record, write_lammps_model
 
     out = args.out
     if not out.endswith((".dp", ".hlo", ".pt", ".pth")):
@@ -39,6 +39,9 @@ def run(args):
         write_deepmd(load_model(resolve_model_path(args.model)), out)
         print(f"DeePMD-kit model written to {out} (for LAMMPS, `ase-deepspin convert MODEL model.pth` writes the "
               "module pair_style deepspin runs, with no DeePMD-kit Python needed)")
+    elif read_export_record(args.model) is not None:  # this package's own TorchScript export
+        save_model(load_model(args.model), out)
+        print(f"ase-deepspin model written to {out} (the model the TorchScript export {args.model} holds)")
     elif is_deepmd_file(args.model):
         save_model(read_deepmd(args.model), out)
         print(f"ase-deepspin model written to {out}")

@@ -20,7 +20,9 @@ each edge's radial row is multiplied by its own gate, g_j = G(d_j0) ⊙ (1 + s_j
 column trick: :class:`FusedGatedContraction` evaluates G per edge from the table and accumulates A,
 the spin vectors B and B' in one loop, and its gradient loop returns ∂L/∂v, ∂L/∂Γ and ∂L/∂m (the gate
 net itself stays in torch). Both loops are compiled with ``fastmath`` so that the sums over the M
-columns vectorise (reassociation only changes rounding).
+columns vectorise (reassociation only changes rounding), and run those sums in the table's precision:
+for float32 models twice the SIMD width of float64 (measured on the grain boundary: the two gated
+loops from 0.55 to 0.32 s per call).
 
 On GPUs the torch path runs.
 """
@@ -111,15 +113,26 @@ def _spline_weight(polynomials, b, col, tau):
 
 
 @njit(cache=True, inline="always")
-def _radial_row(coefficients, polynomials, b, tau, radial, radial_slope):
-    """G(x) and its τ-derivative [M] on knot interval b at τ: Σ over the six B-splines touching b."""
-    radial[:] = 0.0
-    radial_slope[:] = 0.0
+def _radial_row(coefficients, polynomials, b, tau, radial, radial_slope, weights):
+    """G(x) [M] on knot interval b at τ (Σ over the six B-splines touching b) and, if ``radial_slope``
+    has M entries, its τ-derivative; ``weights`` [12] is scratch in the table's precision, so that the
+    loops over M run in it (float32 tables: twice the SIMD width)."""
+    slope = radial_slope.shape[0] > 0
     for col in range(DEGREE + 1):
         w, dw = _spline_weight(polynomials, b, col, tau)
+        weights[col] = w
+        weights[DEGREE + 1 + col] = dw
+    radial[:] = 0.0
+    for col in range(DEGREE + 1):
+        w = weights[col]
         for m in range(radial.shape[0]):
             radial[m] += w * coefficients[b + col, m]
-            radial_slope[m] += dw * coefficients[b + col, m]
+    if slope:
+        radial_slope[:] = 0.0
+        for col in range(DEGREE + 1):
+            dw = weights[DEGREE + 1 + col]
+            for m in range(radial.shape[0]):
+                radial_slope[m] += dw * coefficients[b + col, m]
 
 
 @Kernel
@@ -234,12 +247,17 @@ def table_constants(table, mean: torch.Tensor, std: torch.Tensor, geometry: tupl
 def _gated_kernel(vectors, start, knots, polynomials, coefficients, geometry, mean, inv_std, near, gate, moments,
                   contraction, spin_vectors, near_vectors, outside):
     """Per centre r: A[r] = Σ_j d_jᵀ g_j, B[r] = Σ_j s_j g_j[:a] ⊗ m_j and B'[r] (also switched by s'_j), with
-    g_j = G(d_j0) ⊙ (1 + s_j Γ_j) (Γ = ``gate`` [E, M]); a = B's first dimension."""
+    g_j = G(d_j0) ⊙ (1 + s_j Γ_j) (Γ = ``gate`` [E, M]); a = B's first dimension.
+
+    Per-edge scalars are computed in float64 and cast to the table's precision (through ``scalars``)
+    before the loops over M, which then stay in that precision."""
     lower, upper = knots[0], knots[knots.shape[0] - 1]
     width, axis = coefficients.shape[1], spin_vectors.shape[1]
     for r in prange(start.shape[0] - 1):
         radial = np.empty(width, dtype=coefficients.dtype)
-        radial_slope = np.empty(width, dtype=coefficients.dtype)
+        no_slope = np.empty(0, dtype=coefficients.dtype)
+        weights = np.empty(2 * DEGREE + 2, dtype=coefficients.dtype)
+        scalars = np.empty(6, dtype=coefficients.dtype)
         for e in range(start[r], start[r + 1]):
             d0, d1, d2, d3, dist, s, _, _ = _environment(vectors[e, 0], vectors[e, 1], vectors[e, 2],
                                                          geometry, mean, inv_std)
@@ -248,17 +266,19 @@ def _gated_kernel(vectors, start, knots, polynomials, coefficients, geometry, me
                 continue
             sn, _ = _switch(dist, near[0], near[1])
             b, _, tau = _locate(knots, d0)
-            _radial_row(coefficients, polynomials, b, tau, radial, radial_slope)
+            _radial_row(coefficients, polynomials, b, tau, radial, no_slope, weights)
+            scalars[0], scalars[1], scalars[2], scalars[3], scalars[4], scalars[5] = d0, d1, d2, d3, s, s * sn
+            c0, c1, c2, c3, cs, csn = scalars[0], scalars[1], scalars[2], scalars[3], scalars[4], scalars[5]
             for m in range(width):
-                g = radial[m] * (1.0 + s * gate[e, m])
-                contraction[r, 0, m] += d0 * g
-                contraction[r, 1, m] += d1 * g
-                contraction[r, 2, m] += d2 * g
-                contraction[r, 3, m] += d3 * g
+                g = radial[m] + cs * radial[m] * gate[e, m]
+                contraction[r, 0, m] += c0 * g
+                contraction[r, 1, m] += c1 * g
+                contraction[r, 2, m] += c2 * g
+                contraction[r, 3, m] += c3 * g
             for x in range(3):
-                sx, snx = s * moments[e, x], s * sn * moments[e, x]
+                sx, snx = cs * moments[e, x], csn * moments[e, x]
                 for m in range(axis):
-                    g = radial[m] * (1.0 + s * gate[e, m])
+                    g = radial[m] + cs * radial[m] * gate[e, m]
                     spin_vectors[r, m, x] += sx * g
                     near_vectors[r, m, x] += snx * g
 
@@ -266,41 +286,51 @@ def _gated_kernel(vectors, start, knots, polynomials, coefficients, geometry, me
 @partial(Kernel, fastmath=True)  # lets the sums over the M columns vectorise (reassociated: round-off only)
 def _gated_gradient_kernel(vectors, start, knots, polynomials, coefficients, geometry, mean, inv_std, near, gate,
                            moments, q_contraction, q_spin, q_near, grad_vectors, grad_gate, grad_moments):
-    """∂L/∂v_e, ∂L/∂Γ_e and ∂L/∂m_e from ∂L/∂A, ∂L/∂B, ∂L/∂B' (the chain rule of :func:`_gated_kernel`)."""
+    """∂L/∂v_e, ∂L/∂Γ_e and ∂L/∂m_e from ∂L/∂A, ∂L/∂B, ∂L/∂B' (the chain rule of :func:`_gated_kernel`);
+    the loops over M run in the table's precision, as there."""
     width, axis = coefficients.shape[1], q_spin.shape[1]
     for r in prange(start.shape[0] - 1):
         radial = np.empty(width, dtype=coefficients.dtype)
         radial_slope = np.empty(width, dtype=coefficients.dtype)
         h = np.empty(width, dtype=coefficients.dtype)
         dg = np.empty(width, dtype=coefficients.dtype)
+        weights = np.empty(2 * DEGREE + 2, dtype=coefficients.dtype)
+        scalars = np.empty(8, dtype=coefficients.dtype)
+        qa = q_contraction[r]
         for e in range(start[r], start[r + 1]):
             vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
             d0, d1, d2, d3, dist, s, slope, inv = _environment(vx, vy, vz, geometry, mean, inv_std)
             sn, slope_n = _switch(dist, near[0], near[1])
             b, span, tau = _locate(knots, d0)
-            _radial_row(coefficients, polynomials, b, tau, radial, radial_slope)
-            qa = q_contraction[r]
+            _radial_row(coefficients, polynomials, b, tau, radial, radial_slope, weights)
+            scalars[0], scalars[1], scalars[2], scalars[3], scalars[4], scalars[5] = d0, d1, d2, d3, s, sn
+            scalars[6], scalars[7] = 1.0, 0.0
+            c0, c1, c2, c3, cs, csn, one, zero = (scalars[0], scalars[1], scalars[2], scalars[3], scalars[4],
+                                                  scalars[5], scalars[6], scalars[7])
+            mx, my, mz = moments[e, 0], moments[e, 1], moments[e, 2]
             for m in range(width):
-                h[m] = 1.0 + s * gate[e, m]
-                dg[m] = d0 * qa[0, m] + d1 * qa[1, m] + d2 * qa[2, m] + d3 * qa[3, m]  # ∂L/∂g
-            g_s = g_sn = 0.0
+                h[m] = one + cs * gate[e, m]
+                dg[m] = c0 * qa[0, m] + c1 * qa[1, m] + c2 * qa[2, m] + c3 * qa[3, m]  # ∂L/∂g
+            g_s = g_sn = zero
+            gmx = gmy = gmz = zero
             for m in range(axis):  # B and B' hold the first a columns of g
                 g_m = radial[m] * h[m]
-                qbx = q_spin[r, m, 0] + sn * q_near[r, m, 0]
-                qby = q_spin[r, m, 1] + sn * q_near[r, m, 1]
-                qbz = q_spin[r, m, 2] + sn * q_near[r, m, 2]
-                mx, my, mz = moments[e, 0], moments[e, 1], moments[e, 2]
+                qbx = q_spin[r, m, 0] + csn * q_near[r, m, 0]
+                qby = q_spin[r, m, 1] + csn * q_near[r, m, 1]
+                qbz = q_spin[r, m, 2] + csn * q_near[r, m, 2]
                 u = qbx * mx + qby * my + qbz * mz  # ∂L/∂(s g)
-                dg[m] += s * u
+                dg[m] += cs * u
                 g_s += u * g_m
-                g_sn += s * g_m * (q_near[r, m, 0] * mx + q_near[r, m, 1] * my + q_near[r, m, 2] * mz)
-                grad_moments[e, 0] += s * g_m * qbx
-                grad_moments[e, 1] += s * g_m * qby
-                grad_moments[e, 2] += s * g_m * qbz
+                g_sn += cs * g_m * (q_near[r, m, 0] * mx + q_near[r, m, 1] * my + q_near[r, m, 2] * mz)
+                gmx += cs * g_m * qbx
+                gmy += cs * g_m * qby
+                gmz += cs * g_m * qbz
+            grad_moments[e, 0] += gmx
+            grad_moments[e, 1] += gmy
+            grad_moments[e, 2] += gmz
+            g0 = g1 = g2 = g3 = g_arg = zero
             for m in range(width):
-                grad_gate[e, m] = dg[m] * radial[m] * s
-            g0 = g1 = g2 = g3 = g_arg = 0.0
-            for m in range(width):
+                grad_gate[e, m] = dg[m] * radial[m] * cs
                 g_m = radial[m] * h[m]
                 g0 += qa[0, m] * g_m
                 g1 += qa[1, m] * g_m

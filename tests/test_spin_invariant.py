@@ -326,6 +326,27 @@ def test_fused_gated_kernels_equal_the_torch_path(nio, monkeypatch, correlation_
         assert np.abs(a - b).max() < 1e-11 * scale(b)
 
 
+def test_fused_gated_kernels_in_float32_equal_the_torch_path(nio):
+    """The kernels run their loops over M in the table's precision: float32 results stay float32-accurate."""
+    from ase_deepspin.model import fused
+
+    model = compress_model(invariant_model(correlation_rcut=2.6), tolerance=1e-6, min_distance=0.5)
+
+    def in_float32():
+        trial = nio.copy()
+        trial.calc = calc = DeepSpinCalculator(model, dtype="float32")
+        return trial.get_potential_energy(), trial.get_forces(), calc.get_magnetic_torques(trial)
+
+    kernels = in_float32()
+    with fused.disabled():
+        torch_path = in_float32()
+    reference = evaluate(model, nio)  # float64
+    assert abs(kernels[0] - torch_path[0]) < 1e-6 * abs(torch_path[0])
+    for a, b, exact in zip(kernels[1:], torch_path[1:], (reference[1], reference[3])):
+        assert np.abs(a - b).max() < 1e-4 * scale(b)
+        assert np.abs(a - exact).max() < 1e-4 * scale(exact)
+
+
 def test_correlation_rcut_bounds_how_far_apart_spins_couple():
     """At a collinear state only B'B'ᵀ couples the turning of two spins that are not each other's
     neighbours (the gates' cosines are stationary there): none beyond 2·correlation_rcut."""

@@ -7,7 +7,13 @@ Readable inputs (none needs DeePMD-kit installed):
   ``@variables`` mapping is replaced by the name of an HDF5 dataset (``/variable_0000``, ...).
 * ``.yaml`` / ``.yml`` — the same dictionary with inline arrays.
 * ``.pt`` — a PyTorch-backend training checkpoint (``torch.load(weights_only=True)``).
-* ``.pth`` — a frozen PyTorch-backend model (TorchScript; ``torch.jit.load`` — load only files you trust).
+* ``.pth`` — a frozen PyTorch-backend model (TorchScript; ``torch.jit.load`` — load only files you trust),
+  from ``dp freeze`` or ``dp convert-backend``; its settings are read from the modules' attributes (the
+  second leaves the model definition empty).
+* ``.pt2`` — a ``pt_expt`` archive (``dp convert-backend model.dp model.pt2``); it holds the same
+  serialised dictionary as ``.dp``, as JSON, beside the compiled program (which is not run).
+
+TensorFlow graphs (``.pb``) are refused by name (``dp convert-backend model.pb model.dp`` converts them).
 
 The writer produces a ``.dp`` file that DeePMD-kit reads (``dp convert-backend model.dp model.pth``,
 ``DeepPot("model.dp")``).
@@ -52,6 +58,7 @@ import datetime
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -519,14 +526,78 @@ def _dict_from_state(state: dict, params: dict) -> dict:
     }}
 
 
+def _params_from_module(scripted, path: Path) -> dict:
+    """Model parameters of a frozen spin model from its modules' attributes.
+
+    ``dp convert-backend`` leaves a frozen module's model definition empty; every setting the model
+    needs is an attribute of its submodules (checked in DeePMD-kit 3.2.0's ``deepmd/pt``). A missing
+    attribute is an error: a default in its place changes the model (env_protection 0.01 instead of
+    the file's 1e-6 moves the energy of a NiO cell by 0.30 eV).
+    """
+    def attribute(module, name, where):
+        try:
+            return getattr(module, name)
+        except (AttributeError, RuntimeError):
+            raise DeepMDFormatError(f"{path}: the frozen module has no {where}.{name}; not a DeePMD-kit 3.x spin "
+                                    "se_e2_a model") from None
+
+    atomic = attribute(attribute(scripted, "backbone_model", "model"), "atomic_model", "backbone_model")
+    descriptor = attribute(atomic, "descriptor", "atomic_model")
+    fitting = attribute(atomic, "fitting_net", "atomic_model")
+    kind = getattr(descriptor, "original_name", "?")
+    _require(kind == "DescrptSeA", f"{path}: descriptor {kind}; only se_e2_a (DescrptSeA) is supported")
+    sea = attribute(descriptor, "sea", "descriptor")
+
+    def layers(nets, where):
+        first = next(iter(attribute(nets, "networks", where).children()), None)
+        _require(first is not None, f"{path}: {where} has no networks")
+        return list(attribute(first, "layers", where + ".networks.0").children())
+
+    embedding = layers(attribute(sea, "filter_layers", "descriptor.sea"), "descriptor.sea.filter_layers")
+    fitting_layers = layers(attribute(fitting, "filter_layers", "fitting_net"), "fitting_net.filter_layers")
+    type_map = list(attribute(atomic, "type_map", "atomic_model"))
+    n_all = len(type_map)
+    pair_mask = attribute(attribute(atomic, "pair_excl", "atomic_model"), "type_mask", "pair_excl").tolist()
+    atom_mask = attribute(attribute(atomic, "atom_excl", "atomic_model"), "type_mask", "atom_excl").tolist()
+    n_real = int(attribute(scripted, "ntypes_real", "model"))
+    return {
+        "type_map": type_map,
+        "spin": {"use_spin": [bool(v) for v in attribute(scripted, "spin_mask", "model").tolist()],
+                 "virtual_scale": [float(v) for v in attribute(scripted, "virtual_scale_mask", "model").tolist()]},
+        "descriptor": {"type": "se_e2_a", "sel": list(attribute(atomic, "sel", "atomic_model")),
+                       "rcut": float(attribute(sea, "rcut", "descriptor.sea")),
+                       "rcut_smth": float(attribute(sea, "rcut_smth", "descriptor.sea")),
+                       "neuron": list(attribute(sea, "filter_neuron", "descriptor.sea")),
+                       "axis_neuron": int(attribute(sea, "axis_neuron", "descriptor.sea")),
+                       "env_protection": float(attribute(sea, "env_protection", "descriptor.sea")),
+                       "type_one_side": bool(attribute(sea, "type_one_side", "descriptor.sea")),
+                       "activation_function": str(attribute(attribute(embedding[0], "activate", "embedding layer"),
+                                                            "activation", "embedding layer.activate")),
+                       "resnet_dt": any(getattr(layer, "idt", None) is not None for layer in embedding)},
+        "fitting_net": {"neuron": [int(attribute(layer, "matrix", "fitting layer").shape[1])
+                                   for layer in fitting_layers[:-1]],
+                        "activation_function": str(attribute(attribute(fitting_layers[0], "activate", "fitting layer"),
+                                                             "activation", "fitting layer.activate")),
+                        "resnet_dt": any(getattr(layer, "idt", None) is not None for layer in fitting_layers),
+                        "numb_fparam": int(attribute(fitting, "numb_fparam", "fitting_net")),
+                        "numb_aparam": int(attribute(fitting, "numb_aparam", "fitting_net")),
+                        "dim_case_embd": int(attribute(fitting, "dim_case_embd", "fitting_net"))},
+        # the backbone's exclusions over the doubled types, placeholders included (set again from use_spin)
+        "pair_exclude_types": [[a, b] for a in range(n_all) for b in range(a, n_all)
+                               if pair_mask[a * (n_all + 1) + b] == 0],
+        "atom_exclude_types": [t for t in range(n_real) if atom_mask[t] == 0],
+    }
+
+
 def _read_torch(path: Path) -> dict:
     if path.suffix == ".pth":
         try:
-            scripted = torch.jit.load(str(path), map_location="cpu")
-            params = json.loads(scripted.get_model_def_script())
-        except (RuntimeError, AttributeError, ValueError) as err:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scripted = torch.jit.load(str(path), map_location="cpu")
+        except (RuntimeError, ValueError) as err:
             raise DeepMDFormatError(f"{path} is not a frozen DeePMD-kit PyTorch model: {err}") from err
-        return _dict_from_state(scripted.state_dict(), params)
+        return _dict_from_state(scripted.state_dict(), _params_from_module(scripted, path))
     blob = torch.load(path, map_location="cpu", weights_only=True)
     state = blob.get("model", blob) if isinstance(blob, dict) else None
     _require(isinstance(state, dict) and "_extra_state" in state,
@@ -537,10 +608,46 @@ def _read_torch(path: Path) -> dict:
     return _dict_from_state({k: v for k, v in state.items() if k != "_extra_state"}, params)
 
 
+PT2_MODEL_ENTRY = "model/extra/model.json"  # where DeePMD-kit's .pt2 archives keep the serialised model
+
+
+def _read_pt2(path: Path) -> dict:
+    """The serialised model dictionary inside a DeePMD-kit ``.pt2`` archive (as in a ``.dp`` file; arrays
+    are stored as ``{"@class": "np.ndarray", "dtype", "value"}``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = next((n for n in archive.namelist() if n.endswith(PT2_MODEL_ENTRY)), None)
+            _require(entry is not None, f"{path} holds no {PT2_MODEL_ENTRY}: not a DeePMD-kit .pt2 model archive")
+            data = json.loads(archive.read(entry))
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise DeepMDFormatError(f"{path} is not a readable DeePMD-kit .pt2 archive: {err}") from None
+
+    def arrays(node):
+        if isinstance(node, dict):
+            if node.get("@class") == "np.ndarray":
+                return np.asarray(node["value"], dtype=np.dtype(node["dtype"]))
+            return {k: arrays(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [arrays(v) for v in node]
+        return node
+
+    return arrays(data)
+
+
+TENSORFLOW_SUFFIXES = (".pb", ".pbtxt")
+
+
+def tensorflow_graph_message(path) -> str:
+    """The refusal of a DeePMD-kit TensorFlow graph, with the conversion that makes it readable."""
+    return (f"{path} is a TensorFlow graph (DeePMD-kit's TensorFlow backend), which ase-deepspin does not run; "
+            f"`dp convert-backend {Path(path).name} model.dp` (DeePMD-kit with TensorFlow) writes the backend-neutral "
+            "file that it reads")
+
+
 def is_deepmd_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` looks like a DeePMD-kit model (.dp/.hlo/.yaml/.pth, or a .pt DeePMD-kit checkpoint)."""
     path = Path(path)
-    if path.suffix in (".dp", ".hlo", ".yaml", ".yml", ".pth"):
+    if path.suffix in (".dp", ".hlo", ".yaml", ".yml", ".pth", ".pt2") + TENSORFLOW_SUFFIXES:
         return True
     if path.suffix == ".pt" and path.is_file():
         try:
@@ -558,11 +665,20 @@ def is_deepmd_checkpoint(blob) -> bool:
 
 
 def read_deepmd(path: str | os.PathLike) -> DeepSpinModel:
-    """Native float64 model from a DeePMD-kit spin se_e2_a model file (.dp, .hlo, .yaml, .pt checkpoint, .pth)."""
+    """Native float64 model from a DeePMD-kit spin se_e2_a model file (.dp, .hlo, .yaml, .pt checkpoint, frozen
+    .pth from ``dp freeze`` or ``dp convert-backend``, .pt2 archive); TensorFlow graphs are refused by name."""
     path = Path(path)
     if not path.is_file():
         raise DeepMDFormatError(f"DeePMD-kit model file not found: {path}")
-    model = model_from_dp_dict(_read_torch(path) if path.suffix in (".pt", ".pth") else load_dp_file(path))
+    if path.suffix in TENSORFLOW_SUFFIXES:
+        raise DeepMDFormatError(tensorflow_graph_message(path))
+    if path.suffix in (".pt", ".pth"):
+        data = _read_torch(path)
+    elif path.suffix == ".pt2":
+        data = _read_pt2(path)
+    else:
+        data = load_dp_file(path)
+    model = model_from_dp_dict(data)
     model.provenance = {"converted_from": f"DeePMD-kit {path.name}"}
     return model
 

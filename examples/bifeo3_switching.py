@@ -162,7 +162,7 @@ def main(argv=None) -> dict:
     p_axis = np.array([polarization(image, reference, born)[2] for image in images])  # along c = [111]_pc
     n_fu = int(np.sum(plus.numbers == 26))
     per_fu_meV = 1e3 / n_fu
-    results.plot(out / "profile.png")
+    results.plot(out / "profile.png", ylabel=f"energy (eV per cell of {n_fu} f.u.)")
     results.plot(out / "energy_vs_P.png", x=p_axis, xlabel="P along [111] (μC/cm²)", energy_scale=per_fu_meV,
                  ylabel="energy (meV/f.u.)")
     summary = {"converged": bool(converged), "neb_steps": int(neb_steps), "bow_A": bow, "model": args.model,

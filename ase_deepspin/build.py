@@ -50,6 +50,8 @@ def fcc_fe_afmd(a: float = 3.5495, moment: float = 1.3, repeat=(1, 1, 2), axis=(
         period along z is 2a). The default, (1, 1, 2), is the smallest cell of the order (8 atoms).
     axis : spin direction of the ↑ planes (normalised).
 
+    Notes
+    -----
     The (001) plane index of an atom is its z in units of a/2; planes 0, 1 point along ``axis``,
     planes 2, 3 against it, and so on.
     """

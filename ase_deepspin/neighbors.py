@@ -77,6 +77,8 @@ def build_neighbor_list(
         within the cutoff (models symmetrised under S → −S evaluate both images on one list;
         an image beyond the cutoff contributes as an empty slot).
 
+    Notes
+    -----
     Works for periodic, mixed and open boundaries and for cells smaller than twice the cutoff
     (a neighbour may then appear several times with different shifts, including the centre's
     own periodic images). Raises ValueError if an atom overlaps another atom or a pseudo-atom.

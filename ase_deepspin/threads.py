@@ -11,18 +11,18 @@ each call.
 Measured (2 cores, numba 0.68 with the OpenMP layer, best of repeated calls, µs; NiO, shipped
 model, rcut 5.6 Å: about 146 candidate pairs per atom; fused: the largest table):
 
-=================================  ======  ==========  ===========
-loops, input                       1 thr.  2 threads   saving
-=================================  ======  ==========  ===========
-neighbour count + fill, 16 atoms       35          28      7
-neighbour count + fill, 128 atoms     243         136    107
-neighbour count + fill, 256 atoms     488         268    220
-neighbour count + fill, 2048 atoms   8300        4900   3400
-fused contraction + gradient, 8 centres     32          21     11
-fused contraction + gradient, 64            231         121    110
-fused contraction + gradient, 128           460         246    214
-fused contraction + gradient, 1024         3800        2130   1670
-=================================  ======  ==========  ===========
+========================================  ======  ==========  ===========
+loops, input                              1 thr.  2 threads   saving
+========================================  ======  ==========  ===========
+neighbour count + fill, 16 atoms              35          28      7
+neighbour count + fill, 128 atoms            243         136    107
+neighbour count + fill, 256 atoms            488         268    220
+neighbour count + fill, 2048 atoms          8300        4900   3400
+fused contraction + gradient, 8 centres       32          21     11
+fused contraction + gradient, 64             231         121    110
+fused contraction + gradient, 128            460         246    214
+fused contraction + gradient, 1024          3800        2130   1670
+========================================  ======  ==========  ===========
 
 On an idle machine two threads always win, but by microseconds on small inputs, while a
 parallel region needs every one of its threads scheduled: when the other core is busy (another

@@ -7,7 +7,7 @@ Oracle: bcc Fe (16 atoms, |S| = 2.2 μB), Bethe–Slater exchange between the sp
 milliseconds, so the loop's effect can be measured. From 20 labelled frames near the ferromagnetic
 ground state, ``ase_deepspin.training.active`` trains a committee of small models (by default with the Heisenberg
 spin baseline, random spin rotations and a torque prefactor of 1e5 throughout, each iteration from
-scratch: the recipe with the best torques and deviations in the README), explores with spin-lattice
+scratch: the recipe with the best torques and deviations in docs/guides/active-learning.md), explores with spin-lattice
 dynamics at 150, 400 and 1000 K (spin canting 0.1, 0.4, 0.8 rad, strain 1 %), labels up to 20 candidate
 frames per iteration with the oracle and retrains. Afterwards every committee (iteration 0, 1, 2 and the
 final one, trained on all three iterations' labels) is scored on frames of oracle-driven spin-lattice

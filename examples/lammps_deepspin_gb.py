@@ -13,7 +13,7 @@ variables it prints).
 ``--overlap 0.05`` (Å, default) deletes atoms as the paper's input does, leaving 11,328 atoms, among them
 192 same-species pairs 0.079 Å apart (duplicates of the boundary's construction, see the data's SOURCE.md):
 the model's ZBL wall gives them millions of eV, which a spin minimisation (spins only) does not feel.
-``--overlap 1.6`` removes those too (10,752 atoms). Numbers measured here are in the README.
+``--overlap 1.6`` removes those too (10,752 atoms). Numbers measured here are in docs/guides/lammps.md.
 """
 
 from __future__ import annotations

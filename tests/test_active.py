@@ -3,7 +3,7 @@ examples/active_learning_fe.py (bcc Fe: Bethe–Slater exchange plus a Morse lat
 
 From 20 labelled frames near the ferromagnetic ground state, iterations explore at rising temperatures and
 spin cantings with a committee of small models, label the candidates with the oracle and retrain; the
-example itself is the full-size run (numbers in the README).
+example itself is the full-size run (numbers in docs/guides/active-learning.md).
 """
 
 import importlib.util

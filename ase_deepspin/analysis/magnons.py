@@ -238,7 +238,9 @@ def band_path(atoms, reference_distance: float = 0.025, symprec: float = 1e-3) -
 
 # ---------------------------------------------------------------- S(q, ω) from dynamics
 class SpinRecorder:
-    """Observer storing the unit spins of the magnetic atoms at each call (attach to a dynamics)::
+    """Observer storing the unit spins of the magnetic atoms at each call (attach to a dynamics).
+
+    Example::
 
         recorder = SpinRecorder(atoms); md.attach(recorder, interval=5); md.run(n)
         recorder.frames    # [n_frames, n_magnetic, 3]

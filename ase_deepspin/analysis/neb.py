@@ -116,8 +116,8 @@ def make_images(initial: Atoms, final: Atoms, n_images: int, method: str = "line
     method : "linear" or "idpp" (ASE's image-dependent pair potential) for positions (Å).
     mic : interpolate positions with the minimum-image convention.
     rotation_axis : (3,) axis for spins that turn by 180° between the ends (see ``interpolate_spins``).
-    calculator : None, one ASE calculator shared by all images (then ``NEB(...,
-        allow_shared_calculator=True)``), or a function returning a new calculator per image.
+    calculator : None, one ASE calculator shared by all images (then
+        ``NEB(..., allow_shared_calculator=True)``), or a function returning a new calculator per image.
     apply_constraint : passed to ``ase.mep.interpolate``.
 
     Returns copies: the ends equal the endpoints (positions, cell, spins); the interior images have
@@ -152,6 +152,8 @@ class SpinRelaxedCalculator(Calculator):
     atoms (so NEB images and their trajectories carry them, and the next relaxation starts there).
     Energy, forces and stress are those of the wrapped calculator at the relaxed spins; as the
     transverse spin gradient vanishes there, forces are −dE_ad/dR of E_ad(R) = min_S E(R, S).
+    Use one wrapper per image, e.g. ``make_images(..., calculator=lambda: SpinRelaxedCalculator(base))``
+    (the wrapped calculator may be shared).
 
     Parameters
     ----------
@@ -164,9 +166,6 @@ class SpinRelaxedCalculator(Calculator):
         relaxation never stays on a stationary point that is not a minimum (collinear states are
         stationary for exchange: an image that crossed a sign change of J would keep its order).
     rng : numpy Generator for the kicks (explicit, reproducible).
-
-    Use one wrapper per image, e.g. ``make_images(..., calculator=lambda: SpinRelaxedCalculator(base))``
-    (the wrapped calculator may be shared).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magnetic_torques"]

@@ -3,14 +3,14 @@
 A spin calculator is an ASE calculator that reads spins from ``atoms.get_initial_magnetic_moments()``
 ((N, 3), μB, zero rows on non-magnetic atoms) and gives
 
-==================  ==========  ===========================================================
-property            shape       meaning (units)
-==================  ==========  ===========================================================
-``energy``          scalar      E (eV)
-``forces``          (N, 3)      −∂E/∂R at fixed spins (eV/Å)
-``stress``          (6,)        (1/V) ∂E/∂ε at fixed spins, Voigt order (eV/Å³), periodic cells
-``magnetic_torques`` (N, 3)     −∂E/∂S, the full gradient (eV/μB), zero on non-magnetic atoms
-==================  ==========  ===========================================================
+====================  ==========  ===========================================================
+property              shape       meaning (units)
+====================  ==========  ===========================================================
+``energy``            scalar      E (eV)
+``forces``            (N, 3)      −∂E/∂R at fixed spins (eV/Å)
+``stress``            (6,)        (1/V) ∂E/∂ε at fixed spins, Voigt order (eV/Å³), periodic cells
+``magnetic_torques``  (N, 3)      −∂E/∂S, the full gradient (eV/μB), zero on non-magnetic atoms
+====================  ==========  ===========================================================
 
 and recomputes whenever positions, cell or spins change. Every consumer of the package (dynamics,
 minimisers, NEB, phonons, exchange and magnons) needs only this. :func:`check_spin_calculator` tests

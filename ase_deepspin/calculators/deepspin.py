@@ -159,11 +159,12 @@ class DeepSpinCalculator(SpinCalculatorBase):
     neighbor_skin : Å. Pair candidates of the neighbour search are kept between calls and reused
         while no atom has moved more than half this skin (and the cell is unchanged), so spin-only
         updates and small steps skip the search; 0 searches again whenever positions change.
-
     serial_below : atoms; calls on fewer run torch and the compiled kernels on one thread (restored
         afterwards), calls on more on ``torch.get_num_threads()`` threads: on shared cores a small cell
         on two threads waits for scheduler slices (:mod:`ase_deepspin.threads`). 0: never serial.
 
+    Notes
+    -----
     ``calc.todict()`` (and so ASE trajectories) records the model, dtype, device, compression and
     skin.
 

@@ -14,16 +14,21 @@ VERBS = {"train": train, "doc-train-input": doc_train_input, "model-devi": model
          "convert": convert}
 
 
-def main(argv=None) -> int:
-    """Run ``ase-deepspin`` with ``argv`` (default: the process's); returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ase-deepspin`` argument parser, one sub-parser per verb of :data:`VERBS`."""
     from ..version import __version__
 
     parser = argparse.ArgumentParser(prog="ase-deepspin", description="DeepSPIN spin-lattice potentials for ASE")
     parser.add_argument("--version", action="version", version=f"ase-deepspin {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, verb in VERBS.items():
-        verb.add_arguments(sub.add_parser(name, help=verb.HELP))
-    args = parser.parse_args(argv)
+        verb.add_arguments(sub.add_parser(name, help=verb.HELP, description=verb.HELP))
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run ``ase-deepspin`` with ``argv`` (default: the process's); returns the exit status."""
+    args = build_parser().parse_args(argv)
     try:
         VERBS[args.command].run(args)
     except (ValueError, FileNotFoundError) as err:

@@ -7,9 +7,7 @@ gradient −ω·ŝ_i, kept ≥ 1e-6 μB) for calculators that determine moment l
 by rotations about axes perpendicular to them (geodesics of the sphere), so |S_i| is otherwise
 kept to round-off without any renormalisation.
 
-Balancing Å and radians
------------------------
-A spin rotated by an angle φ (rad) counts as a displacement ℓ φ, with ℓ = ``length_scale``
+**Balancing Å and radians.** A spin rotated by an angle φ (rad) counts as a displacement ℓ φ, with ℓ = ``length_scale``
 (Å/rad, default 1). In these units the generalised force on a spin is
 
     f_i = |S_i| ω⊥_i / ℓ   (eV/Å),   ω⊥_i = ω_i − (ω_i·ŝ_i) ŝ_i,  ω = −∂E/∂S (eV/μB),
@@ -448,7 +446,9 @@ class SpinLatticeOptimizer(SpinLatticeRun, Optimizer):
 class SpinLBFGS(SpinLatticeOptimizer):
     """L-BFGS on positions × spheres with geodesic spin steps and transported memory.
 
-    Parameters (besides those of :class:`SpinLatticeOptimizer`)
+    Besides the parameters of :class:`SpinLatticeOptimizer`:
+
+    Parameters
     ----------
     memory : number of stored (s, y) pairs.
     alpha : initial Hessian guess, eV/Å² in the scaled units (ASE's default 70). Afterwards the

@@ -241,8 +241,10 @@ def write_lammps_model(model, path, dtype: torch.dtype | None = None, max_edges_
     """Write ``model`` as a TorchScript file (``.pth``) for DeePMD-kit's ``pair_style deepspin``.
 
     dtype : torch.float64 or torch.float32 (default: the model's); coordinates, spins and energies
-        stay float64 at the interface either way. max_edges_per_chunk : edges (real and pseudo-atom
-        candidates) per chunk of centres; bounds memory per LAMMPS rank (about 2 kB per edge in float64).
+        stay float64 at the interface either way.
+    max_edges_per_chunk : edges (real and pseudo-atom candidates) per chunk of centres; bounds memory
+        per LAMMPS rank (about 2 kB per edge in float64).
+
     The file records what it was exported from (``info`` shows it). Returns the path written.
     """
     from ..version import __version__

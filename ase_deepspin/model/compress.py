@@ -21,12 +21,16 @@ def compress_model(model: DeepSpinModel, tolerance: float = 1e-8, min_distance: 
                    initial_step: float = 0.5) -> DeepSpinModel:
     """A copy of ``model`` whose embedding nets are tabulated (see :mod:`~ase_deepspin.model.tabulation`).
 
+    Parameters
+    ----------
     tolerance : largest deviation of a table from its net at the test points (units of G, absolute).
     min_distance : Å; the tables cover neighbours from this distance out to the cutoff (every
         x from the empty-neighbour value to that of ``min_distance``); closer neighbours are
         evaluated by the net itself.
     initial_step : starting knot spacing in x before adaptive refinement.
 
+    Notes
+    -----
     Tables are built in float64 from the nets; the copy has the dtype and device of ``model``.
     """
     cfg = model.config

@@ -16,7 +16,7 @@ magnetic atom gets a spin gate and each magnetic neighbour a spin vector:
 
 with s_ij the radial switch (so a neighbour leaving the cutoff leaves as an empty slot does) and
 N_c = Σ sel; B'_i is B_i with each neighbour also switched by s'_ij, which ends at ``correlation_rcut``
-(default rcut). The features of centre i are
+(default rcut). The features of centre i are::
 
     D_i = A_iᵀ A_i[:, :a]      (M·a)   geometry, gated by S_i·S_j and moment lengths: exchange at every
                                        radius and bond angle, (S_i·S_j)(S_i·S_k) weighted by the angle

@@ -147,6 +147,8 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def prefactors(loss: LossConfig, lr: float, start_lr: float) -> tuple[float, float, float]:
+    """Loss prefactors (energy, forces, torques) at learning rate ``lr``: DeePMD-kit's schedule,
+    limit + (start − limit)·lr/start_lr, moving from the start values to the limits as lr decays."""
     x = lr / start_lr
     return tuple(lim + (start - lim) * x for start, lim in [(loss.start_pref_e, loss.limit_pref_e),
                                                           (loss.start_pref_fr, loss.limit_pref_fr),

@@ -96,6 +96,18 @@ def _walk_variables(node, fn, inside=False):
     return fn(node)
 
 
+def _decoded_arrays(node):
+    """A serialised model dictionary with DeePMD-kit's inline arrays (``{"@class": "np.ndarray", "dtype",
+    "value"}``, as in ``.yaml`` files and ``.pt2`` archives) turned into NumPy arrays."""
+    if isinstance(node, dict):
+        if node.get("@class") == "np.ndarray":
+            return np.asarray(node["value"], dtype=np.dtype(node["dtype"]))
+        return {k: _decoded_arrays(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_decoded_arrays(v) for v in node]
+    return node
+
+
 def load_dp_file(path: str | os.PathLike) -> dict:
     """The model dictionary of a DeePMD-kit ``.dp``/``.hlo`` (HDF5) or ``.yaml`` serialized file, arrays as NumPy."""
     path = Path(path)
@@ -107,16 +119,7 @@ def load_dp_file(path: str | os.PathLike) -> dict:
         with open(path) as f:
             data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
-        def arrays(node):
-            if isinstance(node, dict):
-                if node.get("@class") == "np.ndarray":
-                    return np.asarray(node["value"], dtype=np.dtype(node["dtype"]))
-                return {k: arrays(v) for k, v in node.items()}
-            if isinstance(node, list):
-                return [arrays(v) for v in node]
-            return node
-
-        return arrays(data)
+        return _decoded_arrays(data)
     import h5py
 
     try:
@@ -622,16 +625,7 @@ def _read_pt2(path: Path) -> dict:
     except (zipfile.BadZipFile, OSError, ValueError) as err:
         raise DeepMDFormatError(f"{path} is not a readable DeePMD-kit .pt2 archive: {err}") from None
 
-    def arrays(node):
-        if isinstance(node, dict):
-            if node.get("@class") == "np.ndarray":
-                return np.asarray(node["value"], dtype=np.dtype(node["dtype"]))
-            return {k: arrays(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [arrays(v) for v in node]
-        return node
-
-    return arrays(data)
+    return _decoded_arrays(data)
 
 
 TENSORFLOW_SUFFIXES = (".pb", ".pbtxt")

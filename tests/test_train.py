@@ -168,6 +168,33 @@ def test_missing_label_files_are_named(tmp_path, capsys):
     assert "no frame carries labels" in capsys.readouterr().err
 
 
+def test_frames_without_force_labels_weigh_only_energies_and_torques(tmp_path):
+    """Spins on a frozen lattice come without forces: such frames train, and their predicted forces never
+    enter the loss (in a batch mixing both kinds, only the labelled atoms count)."""
+    import dataclasses
+    import shutil
+
+    from ase_deepspin.io.frames import read_frames
+    from ase_deepspin.model import DeepSpinModel
+    from ase_deepspin.training.train import PreparedFrames, errors
+
+    system = tmp_path / "data"
+    shutil.copytree(NIO_DATA / "data_1", system)
+    (system / "set.000" / "force.npy").unlink()
+    cfg = tiny_config(tmp_path, systems=[str(system)], numb_steps=6, n_validation=2)
+    train(cfg, progress=False, log=lambda *a: None)
+    assert (tmp_path / "run" / "model.pt").is_file()
+
+    model = DeepSpinModel(cfg.model)
+    labelled = read_frames(NIO_DATA / "data_1")[:2]
+    bare = [dataclasses.replace(f, forces=None) for f in labelled]
+    alone = errors(model, PreparedFrames(bare, model).batch([0, 1]), create_graph=False)
+    assert float(alone["f"]) == 0.0 and float(alone["m"]) > 0
+    mixed = errors(model, PreparedFrames([labelled[0], bare[1]], model).batch([0, 1]), create_graph=False)
+    first = errors(model, PreparedFrames([labelled[0]], model).batch([0]), create_graph=False)
+    assert float(mixed["f"]) == pytest.approx(float(first["f"]), rel=1e-12)
+
+
 def test_cli_version():
     import subprocess
     import sys

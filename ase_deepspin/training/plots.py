@@ -16,11 +16,15 @@ def plot_learning_curve(curve: list[dict], path: str | Path) -> Path:
     axes = fig.subplots(1, 3)
     marker = "o" if len(curve) < 30 else None  # a short run's few points stay visible
     for ax, key, label in zip(axes, "efm", ["energy (meV/atom)", "force (meV/Å)", "torque (meV/μB)"]):
-        ax.loglog(steps, [1e3 * r[f"train_{key}"] for r in curve], lw=0.8, alpha=0.6, marker=marker, ms=3,
-                  label="train batch")
-        ax.loglog(steps, [1e3 * r[f"val_{key}"] for r in curve], lw=1.5, marker=marker, ms=3, label="validation")
         ax.set_xlabel("step")
         ax.set_ylabel(f"RMSE {label}")
+        train = np.array([1e3 * r[f"train_{key}"] for r in curve])
+        val = np.array([1e3 * r[f"val_{key}"] for r in curve])
+        if not (np.any(train > 0) or np.any(val > 0)):  # frames without these labels (forces of frozen lattices)
+            ax.text(0.5, 0.5, "not labelled", ha="center", va="center", transform=ax.transAxes)
+            continue
+        ax.loglog(steps, train, lw=0.8, alpha=0.6, marker=marker, ms=3, label="train batch")
+        ax.loglog(steps, val, lw=1.5, marker=marker, ms=3, label="validation")
     axes[0].legend()
     fig.savefig(path, dpi=120)
     return Path(path)

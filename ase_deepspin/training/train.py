@@ -47,16 +47,20 @@ class PreparedFrames:
         self.items, self.structures = [], []
         for f in frames:
             types = symbol_types(f.symbols, cfg.type_map, f.source)
-            missing = [name for name, label in (("energy (energy.npy)", f.energy), ("forces (force.npy)", f.forces),
+            missing = [name for name, label in (("energy (energy.npy)", f.energy),
                                                 ("torques (force_mag.npy)", f.torques)) if label is None]
             if missing:
-                raise ValueError(f"{f.source}: training needs energy, force and torque labels; missing "
-                                 f"{', '.join(missing)}")
+                raise ValueError(f"{f.source}: training needs energy and torque labels (forces are optional); "
+                                 f"missing {', '.join(missing)}")
             spins = validate_spins(f.spins, np.asarray(cfg.magnetic)[types], f.symbols, f.source)
             inputs = model_graph(model, f.positions, f.cell, f.pbc, types, spins).inputs()
             self.structures.append((f.positions, f.cell, f.pbc, types, spins))
             dt = model.dtype
-            inputs.update(energy=torch.tensor([f.energy], dtype=dt), forces_label=torch.as_tensor(f.forces, dtype=dt),
+            # a frame without force labels (spins on a frozen lattice) weighs only energy and torques
+            has_forces = f.forces is not None
+            inputs.update(energy=torch.tensor([f.energy], dtype=dt),
+                          forces_label=torch.as_tensor(f.forces if has_forces else np.zeros((len(types), 3)), dtype=dt),
+                          has_forces=torch.full((len(types),), has_forces),
                           torques_label=torch.as_tensor(f.torques, dtype=dt),
                           magnetic=torch.as_tensor(np.asarray(cfg.magnetic)[types]))
             self.items.append(inputs)
@@ -170,9 +174,9 @@ def errors(model: DeepSpinModel, batch: dict, create_graph: bool, loss: LossConf
     """
     out = evaluate(model, batch, create_graph)
     n_atoms = torch.bincount(batch["atom_frames"]).to(out["energy"].dtype)
-    mag = batch["magnetic"]
-    forces, torques = batch["forces_label"], batch["torques_label"][mag]
-    force_error = out["forces"] - forces
+    mag, labelled = batch["magnetic"], batch["has_forces"]
+    forces, torques = batch["forces_label"][labelled], batch["torques_label"][mag]
+    force_error = out["forces"][labelled] - forces if bool(labelled.any()) else out["energy"].new_zeros((1, 3))
     torque_error = out["torques"][mag] - torques if bool(mag.any()) else out["energy"].new_zeros((1, 3))
     result = {"e": (((out["energy"] - batch["energy"]) / n_atoms) ** 2).mean(),
               "f": force_error.pow(2).mean(), "m": torque_error.pow(2).mean()}
@@ -210,8 +214,8 @@ def validation_rmse(model, data: PreparedFrames, batch_size: int = 8, indices: l
         idx = indices[start:start + batch_size]
         batch = data.batch(idx)
         err = errors(model, batch, create_graph=False)
-        n_frames, n_atoms, n_mag = len(idx), len(batch["positions"]), int(batch["magnetic"].sum())
-        for k, w in [("e", n_frames), ("f", 3 * n_atoms), ("m", 3 * n_mag)]:
+        n_frames, n_forces, n_mag = len(idx), int(batch["has_forces"].sum()), int(batch["magnetic"].sum())
+        for k, w in [("e", n_frames), ("f", 3 * n_forces), ("m", 3 * n_mag)]:
             sums[k] += float(err[k].detach()) * w
             weights[k] += w
     return {k: math.sqrt(sums[k] / max(weights[k], 1)) for k in sums}

@@ -117,6 +117,31 @@ NOMINAL_CHARGES = {"Bi": 3.0, "Fe": 3.0, "O": -2.0}  # formal ionic charges, e
 E_PER_A2_IN_UC_PER_CM2 = 1602.176634  # 1 e/Å² = 1602.18 μC/cm²
 
 
+def triangular_lattice(size=(12, 12), a: float = 2.5, element: str = "Fe", vacuum: float = 10.0) -> Atoms:
+    """A periodic triangular lattice of ``size`` (n1, n2) sites, spacing ``a`` (Å), in the xy plane with a
+    ``vacuum``-Å cell height; unit spins (1 μB) along z. Site (i, j) is atom i·n2 + j at i a1 + j a2,
+    a1 = (a, 0, 0), a2 = (a/2, a√3/2, 0)."""
+    n1, n2 = (int(v) for v in size)
+    if n1 < 1 or n2 < 1 or not a > 0:
+        raise ValueError(f"need positive sizes and spacing, got size {size}, a {a} Å")
+    a1, a2 = np.array([a, 0.0, 0.0]), np.array([a / 2, a * np.sqrt(3) / 2, 0.0])
+    positions = np.array([i * a1 + j * a2 for i in range(n1) for j in range(n2)])
+    atoms = Atoms(f"{element}{n1 * n2}", positions=positions, cell=[n1 * a1, n2 * a2, [0.0, 0.0, vacuum]], pbc=True)
+    atoms.set_initial_magnetic_moments(np.tile([0.0, 0.0, 1.0], (n1 * n2, 1)))
+    return atoms
+
+
+def tetrahedral_spins(size=(12, 12)) -> np.ndarray:
+    """Unit spins (N, 3) of the four-sublattice tetrahedral (triple-Q) order on :func:`triangular_lattice`:
+    sublattice (i mod 2, j mod 2) points to one vertex of a regular tetrahedron (neighbours at 109.5°,
+    uniform scalar chirality). Needs even sizes."""
+    n1, n2 = (int(v) for v in size)
+    if n1 % 2 or n2 % 2:
+        raise ValueError(f"the tetrahedral order repeats every 2 sites along both axes: even sizes needed, got {size}")
+    vertices = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    return np.array([vertices[(i % 2) + 2 * (j % 2)] for i in range(n1) for j in range(n2)])
+
+
 def bifeo3_r3c(moment: float = 4.1, axis=(1.0, 0.0, 0.0), hexagonal: bool = False, repeat=(1, 1, 1)) -> Atoms:
     """Ferroelectric R3c BiFeO3 with G-type antiferromagnetic Fe spins (the +P variant).
 

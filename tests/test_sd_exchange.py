@@ -131,3 +131,34 @@ def test_spins_that_do_not_match_the_magnetic_elements_are_refused():
     atoms.set_initial_magnetic_moments(spins)
     with pytest.raises(ValueError, match="magnetic atom 1 .* has no spin"):
         atoms.get_potential_energy()
+
+
+def test_the_tetrahedral_order_is_the_lowest_at_quarter_filling():
+    """On the triangular lattice at a quarter of the one-electron states filled (the example's oracle), the
+    four-sublattice tetrahedral order lies below the ferromagnetic, 120° and stripe states; its neighbouring
+    spins are 109.5° apart and its scalar chirality is the same on every up triangle."""
+    from ase_deepspin.build import tetrahedral_spins, triangular_lattice
+
+    size = (12, 12)
+    atoms = triangular_lattice(size, a=2.5)
+    n1, n2 = size
+    ij = [(i, j) for i in range(n1) for j in range(n2)]
+    tetra = tetrahedral_spins(size)
+    states = {"ferromagnetic": np.tile([0.0, 0.0, 1.0], (len(ij), 1)),
+              "120°": np.array([[np.cos(2 * np.pi * ((i - j) % 3) / 3), np.sin(2 * np.pi * ((i - j) % 3) / 3), 0]
+                                for i, j in ij]),
+              "stripe": np.array([[0.0, 0.0, 1.0 if i % 2 == 0 else -1.0] for i, j in ij]),
+              "tetrahedral": tetra}
+    energies = {}
+    for name, spins in states.items():
+        atoms.set_initial_magnetic_moments(spins)
+        atoms.calc = SdExchangeCalculator(hopping_eV=1.0, coupling_eV_per_muB=2.0, cutoff=3.0, cutoff_width=0.3,
+                                          filling=0.25, smearing_eV=0.01)
+        energies[name] = atoms.get_potential_energy() / len(atoms)
+    assert min(energies, key=energies.get) == "tetrahedral", energies
+    site = {(i, j): k for k, (i, j) in enumerate(ij)}
+    up = [(site[i, j], site[(i + 1) % n1, j], site[i, (j + 1) % n2]) for i, j in ij]
+    chirality = [tetra[a] @ np.cross(tetra[b], tetra[c]) for a, b, c in up]
+    np.testing.assert_allclose(chirality, chirality[0], atol=1e-12)
+    assert abs(chirality[0]) > 0.7
+    np.testing.assert_allclose(tetra[site[0, 0]] @ tetra[site[1, 0]], -1 / 3, atol=1e-12)

@@ -265,7 +265,8 @@ def read_extxyz(path: str | os.PathLike) -> list[Frame]:
 def write_deepmd_npy(system: str | os.PathLike, frames: list[Frame], type_map: list[str]) -> Path:
     """Write labelled frames of one composition (same symbols in the same order) as a DeePMD-kit npy system
     with spins (``type.raw``, ``type_map.raw``, ``set.000/{box,coord,spin,energy,force,force_mag}.npy``),
-    as :func:`read_deepmd_npy` reads them. Periodic cells only. Returns the system folder."""
+    as :func:`read_deepmd_npy` reads them. Periodic cells only. Frames without forces (spins on a frozen
+    lattice) are written without ``force.npy``, when none of them has forces. Returns the system folder."""
     system = Path(system)
     if not frames:
         raise ValueError("no frames to write")
@@ -273,8 +274,10 @@ def write_deepmd_npy(system: str | os.PathLike, frames: list[Frame], type_map: l
     for f in frames:
         if list(f.symbols) != symbols:
             raise ValueError(f"frames of one npy system need the same atoms in the same order; {f.source} differs")
-        if f.energy is None or f.forces is None or f.torques is None:
-            raise ValueError(f"{f.source or 'a frame'} lacks energy, forces or torques: only labelled frames are written")
+        if f.energy is None or f.torques is None:
+            raise ValueError(f"{f.source or 'a frame'} lacks energy or torques: only labelled frames are written")
+        if (f.forces is None) != (frames[0].forces is None):
+            raise ValueError("frames of one npy system either all have forces or none has")
         if not np.all(f.pbc):
             raise ValueError(f"{f.source or 'a frame'} is not periodic in all directions; npy systems are")
     unknown = sorted(set(symbols) - set(type_map))
@@ -289,7 +292,8 @@ def write_deepmd_npy(system: str | os.PathLike, frames: list[Frame], type_map: l
     np.save(data / "coord.npy", stack(lambda f: f.positions))
     np.save(data / "spin.npy", stack(lambda f: f.spins))
     np.save(data / "energy.npy", np.array([float(f.energy) for f in frames]))
-    np.save(data / "force.npy", stack(lambda f: f.forces))
+    if frames[0].forces is not None:
+        np.save(data / "force.npy", stack(lambda f: f.forces))
     np.save(data / "force_mag.npy", stack(lambda f: f.torques))
     return system
 

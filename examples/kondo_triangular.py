@@ -11,6 +11,9 @@ the ferromagnetic, 120°, stripe and tetrahedral states. Its spin torques come f
   and tetrahedral starts; DeePMD-kit npy systems in WORKDIR/data/<kind>.
 * ``train``: ``ase-deepspin train`` with ``examples/kondo_train.yaml`` (the descriptor of spin invariants:
   energies and torques only).
+* ``ground``: spins relaxed (``relax_spins``) from random starts with the model and with the oracle: the
+  oracle's energy of each result, the mean angle between neighbours (109.5° in the tetrahedral order) and the
+  scalar chirality of the triangles (±0.770 on every triangle there).
 * ``test``: the model against the oracle on the held-out frames, per kind: RMSE against the label RMS and R²
   for energies per site, torques and their part across S (the oracle's torques are mostly along S, J times the
   local electron polarisation, which unit-length dynamics never sees).
@@ -18,6 +21,7 @@ the ferromagnetic, 120°, stripe and tetrahedral states. Its spin torques come f
     python examples/kondo_triangular.py data [--workdir runs/kondo] [--frames 40]
     python examples/kondo_triangular.py train
     python examples/kondo_triangular.py test [--model runs/kondo/model.pt]
+    python examples/kondo_triangular.py ground [--starts 3]
 """
 
 import argparse
@@ -126,20 +130,57 @@ def test(workdir: Path, model: Path) -> None:
     (workdir / "test.json").write_text(json.dumps(report, indent=2))
 
 
+def ground_state(workdir: Path, model: Path, starts: int, seed: int = 1) -> None:
+    """Spins relaxed from random starts with the model (and the oracle, same starts): energy per site by the
+    oracle, the mean angle between neighbouring spins, and the chirality of up and down triangles."""
+    from ase_deepspin import DeepSpinCalculator
+    from ase_deepspin.analysis.chirality import scalar_chirality
+    from ase_deepspin.dynamics import relax_spins
+
+    rng = np.random.default_rng(seed)
+    lattice = triangular_lattice(SIZE, SPACING)
+    n1, n2 = SIZE
+    neighbours = [(k, ((k // n2 + 1) % n1) * n2 + k % n2) for k in range(len(lattice))]
+    rows = []
+    for start in range(starts):
+        spins = random_spins(rng, len(lattice))
+        for name, calc in (("model", DeepSpinCalculator(str(model))), ("oracle", oracle())):
+            atoms = lattice.copy()
+            atoms.set_initial_magnetic_moments(spins)
+            atoms.calc = calc
+            result = relax_spins(atoms, tmax=1e-3, steps=3000)
+            relaxed = atoms.get_initial_magnetic_moments()
+            up, down = scalar_chirality(relaxed, SIZE)
+            angle = np.degrees(np.mean([np.arccos(np.clip(relaxed[a] @ relaxed[b], -1, 1)) for a, b in neighbours]))
+            check = lattice.copy()
+            check.set_initial_magnetic_moments(relaxed)
+            check.calc = oracle()
+            rows.append({"start": start, "relaxed_with": name, "converged": bool(result.converged),
+                         "minimum": result.minimum, "oracle_energy_eV_per_site": check.get_potential_energy() / len(check),
+                         "neighbour_angle_deg": float(angle), "chirality_mean": float(np.mean([up, down])),
+                         "chirality_abs_mean": float(np.mean(np.abs([up, down])))})
+            print(json.dumps(rows[-1]), flush=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "ground_state.json").write_text(json.dumps(rows, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["data", "train", "test"])
+    parser.add_argument("stage", choices=["data", "train", "test", "ground"])
     parser.add_argument("--workdir", type=Path, default=Path("runs/kondo"))
     parser.add_argument("--frames", type=int, default=40, help="frames per kind (random, and each temperature)")
     parser.add_argument("--model", type=Path, default=None, help="default: WORKDIR/model.pt")
+    parser.add_argument("--starts", type=int, default=3, help="random starts of the ground-state search")
     args = parser.parse_args()
     if args.stage == "data":
         make_data(args.workdir, args.frames)
     elif args.stage == "train":
         subprocess.run([sys.executable, "-m", "ase_deepspin.cli", "train", str(HERE / "kondo_train.yaml")],
                        check=True)
-    else:
+    elif args.stage == "test":
         test(args.workdir, args.model or args.workdir / "model.pt")
+    else:
+        ground_state(args.workdir, args.model or args.workdir / "model.pt", args.starts)
 
 
 if __name__ == "__main__":

@@ -96,8 +96,10 @@ def test(workdir: Path, model: Path) -> None:
     config = TrainConfig.from_yaml(HERE / "kondo_train.yaml")
     calc = DeepSpinCalculator(str(model))
     report = {}
-    for system in sorted((workdir / "data").iterdir()):
-        picked = hold_out(read_frames(system), config.held_out)[1]
+    systems = sorted((workdir / "data").iterdir())
+    held = hold_out([f for system in systems for f in read_frames(system)], config.held_out)[1]
+    for system in systems:
+        picked = [f for f in held if system.name in Path(f.source.split("#")[0]).parts]
         e_ref, e_ml, w_ref, w_ml = [], [], [], []
         for f in picked:
             atoms = f.to_atoms()

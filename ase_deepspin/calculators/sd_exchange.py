@@ -24,14 +24,14 @@ corresponding thermodynamic potential, for which the Hellmann–Feynman theorem 
 Non-magnetic elements (``magnetic``) carry no spin and no coupling; their electrons still hop. Without
 spin–orbit terms the energy is unchanged when all spins rotate together, lattice fixed.
 
-=========  ========================  ======================================
-symbol     parameter                 units
-=========  ========================  ======================================
-t          ``hopping_eV``            eV
-J          ``coupling_eV_per_muB``   eV/μB
-k_B T_e    ``smearing_eV``           eV (> 0)
-μ          ``chemical_potential_eV`` eV (or ``filling``, dimensionless)
-=========  ========================  ======================================
+=========  ==========================  ======================================
+symbol     parameter                   units
+=========  ==========================  ======================================
+t          ``hopping_eV``              eV
+J          ``coupling_eV_per_muB``     eV/μB
+k_B T_e    ``smearing_eV``             eV (> 0)
+μ          ``chemical_potential_eV``   eV (or ``filling``, dimensionless)
+=========  ==========================  ======================================
 """
 
 from __future__ import annotations

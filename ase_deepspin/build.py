@@ -125,7 +125,8 @@ def triangular_lattice(size=(12, 12), a: float = 2.5, element: str = "Fe", vacuu
     if n1 < 1 or n2 < 1 or not a > 0:
         raise ValueError(f"need positive sizes and spacing, got size {size}, a {a} Å")
     a1, a2 = np.array([a, 0.0, 0.0]), np.array([a / 2, a * np.sqrt(3) / 2, 0.0])
-    positions = np.array([i * a1 + j * a2 for i in range(n1) for j in range(n2)])
+    i, j = np.divmod(np.arange(n1 * n2), n2)
+    positions = i[:, None] * a1 + j[:, None] * a2
     atoms = Atoms(f"{element}{n1 * n2}", positions=positions, cell=[n1 * a1, n2 * a2, [0.0, 0.0, vacuum]], pbc=True)
     atoms.set_initial_magnetic_moments(np.tile([0.0, 0.0, 1.0], (n1 * n2, 1)))
     return atoms
@@ -139,7 +140,8 @@ def tetrahedral_spins(size=(12, 12)) -> np.ndarray:
     if n1 % 2 or n2 % 2:
         raise ValueError(f"the tetrahedral order repeats every 2 sites along both axes: even sizes needed, got {size}")
     vertices = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
-    return np.array([vertices[(i % 2) + 2 * (j % 2)] for i in range(n1) for j in range(n2)])
+    i, j = np.divmod(np.arange(n1 * n2), n2)
+    return vertices[i % 2 + 2 * (j % 2)]
 
 
 def bifeo3_r3c(moment: float = 4.1, axis=(1.0, 0.0, 0.0), hexagonal: bool = False, repeat=(1, 1, 1)) -> Atoms:

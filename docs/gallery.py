@@ -53,9 +53,9 @@ def _docstring(path: Path) -> tuple[str, str]:
 
         doc = ast.get_docstring(ast.parse(text)) or path.name
     else:
-        lines = [line for line in text.splitlines() if line.startswith("#") and not line.startswith("#!")]
-        doc = "\n".join(line.lstrip("#").strip() for line in lines[: next(
-            (k for k, line in enumerate(lines) if not line.strip("# ")), len(lines))] or lines) or path.name
+        comments = [line.lstrip("#").strip() for line in text.splitlines()
+                    if line.startswith("#") and not line.startswith("#!")]
+        doc = "\n".join(comments) or path.name
     title, _, body = doc.partition("\n")
     return title.strip().rstrip("."), body.strip()
 

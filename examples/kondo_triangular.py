@@ -25,6 +25,7 @@ the ferromagnetic, 120°, stripe and tetrahedral states. Its spin torques come f
 """
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -35,7 +36,8 @@ import numpy as np
 from ase_deepspin.build import tetrahedral_spins, triangular_lattice
 from ase_deepspin.calculators import SdExchangeCalculator
 from ase_deepspin.dynamics import SpinLatticeDynamics
-from ase_deepspin.io.frames import Frame, read_frames, write_deepmd_npy
+from ase_deepspin.io.frames import frame_system, read_frames, write_deepmd_npy
+from ase_deepspin.training.active import label
 
 SIZE, SPACING = (12, 12), 2.5
 ORACLE = dict(hopping_eV=1.0, coupling_eV_per_muB=2.0, cutoff=3.0, cutoff_width=0.3, filling=0.25, smearing_eV=0.01)
@@ -52,14 +54,9 @@ def random_spins(rng, n: int) -> np.ndarray:
     return spins / np.linalg.norm(spins, axis=1, keepdims=True)
 
 
-def labelled(atoms, calc, source: str) -> Frame:
+def labelled(atoms, calc, source: str):
     """The oracle's energy and torques of ``atoms`` as a frame without forces (a frozen lattice)."""
-    trial = atoms.copy()
-    trial.calc = calc
-    energy = trial.get_potential_energy()
-    return Frame(symbols=np.array(trial.get_chemical_symbols()), positions=trial.positions.copy(),
-                 cell=trial.cell.array.copy(), pbc=trial.pbc.copy(), spins=trial.get_initial_magnetic_moments(),
-                 energy=energy, forces=None, torques=calc.get_magnetic_torques(trial), source=source)
+    return dataclasses.replace(label(atoms, calc), forces=None, source=source)
 
 
 def make_data(workdir: Path, n_frames: int, seed: int = 0) -> None:
@@ -99,7 +96,7 @@ def test(workdir: Path, model: Path) -> None:
     systems = sorted((workdir / "data").iterdir())
     held = hold_out([f for system in systems for f in read_frames(system)], config.held_out)[1]
     for system in systems:
-        picked = [f for f in held if system.name in Path(f.source.split("#")[0]).parts]
+        picked = [f for f in held if Path(frame_system(f)).name == system.name]
         e_ref, e_ml, w_ref, w_ml = [], [], [], []
         for f in picked:
             atoms = f.to_atoms()

@@ -41,17 +41,13 @@ import torch
 from scipy.optimize import brentq
 from scipy.special import expit, xlogy
 
+from ..model.descriptor import smooth_switch
 from ..neighbors import build_neighbor_list
+from ..system import magnetic_mask, read_spins
 from ..threads import thread_scope
 from .contract import SpinCalculatorBase
 
 PAULI = torch.tensor([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=torch.complex128)
-
-
-def _switch(r: torch.Tensor, start: float, stop: float) -> torch.Tensor:
-    """1 below ``start``, 0 above ``stop``, C2-continuous quintic between (Å)."""
-    u = ((r - start) / (stop - start)).clamp(0.0, 1.0)
-    return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
 
 
 def fermi_occupations(energies: np.ndarray, mu: float, smearing_eV: float) -> np.ndarray:
@@ -115,22 +111,6 @@ class SdExchangeCalculator(SpinCalculatorBase):
         self.chemical_potential = None
         self.spin_density = None
 
-    def _spins(self, atoms) -> tuple[np.ndarray, np.ndarray]:
-        """Spins (N, 3) μB, checked against the magnetic elements, and the mask of magnetic atoms."""
-        spins = np.asarray(atoms.get_initial_magnetic_moments(), dtype=float)
-        if spins.shape != (len(atoms), 3) or not np.all(np.isfinite(spins)):
-            raise ValueError(f"spins must be finite (N, 3) initial magnetic moments in μB, got shape {spins.shape}")
-        symbols = np.array(atoms.get_chemical_symbols())
-        magnetic = np.ones(len(atoms), bool) if self.magnetic is None else np.isin(symbols, sorted(self.magnetic))
-        bare = magnetic & (np.linalg.norm(spins, axis=1) == 0)
-        if bare.any():
-            raise ValueError(f"magnetic atom {int(np.flatnonzero(bare)[0])} ({symbols[bare][0]}) has no spin")
-        stray = ~magnetic & (np.linalg.norm(spins, axis=1) > 0)
-        if stray.any():
-            raise ValueError(f"atom {int(np.flatnonzero(stray)[0])} ({symbols[stray][0]}) is not magnetic here but "
-                             "carries a spin")
-        return spins, magnetic
-
     def _calculate(self, properties):
         # small lattices on one torch thread: on shared cores a 288 × 288 eigh took 0.1–0.3 s on two threads
         # against 0.03–0.05 s on one
@@ -140,7 +120,10 @@ class SdExchangeCalculator(SpinCalculatorBase):
     def _diagonalise(self):
         atoms = self.atoms
         n = len(atoms)
-        spins, magnetic = self._spins(atoms)
+        # magnetism by element, as every spin calculator of the package decides it
+        elements = set(atoms.get_chemical_symbols()) if self.magnetic is None else self.magnetic
+        spins = read_spins(atoms, magnetic=elements)
+        magnetic = magnetic_mask(spins)
         periodic = bool(np.all(atoms.pbc))
         nl = build_neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, np.zeros((n, 3)), self.cutoff)
         # an atom's own periodic images are hopping neighbours (diagonal terms of a Γ-point supercell)
@@ -152,13 +135,14 @@ class SdExchangeCalculator(SpinCalculatorBase):
         d = positions[j] - positions[i] + torch.as_tensor(nl.shifts[keep] @ atoms.cell.array, dtype=torch.float64)
         d = d + d @ strain
         r = torch.linalg.vector_norm(d, dim=1)
-        amplitude = -self.hopping_eV * _switch(r, self.cutoff - self.cutoff_width, self.cutoff)
+        amplitude = -self.hopping_eV * smooth_switch(r, self.cutoff - self.cutoff_width, self.cutoff)
         # every directed edge (i, j, shift) is listed together with (j, i, −shift): K is symmetric
         hopping = torch.zeros(n, n, dtype=torch.float64).index_put((i, j), amplitude, accumulate=True)
         coupled = S * torch.as_tensor(magnetic, dtype=torch.float64)[:, None]  # no coupling, no torque elsewhere
         onsite = self.coupling_eV_per_muB * torch.einsum("ia,abc->ibc", coupled.to(torch.complex128), PAULI)
         H = torch.kron(hopping.to(torch.complex128), torch.eye(2, dtype=torch.complex128))
-        H = H + torch.block_diag(*onsite) if n else H
+        rows = 2 * torch.arange(n)[:, None, None] + torch.arange(2)[None, :, None]  # the 2 × 2 block of each site
+        H = H.index_put((rows.expand(n, 2, 2), rows.transpose(1, 2).expand(n, 2, 2)), onsite, accumulate=True)
         levels, vectors = torch.linalg.eigh(H.detach())
         levels = levels.numpy()
         kT = self.smearing_eV

@@ -1,19 +1,16 @@
-"""A short spin-lattice run of the shipped NiO model in LAMMPS (``fix precession/spin``, ``langevin/spin``,
-``nve/spin``) under MPI, and a check of what LAMMPS's spin integrator does with the model's magnetic forces.
+"""Spin-lattice dynamics of the shipped NiO model in LAMMPS under MPI (this package's ``fix sib/spin``), checked
+against :class:`~ase_deepspin.dynamics.llg.SpinLatticeDynamics` with the same model and start.
 
-    python examples/lammps_spin_lattice.py [--np 2] [--steps 20] [--repeat 4 4 2] [--uncompressed]
+    python examples/lammps_spin_lattice.py [--np 2] [--check-steps 100] [--steps 200] [--repeat 1 1 1] [--uncompressed]
 
-1. Check: from canted spins at rest (T = 0, α = 0, no field), ``--check-steps`` steps of 0.1 fs in LAMMPS and
-   in :class:`~ase_deepspin.dynamics.llg.SpinLatticeDynamics` with the same model; prints how far the spins
-   turned in each. (LAMMPS 2025.7.22: not at all. Its ``fix nve/spin`` rebuilds each spin's field from SPIN
-   pair styles and spin fixes only, so the magnetic forces of ``pair_style deepspin`` never reach the spins;
-   ``min_style spin/lbfgs`` does use them, see examples/lammps_deepspin_gb.py.)
-2. A thermal run: lattice velocities at 300 K, spin bath at 300 K with α = 0.01, 1 T along z: the thermo
-   table of LAMMPS.
+1. Check: canted spins and 300 K lattice velocities, NVE, ``--check-steps`` steps of 0.2 fs in LAMMPS and in
+   SpinLatticeDynamics; prints the largest difference in positions (Å) and spins (μB) at the end, how far the
+   spins turned, and each run's energy drift.
+2. A thermal run: spin bath at 300 K (α = 0.01), lattice bath at 300 K (friction 0.01/fs), 1 T along z: the
+   thermo table of LAMMPS.
 
-Under MPI, LAMMPS's nve/spin needs each rank's sub-domain at least 2 rcut wide in every direction (the
-default 2,048 atoms, 33 × 33 × 17 Å, is the smallest such NiO cell for ``--np 2``). Needs the LAMMPS route
-of ``bash examples/setup_lammps_deepspin.sh``.
+``fix sib/spin`` is built from ``lammps/`` by ``bash examples/setup_lammps_deepspin.sh``; LAMMPS's own
+``fix nve/spin`` would not move these spins (it rebuilds their field from SPIN pair styles only).
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ase.md.velocitydistribution import thermalize_momenta
 
 from ase_deepspin import DeepSpinCalculator, compress_model
 from ase_deepspin.build import nio_afm
@@ -53,9 +51,9 @@ def main():
     parser.add_argument("--model", default="nio")
     parser.add_argument("--uncompressed", action="store_true")
     parser.add_argument("--np", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--check-steps", type=int, default=10)
-    parser.add_argument("--repeat", type=int, nargs=3, default=[4, 4, 2])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--check-steps", type=int, default=100)
+    parser.add_argument("--repeat", type=int, nargs=3, default=[1, 1, 1])
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     route = lammps_route(required=True)
@@ -64,29 +62,38 @@ def main():
         model = compress_model(model)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="deepspin-lammps-sld-"))
     atoms = canted_nio(args.repeat)
+    thermalize_momenta(atoms, temperature_K=300.0, rng=np.random.default_rng(0))
+    atoms.wrap()
     start_spins = atoms.get_initial_magnetic_moments()
     prism = write_spin_data(workdir / "system.data", atoms, model.config.type_map)
     write_lammps_model(model, workdir / "model.pth")
-    skin = max(model.config.virtual_scale) * float(np.linalg.norm(start_spins, axis=1).max()) + 0.5
     common = dict(data_file="system.data", model_file="model.pth", plugin=route["plugin"],
-                  type_map=model.config.type_map, skin=skin, rcut=model.config.rcut, dt_fs=0.1)
+                  sib_plugin=route["sib_plugin"], type_map=model.config.type_map, skin=1.0, dt_fs=0.2)
 
-    text = spin_lattice_input(steps=args.check_steps, dump_file="check.dump", **common)
-    run_lammps(text, workdir, route["lmp"], nprocs=args.np, env=route["env"])
-    lammps_spins = read_deepspin_dump(workdir / "check.dump", prism)["moments"]
+    text = spin_lattice_input(steps=args.check_steps, thermo=args.check_steps, dump_file="check.dump", **common)
+    output = run_lammps(text, workdir, route["lmp"], nprocs=args.np, env=route["env"])
+    energies = [float(line.split()[5]) for line in output.splitlines()
+                if line.split()[:1] in (["0"], [str(args.check_steps)]) and len(line.split()) == 6]
+    lammps = read_deepspin_dump(workdir / "check.dump", prism)
     atoms.calc = DeepSpinCalculator(model)
-    SpinLatticeDynamics(atoms, dt_fs=0.1).run(args.check_steps)
+    dynamics = SpinLatticeDynamics(atoms, dt_fs=0.2)
+    e_start = dynamics.total_energy()
+    dynamics.run(args.check_steps)
     ours = atoms.get_initial_magnetic_moments()
-    print(f"{len(atoms)} atoms, {args.check_steps} steps of 0.1 fs from canted spins at rest (T = 0, α = 0):")
-    print(f"  largest spin change  LAMMPS nve/spin {np.abs(lammps_spins - start_spins).max():.2e} μB,  "
-          f"SpinLatticeDynamics {np.abs(ours - start_spins).max():.2e} μB")
+    print(f"{len(atoms)} atoms, {args.check_steps} NVE steps of 0.2 fs from canted spins and 300 K velocities, "
+          f"LAMMPS under mpirun -np {args.np}:")
+    print(f"  spins turned by up to {np.abs(ours - start_spins).max():.3f} μB; LAMMPS - SpinLatticeDynamics: "
+          f"positions {np.abs(lammps['positions'] - atoms.positions).max():.1e} Å, "
+          f"spins {np.abs(lammps['moments'] - ours).max():.1e} μB")
+    print(f"  energy drift: LAMMPS {energies[-1] - energies[0]:+.2e} eV, "
+          f"SpinLatticeDynamics {dynamics.total_energy() - e_start:+.2e} eV")
 
     text = spin_lattice_input(steps=args.steps, temperature_K=300.0, alpha=0.01, field_T=(0.0, 0.0, 1.0),
-                              lattice_temperature_K=300.0, thermo=max(1, args.steps // 10), **common)
+                              lattice_friction_per_fs=0.01, thermo=max(1, args.steps // 10), **common)
     start = time.perf_counter()
     output = run_lammps(text, workdir, route["lmp"], nprocs=args.np, env=route["env"])
     wall = time.perf_counter() - start
-    print(f"thermal run, 300 K lattice and spin bath (α = 0.01), 1 T along z, mpirun -np {args.np}:")
+    print(f"thermal run, 300 K spin bath (α = 0.01) and lattice bath (0.01/fs), 1 T along z, mpirun -np {args.np}:")
     print("\n".join(line for line in output.splitlines() if line.strip().split(" ")[0].isdigit()
                     or line.strip().startswith(("Step", "Loop time"))))
     print(f"  wall {wall:.0f} s including start-up; files in {workdir}")

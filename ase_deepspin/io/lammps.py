@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.lammps import Prism
 from ase.data import atomic_masses, atomic_numbers
 
@@ -24,6 +24,10 @@ from ..system import check_structure
 from ..units import HBAR_EV_PS
 
 BAR_PER_EV_A3 = 1.6021765e6  # LAMMPS metal units: bar per eV/Å³ (its nktv2p, an older CODATA value)
+VELOCITY_A_PER_PS = 1000.0 * units.fs  # one ASE velocity unit (Å per ASE time unit) in Å/ps
+# per-atom columns of the dumps written here: forces, magnetic forces, spin length and direction, unwrapped positions
+DUMP_COLUMNS = "id type fx fy fz " + " ".join(f"c_p[{k}]" for k in range(1, 8)) + " xu yu zu"
+PROPERTY_COMPUTE = "compute p all property/atom fmx fmy fmz sp spx spy spz"
 
 
 def fm_from_torques(torques: np.ndarray, moments: np.ndarray) -> np.ndarray:
@@ -41,7 +45,8 @@ def write_spin_data(path: str | os.PathLike, atoms: Atoms, type_map: list[str]) 
     """Write ``atoms`` (spins from the initial magnetic moments, μB) as an ``atom_style spin`` data file.
 
     LAMMPS type k + 1 is ``type_map[k]``. Returns the :class:`Prism` that maps LAMMPS vectors back to
-    the ASE frame. Non-magnetic atoms get ŝ = (0, 0, 1) and sp = 0.
+    the ASE frame. Non-magnetic atoms get ŝ = (0, 0, 1) and sp = 0. Atoms that move (non-zero momenta)
+    get a Velocities section in Å/ps.
     """
     if not atoms.pbc.all():
         raise ValueError("write_spin_data writes periodic cells only")
@@ -64,28 +69,22 @@ def write_spin_data(path: str | os.PathLike, atoms: Atoms, type_map: list[str]) 
     lines.append("\nAtoms # spin\n")
     rows = np.column_stack([np.arange(1, len(atoms) + 1), types, positions, direction, size])
     lines += [f"{int(r[0])} {int(r[1])} " + " ".join(repr(float(v)) for v in r[2:]) for r in rows]
+    velocities = atoms.get_velocities()
+    if velocities is not None and np.any(velocities != 0.0):
+        velocities = prism.vector_to_lammps(velocities * VELOCITY_A_PER_PS)
+        lines.append("\nVelocities\n")
+        lines += [f"{k + 1} " + " ".join(repr(float(v)) for v in row) for k, row in enumerate(velocities)]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return prism
 
 
-def _deepspin_setup(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,
-                    sectoring_cutoff: float | None = None) -> list[str]:
-    """Input lines up to the neighbour settings: spin data file, plugin, ``pair_style deepspin``.
-
-    ``sectoring_cutoff`` (Å) overlays a ``spin/exchange`` pair of zero strength with that cutoff: ``fix
-    nve/spin`` under MPI divides each domain into sectors sized by the cutoffs of SPIN pair styles and stops
-    ("No suitable cutoff found for sectoring operation") when there is none.
-    """
-    lines = ["units metal", "atom_style spin", "boundary p p p", "atom_modify map array",
-             f"read_data {data_file}", f"plugin load {plugin}"]
-    if sectoring_cutoff is None:
-        lines += [f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}"]
-    else:
-        lines += [f"pair_style hybrid/overlay deepspin {model_file} spin/exchange {sectoring_cutoff!r}",
-                  f"pair_coeff * * deepspin {' '.join(type_map)}",
-                  f"pair_coeff * * spin/exchange exchange {sectoring_cutoff!r} 0.0 0.0 1.0"]
-    return lines + [f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes"]
+def _deepspin_setup(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float) -> list[str]:
+    """Input lines up to the neighbour settings: spin data file, plugin, ``pair_style deepspin``."""
+    return ["units metal", "atom_style spin", "boundary p p p", "atom_modify map array",
+            f"read_data {data_file}", f"plugin load {plugin}",
+            f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}",
+            f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes"]
 
 
 def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,
@@ -97,11 +96,10 @@ def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[
     ``skin`` (Å) must be at least the largest pseudo-atom offset η|S| (plus a margin for motion): the
     pair style only sees the pseudo-atom of an atom that is in LAMMPS's neighbour list (rcut + skin).
     """
-    columns = " ".join(f"c_p[{k}]" for k in range(1, 8))
     lines = _deepspin_setup(data_file, model_file, plugin, type_map, skin) + [
-        "compute p all property/atom fmx fmy fmz sp spx spy spz",
+        PROPERTY_COMPUTE,
         "thermo_style custom step pe press pxx pyy pzz pyz pxz pxy", "thermo_modify format float %.17g",
-        f"dump d all custom 1 {dump_file} id type fx fy fz {columns}",
+        f"dump d all custom 1 {dump_file} {DUMP_COLUMNS}",
         "dump_modify d format float %.17g sort id",
         "run 0", 'print "DEEPSPIN_ENERGY $(pe:%.17g)"',
         'print "DEEPSPIN_PRESSURE ' + " ".join(f"$(p{c}:%.17g)" for c in ("xx", "yy", "zz", "yz", "xz", "xy")) + '"',
@@ -112,55 +110,51 @@ def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[
             "min_style spin/lbfgs", "min_modify line spin_cubic discrete_factor 10.0",
             f"minimize 0.0 1.0e-10 {minimize_steps} {10 * minimize_steps}",
             'print "DEEPSPIN_MIN_ENERGY $(pe:%.17g)"',
-            f"write_dump all custom {dump_file}.min id type fx fy fz {columns} modify format float %.17g sort id",
+            f"write_dump all custom {dump_file}.min {DUMP_COLUMNS} modify format float %.17g sort id",
         ]
     return "\n".join(lines) + "\n"
 
 
-def spin_lattice_input(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float, steps: int,
-                       rcut: float, dt_fs: float = 0.1, temperature_K: float = 0.0, alpha: float = 0.0,
-                       field_T=(0.0, 0.0, 0.0), lattice_temperature_K: float = 0.0, seed: int = 12345,
-                       thermo: int = 10, dump_file: str | None = None) -> str:
-    """LAMMPS input for spin-lattice dynamics with ``pair_style deepspin``: ``fix precession/spin`` (Zeeman
-    field ``field_T``, Tesla), ``fix langevin/spin`` (spin bath at ``temperature_K`` with transverse damping
-    ``alpha``; omitted when alpha = 0) and ``fix nve/spin lattice moving``; lattice velocities drawn at
-    ``lattice_temperature_K``; a zero ``spin/exchange`` of cutoff ``rcut`` (Å) for the sectoring of
-    ``nve/spin`` under MPI (which also needs every rank's sub-domain at least 2 rcut wide in each direction,
-    for its 8 sectors). Thermo columns: step, time (ps), lattice temperature (K), potential,
-    kinetic and total energy (eV). With ``dump_file`` the final state is dumped as :func:`deepspin_input` does.
-
-    Caution (measured with LAMMPS 2025.7.22): ``fix nve/spin`` rebuilds each spin's field from SPIN pair
-    styles and spin fixes only and drops the magnetic forces of ``pair_style deepspin``, so the model moves
-    the lattice but not the spins (examples/lammps_spin_lattice.py shows it).
+def spin_lattice_input(data_file: str, model_file: str, plugin: str, sib_plugin: str, type_map: list[str],
+                       skin: float, steps: int, dt_fs: float = 0.1, alpha: float = 0.0, temperature_K: float = 0.0,
+                       field_T=(0.0, 0.0, 0.0), lattice_friction_per_fs: float = 0.0, lattice: str = "moving",
+                       seed: int = 12345, thermo: int = 10, dump_file: str | None = None,
+                       restart_file: str | None = None) -> str:
+    """LAMMPS input for spin-lattice dynamics of ``pair_style deepspin`` with this package's ``fix sib/spin``
+    (``sib_plugin``, built by examples/setup_lammps_deepspin.sh from ``lammps/``): the scheme of
+    :class:`~ase_deepspin.dynamics.llg.SpinLatticeDynamics` with the same arguments (Gilbert damping
+    ``alpha``, spin and lattice baths at ``temperature_K``, lattice friction in 1/fs, Zeeman field
+    ``field_T`` in Tesla, ``lattice`` "moving" or "frozen"). Velocities come from the data file (see
+    :func:`write_spin_data`). The fix's Zeeman energy counts in pe (``fix_modify energy yes``), as
+    ``SpinLatticeDynamics.total_energy`` counts it. Thermo columns: step, time (ps), lattice temperature (K),
+    potential, kinetic and total energy (eV). With ``dump_file`` the final state is dumped with
+    :data:`DUMP_COLUMNS` (read it with :func:`read_deepspin_dump`); with ``restart_file`` it is also
+    written as a LAMMPS restart file.
     """
-    field = np.asarray(field_T, dtype=float)
-    size = float(np.linalg.norm(field))
-    direction = field / size if size > 0 else np.array([0.0, 0.0, 1.0])
-    lines = _deepspin_setup(data_file, model_file, plugin, type_map, skin, sectoring_cutoff=rcut)
-    if lattice_temperature_K > 0:
-        lines.append(f"velocity all create {lattice_temperature_K!r} {seed} dist gaussian")
-    lines.append(f"fix precession all precession/spin zeeman {size!r} {' '.join(repr(float(v)) for v in direction)}")
-    if alpha > 0:
-        lines.append(f"fix bath all langevin/spin {temperature_K!r} {alpha!r} {seed + 1}")
-    lines += ["fix integrate all nve/spin lattice moving", f"timestep {dt_fs / 1000.0!r}",
-              "compute p all property/atom fmx fmy fmz sp spx spy spz",
-              "thermo_style custom step time temp pe ke etotal",
-              "thermo_modify format float %.10g", f"thermo {thermo}", f"run {steps}"]
+    field = " ".join(repr(float(v)) for v in np.asarray(field_T, dtype=float).reshape(3))
+    lines = _deepspin_setup(data_file, model_file, plugin, type_map, skin) + [
+        f"plugin load {sib_plugin}",
+        f"fix dynamics all sib/spin alpha {alpha!r} temperature {temperature_K!r} "
+        f"friction {1000.0 * lattice_friction_per_fs!r} seed {seed} field {field} lattice {lattice}",
+        "fix_modify dynamics energy yes", f"timestep {dt_fs / 1000.0!r}", PROPERTY_COMPUTE,
+        "thermo_style custom step time temp pe ke etotal", "thermo_modify format float %.17g", f"thermo {thermo}",
+        f"run {steps}"]
     if dump_file is not None:
-        columns = " ".join(f"c_p[{k}]" for k in range(1, 8))
-        lines.append(f"write_dump all custom {dump_file} id type fx fy fz {columns} modify format float %.17g sort id")
+        lines.append(f"write_dump all custom {dump_file} {DUMP_COLUMNS} modify format float %.17g sort id")
+    if restart_file is not None:
+        lines.append(f"write_restart {restart_file}")
     return "\n".join(lines) + "\n"
 
 
 def read_deepspin_dump(path: str | os.PathLike, prism: Prism) -> dict:
-    """Forces (eV/Å), torques (eV/μB) and moments (μB) from a dump written by :func:`deepspin_input`,
-    rotated back into the ASE frame of ``prism``."""
+    """Forces (eV/Å), torques (eV/μB), moments (μB) and unwrapped positions (Å) from a dump written by
+    :func:`deepspin_input` or :func:`spin_lattice_input`, rotated back into the ASE frame of ``prism``."""
     table = np.loadtxt(path, skiprows=9, ndmin=2)
-    table = table[np.argsort(table[:, 0])]  # id type fx fy fz fmx fmy fmz sp spx spy spz
+    table = table[np.argsort(table[:, 0])]  # DUMP_COLUMNS: id type fx fy fz fmx fmy fmz sp spx spy spz xu yu zu
     moments = prism.vector_to_ase(table[:, 9:12] * table[:, 8:9])
     fm = prism.vector_to_ase(table[:, 5:8])
     return {"forces": prism.vector_to_ase(table[:, 2:5]), "moments": moments,
-            "torques": torques_from_fm(fm, moments)}
+            "torques": torques_from_fm(fm, moments), "positions": prism.vector_to_ase(table[:, 12:15])}
 
 
 def lammps_route(root: str | os.PathLike | None = None, required: bool = False) -> dict | None:
@@ -168,7 +162,8 @@ def lammps_route(root: str | os.PathLike | None = None, required: bool = False) 
 
     Read from ``ASE_DEEPSPIN_LMP`` and ``ASE_DEEPSPIN_LMP_LIBRARY_PATH``, else from ``root`` (default: a
     ``.lammps-deepspin`` folder in the working directory or in the source tree of this package). Returns
-    ``{"lmp": executable, "plugin": libdeepmd_lmpplugin.so, "env": environment to run it in}``; with
+    ``{"lmp": executable, "plugin": libdeepmd_lmpplugin.so, "sib_plugin": this package's
+    libasedeepspin_lmpplugin.so (fix sib/spin) or None, "env": environment to run it in}``; with
     ``required`` a missing route raises FileNotFoundError saying how to build it.
     """
     from pathlib import Path
@@ -184,8 +179,10 @@ def lammps_route(root: str | os.PathLike | None = None, required: bool = False) 
         if found is None:
             return None
         lmp, library_path = str(found / "lmp" / "bin" / "lmp"), f"{found / 'lib'}:{found / 'lmp' / 'lib'}"
-    plugin = next((Path(p) / "libdeepmd_lmpplugin.so" for p in library_path.split(":")
-                   if (Path(p) / "libdeepmd_lmpplugin.so").is_file()), None)
+    def library(name):
+        return next((str(Path(p) / name) for p in library_path.split(":") if (Path(p) / name).is_file()), None)
+
+    plugin, sib_plugin = library("libdeepmd_lmpplugin.so"), library("libasedeepspin_lmpplugin.so")
     if plugin is None:
         raise FileNotFoundError(f"no libdeepmd_lmpplugin.so in {library_path}; run examples/setup_lammps_deepspin.sh")
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
@@ -194,7 +191,7 @@ def lammps_route(root: str | os.PathLike | None = None, required: bool = False) 
                # large tensors from mmap, returned on free: glibc's growing threshold otherwise lets a
                # rank's heap grow by GBs over many calls on a large system
                MALLOC_MMAP_THRESHOLD_="1048576")
-    return {"lmp": lmp, "plugin": str(plugin), "env": env}
+    return {"lmp": lmp, "plugin": plugin, "sib_plugin": sib_plugin, "env": env}
 
 
 def run_lammps(input_text: str, workdir: str | os.PathLike, lmp: str, nprocs: int = 1,

@@ -359,6 +359,10 @@ class LossConfig:
     always absolute. ``baseline_fit_forces`` fits the spin baseline to forces as well as torques
     (each block weighed as the loss weighs it: relative where given, else by its label RMS), so that
     the radial derivatives of its couplings do not add forces the network must cancel.
+    ``along_spin_fm`` weighs the part of each torque error along its spin against the part across it
+    (1: both alike). Below 1 it is for data whose moments never change length, where the torque along S
+    (dE/d|S|, often the largest label: J times the local electron polarisation in an s–d model) steers
+    nothing that fixed-length dynamics or minimisers use, and would otherwise own the torque loss.
     """
 
     start_pref_e: float = key(0.02, "energy prefactor at the start")
@@ -370,6 +374,7 @@ class LossConfig:
     relative_f: typing.Optional[float] = key(None, "eV/Å: divide each atom's force error by |F_label| + relative_f")
     relative_fm: typing.Optional[float] = key(None, "eV/μB: divide each atom's torque error by |ω_label| + relative_fm")
     baseline_fit_forces: bool = key(False, "fit the spin baseline to forces as well as torques")
+    along_spin_fm: float = key(1.0, "weight of the torque error's part along S against the part across S")
 
 
 @dataclass
@@ -491,6 +496,8 @@ class TrainConfig:
         if loss.type != "ener_spin":
             raise ValueError(f"loss.type: only ener_spin (energy, forces and torques, Eq. 4 of the DeepSPIN "
                              f"paper) is implemented, got {loss.type!r}")
+        if not loss.along_spin_fm >= 0:
+            raise ValueError(f"loss.along_spin_fm is a weight (≥ 0), got {loss.along_spin_fm!r}")
         run = {f.name: getattr(t, f.name) for f in dataclasses.fields(TrainingInput)
                if f.name not in ("training_data", "validation_data", "n_validation")}
         validation = [str(v) for v in t.validation_data.systems] if t.validation_data else []

@@ -180,12 +180,26 @@ def errors(model: DeepSpinModel, batch: dict, create_graph: bool, loss: LossConf
     torque_error = out["torques"][mag] - torques if bool(mag.any()) else out["energy"].new_zeros((1, 3))
     result = {"e": (((out["energy"] - batch["energy"]) / n_atoms) ** 2).mean(),
               "f": force_error.pow(2).mean(), "m": torque_error.pow(2).mean()}
-    if loss is not None and (loss.relative_f is not None or loss.relative_fm is not None):
+    if loss is None:
+        return result
+    weighted = bool(mag.any()) and loss.along_spin_fm != 1.0
+    if weighted:
+        torque_error = along_spin_weighted(torque_error, batch["spins"][mag], loss.along_spin_fm)
+    if loss.relative_f is not None or loss.relative_fm is not None or weighted:
         result |= {"f_absolute": result["f"], "m_absolute": result["m"],
                    "f": (force_error * relative_weights(forces, loss.relative_f)).pow(2).mean(),
                    "m": (torque_error * relative_weights(torques, loss.relative_fm)).pow(2).mean()
                    if bool(mag.any()) else result["m"]}
     return result
+
+
+def along_spin_weighted(torque_error: torch.Tensor, spins: torch.Tensor, weight: float) -> torch.Tensor:
+    """Torque errors [M, 3] with their part along each spin [M, 3] scaled so that its square weighs
+    ``weight`` times the part across; errors of vanishing moments (no direction) are left whole."""
+    length = spins.norm(dim=-1, keepdim=True)
+    direction = torch.where(length > 0, spins / length.clamp_min(1e-12), torch.zeros_like(spins))
+    along = (torque_error * direction).sum(-1, keepdim=True) * direction
+    return torque_error - (1.0 - math.sqrt(weight)) * along
 
 
 def take_step(model, optimizer, batch, cfg: TrainConfig, step: int) -> dict:

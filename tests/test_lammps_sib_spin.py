@@ -73,21 +73,31 @@ def test_langevin_bath_gives_the_langevin_function(tmp_path):
     assert abs(s_z.mean() - expected) < 4 * error + 2e-3, (s_z.mean(), expected, error)
 
 
+def canted_start(nio, model, workdir):
+    """The triclinic NiO cell with 300 K velocities, its data file and the model's .pth in ``workdir``."""
+    atoms = nio.copy()
+    atoms.wrap()
+    thermalize_momenta(atoms, temperature_K=300.0, rng=np.random.default_rng(1))
+    prism = write_spin_data(workdir / "system.data", atoms, model.config.type_map)
+    write_lammps_model(model, workdir / "model.pth")
+    return atoms, prism
+
+
+def sib_input(model, steps: int, **kwargs) -> str:
+    return spin_lattice_input("system.data", "model.pth", ROUTE["plugin"], ROUTE["sib_plugin"], model.config.type_map,
+                              skin=1.0, steps=steps, dt_fs=0.5, thermo=steps, **kwargs)
+
+
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_spin_lattice_dynamics_in_lammps_follows_spin_lattice_dynamics(tmp_path, nio, nprocs):
     """The same model, start (canted spins, 300 K velocities, a triclinic cell) and scheme: after 100 steps of
     0.5 fs, LAMMPS's positions and spins equal SpinLatticeDynamics' to 1e-6, and its energy drifts alike."""
     model = invariant_model()
-    atoms = nio.copy()
-    atoms.wrap()
-    thermalize_momenta(atoms, temperature_K=300.0, rng=np.random.default_rng(1))
+    atoms, prism = canted_start(nio, model, tmp_path)
     start = atoms.get_initial_magnetic_moments()
-    prism = write_spin_data(tmp_path / "system.data", atoms, model.config.type_map)
-    write_lammps_model(model, tmp_path / "model.pth")
     steps, dt_fs = 100, 0.5
-    text = spin_lattice_input("system.data", "model.pth", ROUTE["plugin"], ROUTE["sib_plugin"], model.config.type_map,
-                              skin=1.0, steps=steps, dt_fs=dt_fs, thermo=steps, dump_file="final.dump")
-    output = run_lammps(text, tmp_path, ROUTE["lmp"], nprocs=nprocs, env=ROUTE["env"])
+    output = run_lammps(sib_input(model, steps, dump_file="final.dump"), tmp_path, ROUTE["lmp"], nprocs=nprocs,
+                        env=ROUTE["env"])
     thermo = [[float(v) for v in line.split()] for line in output.splitlines()
               if line.split() and line.split()[0] in ("0", str(steps)) and len(line.split()) == 6]
     got = read_deepspin_dump(tmp_path / "final.dump", prism)
@@ -100,3 +110,17 @@ def test_spin_lattice_dynamics_in_lammps_follows_spin_lattice_dynamics(tmp_path,
     assert np.abs(got["positions"] - atoms.positions).max() < 1e-6
     assert np.abs(got["moments"] - atoms.get_initial_magnetic_moments()).max() < 1e-6
     assert abs((thermo[1][5] - thermo[0][5]) - drift) < 1e-6 + 0.01 * abs(drift)
+
+
+def test_a_run_continues_from_a_restart_file_as_if_it_had_not_stopped(tmp_path, nio):
+    """20 steps, then a restart file and 20 more in a new LAMMPS, under -np 2: the state of 40 steps in one run."""
+    model = invariant_model()
+    atoms, prism = canted_start(nio, model, tmp_path)
+    run_lammps(sib_input(model, 40, dump_file="straight.dump"), tmp_path, ROUTE["lmp"], nprocs=2, env=ROUTE["env"])
+    run_lammps(sib_input(model, 20, restart_file="half.restart"), tmp_path, ROUTE["lmp"], nprocs=2, env=ROUTE["env"])
+    run_lammps(sib_input(model, 20, continue_from="half.restart", dump_file="continued.dump"), tmp_path,
+               ROUTE["lmp"], nprocs=2, env=ROUTE["env"])
+    straight, continued = (read_deepspin_dump(tmp_path / f, prism) for f in ("straight.dump", "continued.dump"))
+    assert np.abs(continued["moments"] - atoms.get_initial_magnetic_moments()).max() > 0.01
+    for key in ("positions", "moments"):
+        assert np.abs(continued[key] - straight[key]).max() < 1e-10, key

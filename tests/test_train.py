@@ -1,5 +1,6 @@
 """Training: the loss goes down, resume is exact, type maps are checked, the CLI works."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -320,6 +321,9 @@ def test_along_spin_weight_scales_only_the_torque_error_along_each_moment():
     plain = errors(model, batch, create_graph=False)
     across = errors(model, batch, create_graph=False, loss=LossConfig(along_spin_fm=0.0))
     assert float(across["m_absolute"]) == float(plain["m"]) and 0 < float(across["m"]) < float(plain["m"])
+    unforced = [dataclasses.replace(f, forces=None) for f in read_frames(NIO_DATA / "data_0")[:2]]
+    batch = PreparedFrames(unforced, model).batch([0, 1])  # frames without forces weigh energies and torques only
+    assert all(np.isfinite(float(v)) for v in errors(model, batch, False, LossConfig(along_spin_fm=0.1)).values())
     raw = json.loads(json.dumps(DEEPMD_SPIN_INPUT))
     raw["training"]["training_data"]["systems"] = [str(NIO_DATA / "data_0")]
     raw["loss"]["along_spin_fm"] = -1

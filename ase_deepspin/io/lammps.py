@@ -79,12 +79,15 @@ def write_spin_data(path: str | os.PathLike, atoms: Atoms, type_map: list[str]) 
     return prism
 
 
-def _deepspin_setup(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float) -> list[str]:
-    """Input lines up to the neighbour settings: spin data file, plugin, ``pair_style deepspin``."""
-    return ["units metal", "atom_style spin", "boundary p p p", "atom_modify map array",
-            f"read_data {data_file}", f"plugin load {plugin}",
-            f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}",
-            f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes"]
+def _deepspin_setup(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,
+                    restart_file: str | None = None) -> list[str]:
+    """Input lines up to the neighbour settings: spin data file (or ``restart_file``, read after the plugin
+    whose pair style it names), plugin, ``pair_style deepspin``."""
+    system = [f"plugin load {plugin}", f"read_restart {restart_file}"] if restart_file else [
+        "units metal", "atom_style spin", "boundary p p p", "atom_modify map array", f"read_data {data_file}",
+        f"plugin load {plugin}"]
+    return system + [f"pair_style deepspin {model_file}", f"pair_coeff * * {' '.join(type_map)}",
+                     f"neighbor {skin!r} bin", "neigh_modify every 1 delay 0 check yes"]
 
 
 def deepspin_input(data_file: str, model_file: str, plugin: str, type_map: list[str], skin: float,
@@ -119,7 +122,7 @@ def spin_lattice_input(data_file: str, model_file: str, plugin: str, sib_plugin:
                        skin: float, steps: int, dt_fs: float = 0.1, alpha: float = 0.0, temperature_K: float = 0.0,
                        field_T=(0.0, 0.0, 0.0), lattice_friction_per_fs: float = 0.0, lattice: str = "moving",
                        seed: int = 12345, thermo: int = 10, dump_file: str | None = None,
-                       restart_file: str | None = None) -> str:
+                       restart_file: str | None = None, continue_from: str | None = None) -> str:
     """LAMMPS input for spin-lattice dynamics of ``pair_style deepspin`` with this package's ``fix sib/spin``
     (``sib_plugin``, built by examples/setup_lammps_deepspin.sh from ``lammps/``): the scheme of
     :class:`~ase_deepspin.dynamics.llg.SpinLatticeDynamics` with the same arguments (Gilbert damping
@@ -129,10 +132,11 @@ def spin_lattice_input(data_file: str, model_file: str, plugin: str, sib_plugin:
     ``SpinLatticeDynamics.total_energy`` counts it. Thermo columns: step, time (ps), lattice temperature (K),
     potential, kinetic and total energy (eV). With ``dump_file`` the final state is dumped with
     :data:`DUMP_COLUMNS` (read it with :func:`read_deepspin_dump`); with ``restart_file`` it is also
-    written as a LAMMPS restart file.
+    written as a LAMMPS restart file, which ``continue_from`` reads instead of ``data_file`` to go on
+    (the fix keeps no state of its own: the run continues as if it had not stopped).
     """
     field = " ".join(repr(float(v)) for v in np.asarray(field_T, dtype=float).reshape(3))
-    lines = _deepspin_setup(data_file, model_file, plugin, type_map, skin) + [
+    lines = _deepspin_setup(data_file, model_file, plugin, type_map, skin, restart_file=continue_from) + [
         f"plugin load {sib_plugin}",
         f"fix dynamics all sib/spin alpha {alpha!r} temperature {temperature_K!r} "
         f"friction {1000.0 * lattice_friction_per_fs!r} seed {seed} field {field} lattice {lattice}",
@@ -190,7 +194,7 @@ def lammps_route(root: str | os.PathLike | None = None, required: bool = False) 
                DP_INTER_OP_PARALLELISM_THREADS="1",
                # large tensors from mmap, returned on free: glibc's growing threshold otherwise lets a
                # rank's heap grow by GBs over many calls on a large system
-               MALLOC_MMAP_THRESHOLD_="1048576")
+               MALLOC_MMAP_THRESHOLD_=str(64 << 20))
     return {"lmp": lmp, "plugin": plugin, "sib_plugin": sib_plugin, "env": env}
 
 

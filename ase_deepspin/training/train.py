@@ -187,7 +187,8 @@ def errors(model: DeepSpinModel, batch: dict, create_graph: bool, loss: LossConf
         torque_error = along_spin_weighted(torque_error, batch["spins"][mag], loss.along_spin_fm)
     if loss.relative_f is not None or loss.relative_fm is not None or weighted:
         result |= {"f_absolute": result["f"], "m_absolute": result["m"],
-                   "f": (force_error * relative_weights(forces, loss.relative_f)).pow(2).mean(),
+                   "f": (force_error * relative_weights(forces, loss.relative_f)).pow(2).mean()
+                   if bool(labelled.any()) else result["f"],
                    "m": (torque_error * relative_weights(torques, loss.relative_fm)).pow(2).mean()
                    if bool(mag.any()) else result["m"]}
     return result

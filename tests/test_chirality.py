@@ -40,3 +40,19 @@ def test_bad_spins_are_refused():
         scalar_chirality(np.ones((5, 3)), (2, 2))
     with pytest.raises(ValueError, match="every site needs a spin"):
         scalar_chirality(np.zeros((4, 3)), (2, 2))
+
+
+
+def test_domain_size_is_the_wall_spacing_and_grows_with_the_domains():
+    from ase_deepspin.analysis.chirality import domain_size
+
+    a, n = 2.5, 48
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    for width in (2, 4, 8):  # stripes `width` rows wide: walls width·a·√3/2 apart
+        assert domain_size(np.where((i // width) % 2 == 0, 0.77, -0.77), a) == pytest.approx(width * a * np.sqrt(3) / 2)
+    i, j = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
+    sizes = [domain_size(np.where((i // w + j // w) % 2 == 0, 1.0, -1.0), a) for w in (4, 8, 16)]
+    # doubling the blocks doubles L, up to the corners' share of the walls
+    assert sizes[1] / sizes[0] == pytest.approx(2, rel=0.1) and sizes[2] / sizes[1] == pytest.approx(2, rel=0.1)
+    with pytest.raises(ValueError, match="one sign"):
+        domain_size(np.ones((4, 4)), a)

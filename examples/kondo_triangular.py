@@ -24,7 +24,7 @@ the ferromagnetic, 120°, stripe and tetrahedral states. Its spin torques come f
   times, the growth exponent fitted after the local order has formed, against Allen–Cahn's 1/2; the
   model's cost per step, beside the oracle's at the same size extrapolated from N³ (measured at 144–576 sites).
 
-    python examples/kondo_triangular.py data [--workdir runs/kondo] [--frames 40]
+    python examples/kondo_triangular.py data [--workdir runs/kondo] [--frames 160]
     python examples/kondo_triangular.py train
     python examples/kondo_triangular.py test [--model runs/kondo/model.pt]
     python examples/kondo_triangular.py ground [--starts 3]
@@ -354,7 +354,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=["data", "train", "test", "ground", "compare", "coarsen"])
     parser.add_argument("--workdir", type=Path, default=Path("runs/kondo"))
-    parser.add_argument("--frames", type=int, default=40, help="frames per kind (random, and each temperature)")
+    parser.add_argument("--frames", type=int, default=160, help="frames per kind (random, and each temperature)")
     parser.add_argument("--model", type=Path, default=None, help="default: WORKDIR/model.pt")
     parser.add_argument("--starts", type=int, default=3, help="random starts (ground, compare)")
     parser.add_argument("--steps", type=int, default=None, help="LLG steps (compare: 1500, coarsen: 600)")

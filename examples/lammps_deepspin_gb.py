@@ -69,7 +69,9 @@ class PeakMemory:
                     status = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
                     continue
-                if "\nVmHWM:" in status and status.startswith("Name:\tlmp"):
+                # ranks only: the wheel's `lmp` launcher is a Python script of the same name
+                if ("\nVmHWM:" in status and status.startswith("Name:\tlmp")
+                        and not os.path.realpath(f"/proc/{pid}/exe").split("/")[-1].startswith("python")):
                     kib = int(status.split("\nVmHWM:")[1].split()[0])
                     self.peaks[pid] = max(self.peaks.get(pid, 0), kib)
             self._stop.wait(0.5)
@@ -83,7 +85,7 @@ class PeakMemory:
         self._thread.join()
 
     def per_rank_gib(self) -> list[float]:
-        # mpirun's own helper processes are named differently; every lmp process is one rank
+        # mpirun's own helper processes are named differently; every lmp binary is one rank
         return sorted(kib / 2**20 for kib in self.peaks.values())
 
 

@@ -227,6 +227,10 @@ def compare(workdir: Path, model: Path, starts: int, steps: int, dt_fs: float = 
         print(f"{key}: oracle {summary[key]['oracle_final']:.4f}, model {summary[key]['model_final']:.4f} at "
               f"{steps * dt_fs:.0f} fs; the mean curves lie within 2 standard errors at "
               f"{100 * summary[key]['fraction_of_times_within_2_standard_errors']:.0f} % of the times")
+    ordered = 0.9 * 4 / (3 * np.sqrt(3))
+    summary["time_to_order_fs"] = {name: [next((r["t_fs"] for r in run if r["mean_abs_chirality"] > ordered), None)
+                                          for run in runs[name]] for name in runs}
+    print(f"time to mean |χ| > {ordered:.3f} (fs; None: not within the run): {summary['time_to_order_fs']}")
     (workdir / "compare.json").write_text(json.dumps({"runs": runs, "summary": summary, "dt_fs": dt_fs,
                                                       "alpha": alpha}, indent=1))
     plot_compare(runs, workdir / "compare.png")

@@ -8,7 +8,7 @@ paper's 11,328-atom file keeps pairs 0.079 Å apart that no dynamics survives). 
 model (float64), 1 and 2 torch threads; ``SpinLatticeDynamics`` at 0.5 fs with α = 0.01 and a 300 K spin
 and lattice bath, timed over ``--steps`` steps after one warm-up step, cases interleaved over ``--repeats``.
 Evaluations per step are counted on the calculator. LAMMPS's rate for the same NiO cell is in
-bench_lammps_deepspin.py (its nve/spin does not apply the model's magnetic forces to the spins).
+bench_lammps_deepspin.py (this package's fix sib/spin, the same scheme).
 """
 
 from __future__ import annotations

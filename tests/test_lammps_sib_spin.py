@@ -28,20 +28,35 @@ K_B_LAMMPS_METAL = 8.617343e-5  # eV/K, LAMMPS's force->boltz in units metal, wh
 
 
 def free_moments_input(n_side: int, moment: float, start, steps: int, dt_fs: float, alpha: float, field_T,
-                       temperature_K: float = 0.0, seed: int = 1, thermo: int = 0) -> str:
-    """Non-interacting moments on a simple cubic grid (pair_style zero), fixed lattice, fix sib/spin only."""
+                       temperature_K: float = 0.0, seed: int = 1, thermo: int = 0, friction_per_ps: float = 0.0) -> str:
+    """Non-interacting moments on a simple cubic grid (pair_style zero), fix sib/spin only; the lattice is
+    frozen unless it has a friction (a lattice bath)."""
     lines = ["units metal", "atom_style spin", "atom_modify map array", "boundary p p p", "lattice sc 3.0",
              f"region box block 0 {n_side} 0 {n_side} 0 {n_side}", "create_box 1 box", "create_atoms 1 box",
              "mass 1 55.845", f"set group all spin/atom {moment!r} {' '.join(repr(float(v)) for v in start)}",
              "pair_style zero 2.0", "pair_coeff * *", f"plugin load {ROUTE['sib_plugin']}",
              f"fix dynamics all sib/spin alpha {alpha!r} temperature {temperature_K!r} seed {seed} "
-             f"field {' '.join(repr(float(v)) for v in field_T)} lattice frozen",
+             f"field {' '.join(repr(float(v)) for v in field_T)} friction {friction_per_ps!r} "
+             f"lattice {'moving' if friction_per_ps > 0 else 'frozen'}",
              f"timestep {dt_fs / 1000.0!r}", "compute p all property/atom spx spy spz",
              "compute mean all reduce ave c_p[1] c_p[2] c_p[3]",
-             "thermo_style custom step c_mean[1] c_mean[2] c_mean[3]", "thermo_modify format float %.17g",
+             "thermo_style custom step c_mean[1] c_mean[2] c_mean[3] temp", "thermo_modify format float %.17g",
              f"thermo {thermo or steps}", f"run {steps}",
              'print "MEAN_SPIN $(c_mean[1]:%.17g) $(c_mean[2]:%.17g) $(c_mean[3]:%.17g)"']
     return "\n".join(lines) + "\n"
+
+
+def thermo_rows(output: str, columns: int) -> np.ndarray:
+    """The thermo table: lines of ``columns`` numbers."""
+    rows = []
+    for line in output.splitlines():
+        try:
+            values = [float(v) for v in line.split()]
+        except ValueError:
+            continue
+        if len(values) == columns:
+            rows.append(values)
+    return np.array(rows)
 
 
 def test_damped_precession_of_one_spin_matches_the_closed_form(tmp_path):
@@ -63,9 +78,8 @@ def test_langevin_bath_gives_the_langevin_function(tmp_path):
     samples, every = 30, 1000  # 2 fs steps: samples 2 ps apart, above the relaxation time 1/(αγB) = 1.1 ps at α = 0.5
     text = free_moments_input(n_side, moment, (1.0, 0.0, 0.0), (samples + 5) * every, 2.0, 0.5,
                               (0.0, 0.0, field), temperature_K=temperature, seed=7, thermo=every)
-    output = run_lammps(text, tmp_path, ROUTE["lmp"], env=ROUTE["env"])
-    rows = [line.split() for line in output.splitlines()]
-    s_z = np.array([float(r[3]) for r in rows if len(r) == 4 and r[0].isdigit() and int(r[0]) >= 5 * every])
+    rows = thermo_rows(run_lammps(text, tmp_path, ROUTE["lmp"], env=ROUTE["env"]), 5)
+    s_z = rows[rows[:, 0] >= 5 * every, 3]
     x = moment * MU_B_EV_PER_T * field / (K_B_LAMMPS_METAL * temperature)
     expected = 1 / np.tanh(x) - 1 / x
     error = s_z.std(ddof=1) / np.sqrt(len(s_z))
@@ -86,6 +100,16 @@ def canted_start(nio, model, workdir):
 def sib_input(model, steps: int, **kwargs) -> str:
     return spin_lattice_input("system.data", "model.pth", ROUTE["plugin"], ROUTE["sib_plugin"], model.config.type_map,
                               skin=1.0, steps=steps, dt_fs=0.5, thermo=steps, **kwargs)
+
+
+def test_lattice_bath_gives_equipartition(tmp_path):
+    """Free atoms with friction 10/ps at 300 K: the mean kinetic temperature is 300 K within 3 %."""
+    every = 200
+    text = free_moments_input(10, 2.0, (1.0, 0.0, 0.0), 25 * every, 1.0, 0.0, (0.0, 0.0, 0.0), temperature_K=300.0,
+                              seed=3, thermo=every, friction_per_ps=10.0)
+    rows = thermo_rows(run_lammps(text, tmp_path, ROUTE["lmp"], env=ROUTE["env"]), 5)
+    temperature = rows[rows[:, 0] >= 5 * every, 4]
+    assert len(temperature) == 21 and abs(temperature.mean() / 300.0 - 1) < 0.03, temperature.mean()
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])

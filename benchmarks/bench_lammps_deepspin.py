@@ -57,10 +57,9 @@ def loop_time(output: str) -> float:
 
 
 def lammps_rate(atoms, model, route, workdir: Path, nprocs: int, steps: int, memory=None) -> float:
-    """Atom·steps per second of LAMMPS's loop with fix sib/spin."""
+    """Atom·steps per second of LAMMPS's loop with fix sib/spin (inputs already in ``workdir``)."""
     from ase_deepspin.io.lammps import run_lammps, spin_lattice_input
 
-    write_inputs(atoms, model, workdir)
     text = spin_lattice_input("system.data", "model.pth", route["plugin"], route["sib_plugin"],
                               model.config.type_map, skin=1.0, steps=steps, dt_fs=0.2, thermo=steps)
     text = text.replace(f"run {steps}", f"run 3\nrun {steps}")  # TorchScript's profiling calls out of the timing
@@ -88,7 +87,7 @@ def ours_rate(atoms, model, threads: int, steps: int) -> float:
 
 def model_calls(atoms, model, route, workdir: Path, repeats: int, steps: int = 3) -> dict:
     """Seconds per energy+forces+torques call, 1 thread: LAMMPS (pair_style deepspin), the module it loads
-    called from Python, and DeepSpinCalculator."""
+    called from Python, and DeepSpinCalculator (inputs already in ``workdir``)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from test_torchscript import lammps_inputs
 
@@ -96,7 +95,6 @@ def model_calls(atoms, model, route, workdir: Path, repeats: int, steps: int = 3
     from ase_deepspin.io.lammps import _deepspin_setup, run_lammps
 
     torch.set_num_threads(1)
-    write_inputs(atoms, model, workdir)
     text = "\n".join(_deepspin_setup("system.data", "model.pth", route["plugin"], model.config.type_map, 1.0) + [
         f"plugin load {route['sib_plugin']}", "fix hold all sib/spin lattice frozen spins frozen",
         "timestep 0.0002", f"thermo {steps}", "run 3", f"run {steps}"]) + "\n"
@@ -148,6 +146,7 @@ def main():
     rates = {"lammps_np1": [], "lammps_np2": [], "ours_1thread": [], "ours_2threads": []}
     result = {"atoms": len(atoms), "steps": args.steps, "dt_fs": 0.2, "model_calls_per_step": 2}
     with tempfile.TemporaryDirectory() as tmp:
+        write_inputs(atoms, model, Path(tmp))
         for _ in range(args.repeats):  # interleaved, so that machine noise hits every case alike
             rates["lammps_np1"].append(lammps_rate(atoms, model, route, Path(tmp), 1, args.steps))
             rates["lammps_np2"].append(lammps_rate(atoms, model, route, Path(tmp), 2, args.steps))
@@ -165,6 +164,7 @@ def main():
         if args.gb_steps:
             gb = read_lammps_spin(gb_example.GB, ["Ni", "O"], delete_overlap=1.6, magnetic=["Ni"])
             memory = gb_example.PeakMemory()
+            write_inputs(gb, model, Path(tmp))
             rate = lammps_rate(gb, model, route, Path(tmp), 2, args.gb_steps, memory=memory)
             result["grain_boundary"] = {"atoms": len(gb), "steps": args.gb_steps, "atom_steps_per_s": rate,
                                         "peak_rss_per_rank_GiB": memory.per_rank_gib()}

@@ -76,20 +76,19 @@ FixSIBSpin::FixSIBSpin(LAMMPS *lmp, int narg, char **arg) :
   auto need = [&](int n) {
     if (iarg + n >= narg) error->all(FLERR, "fix sib/spin: keyword {} needs {} value(s)", arg[iarg], n);
   };
+  auto number = [&](double &target) {
+    need(1);
+    target = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+    iarg += 2;
+  };
   while (iarg < narg) {
     const std::string key = arg[iarg];
     if (key == "alpha") {
-      need(1);
-      alpha = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
-      iarg += 2;
+      number(alpha);
     } else if (key == "temperature") {
-      need(1);
-      temperature = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
-      iarg += 2;
+      number(temperature);
     } else if (key == "friction") {
-      need(1);
-      friction = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
-      iarg += 2;
+      number(friction);
     } else if (key == "seed") {
       need(1);
       seed = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);

@@ -44,7 +44,6 @@ def scalar_chirality(spins: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
     return result[0], result[1]
 
 
-
 def domain_size(field: np.ndarray, a: float) -> float:
     """Domain size L (Å) of the signs of a scalar field [n1, n2] on the sites of
     :func:`~ase_deepspin.build.triangular_lattice` (spacing ``a``, Å), from its wall density: with f the

@@ -427,7 +427,7 @@ def test_a_diverging_run_stops_with_an_error(tmp_path, monkeypatch):
     from ase_deepspin.training import train as training
 
     step = training.take_step
-    monkeypatch.setattr(training, "take_step", lambda model, optimizer, batch, cfg, i: step(
+    monkeypatch.setattr(training, "take_step", lambda model, optimizer, batch, cfg, i, offsets=None: step(
         model, optimizer, batch, cfg, i) | ({"loss": float("nan")} if i == 3 else {}))
     with pytest.raises(RuntimeError, match="diverged at step 3"):
         train(tiny_config(tmp_path), progress=False, log=lambda *a: None)

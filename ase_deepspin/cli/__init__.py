@@ -6,11 +6,11 @@ import argparse
 import os
 import sys
 
-from . import (change_bias, compress, convert, doc_train_input, explore, freeze, info, model_devi, test,
+from . import (change_bias, compress, convert, doc_train_input, explore, freeze, info, label, model_devi, test,
                train)
 
 VERBS = {"train": train, "doc-train-input": doc_train_input, "model-devi": model_devi, "explore": explore,
-         "test": test, "freeze": freeze, "change-bias": change_bias, "compress": compress, "info": info,
+         "label": label, "test": test, "freeze": freeze, "change-bias": change_bias, "compress": compress, "info": info,
          "convert": convert}
 
 

@@ -15,7 +15,7 @@ def run(args):
 
     cfg = ExploreConfig.from_yaml(args.config)
     if cfg.oracle is None:
-        raise ValueError(f"{args.config} names no oracle ('oracle: module:function' returning an ASE calculator)")
-    run_active_learning(cfg, load_oracle(cfg.oracle), args.workdir)
+        raise ValueError(f"{args.config} names no oracle ('oracle: gpaw' or 'oracle: module:function' returning an ASE calculator)")
+    run_active_learning(cfg, load_oracle(cfg.oracle, cfg.oracle_settings), args.workdir)
     paths = final_committee(cfg, args.workdir)
     print(f"committee trained on every label: {' '.join(map(str, paths))}; summary in {args.workdir}/summary.json")

@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-import os
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,10 @@ def delete_overlapping(atoms: Atoms, distance: float) -> Atoms:
     return atoms[~deleted]
 
 
+TORQUE_LABELS = ("full", "transverse", "none")
+LABELLER_FILE = "labeller.json"  # beside type.raw: {"torque_labels": ..., "method": {...}} (DeePMD-kit ignores it)
+
+
 @dataclass
 class Frame:
     """One labelled configuration.
@@ -102,6 +106,12 @@ class Frame:
     symbols : (N,) element symbols; positions (N, 3) Å; cell (3, 3) Å; pbc (3,) bool;
     spins (N, 3) μB (zero rows on non-magnetic atoms); energy eV; forces (N, 3) eV/Å;
     torques (N, 3) eV/μB (−∂E/∂S). Labels may be None for unlabelled frames.
+
+    torque_labels says which part of ``torques`` is a label: ``"full"``, ``"transverse"`` (only the part
+    across each spin: a collinear DFT state fixes that part, zero by symmetry, but not the part along a spin
+    whose length is the data's convention rather than the DFT's own) or ``"none"``. labeller records the
+    method and settings that labelled the frame (JSON-able; None where unknown); label_moments (N, 3) μB
+    the moments that method found, where they differ from the model's input ``spins``.
     """
 
     symbols: np.ndarray
@@ -113,6 +123,14 @@ class Frame:
     forces: np.ndarray | None = None
     torques: np.ndarray | None = None
     source: str = ""
+    torque_labels: str = "full"
+    labeller: dict | None = None
+    label_moments: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.torque_labels not in TORQUE_LABELS:
+            raise ValueError(f"{self.source or 'a frame'}: torque_labels must be one of {TORQUE_LABELS}, "
+                             f"got {self.torque_labels!r}")
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -123,6 +141,12 @@ class Frame:
 
         atoms = Atoms(symbols=list(self.symbols), positions=self.positions, cell=self.cell, pbc=self.pbc)
         atoms.set_initial_magnetic_moments(self.spins)
+        if self.torque_labels != "full":
+            atoms.info["torque_labels"] = self.torque_labels
+        if self.labeller is not None:
+            atoms.info["labeller"] = json.dumps(self.labeller, sort_keys=True)
+        if self.label_moments is not None:
+            atoms.arrays["label_moments"] = np.asarray(self.label_moments, dtype=float)
         labels = {k: v for k, v in (("energy", self.energy), ("forces", self.forces),
                                     ("magnetic_torques", self.torques)) if v is not None}
         if labels:
@@ -141,7 +165,9 @@ def read_deepmd_npy(system: str | os.PathLike) -> list[Frame]:
 
     Needs ``type.raw``, ``type_map.raw`` and per set ``box.npy`` (nf, 9) Å, ``coord.npy``
     (nf, 3N) Å, ``spin.npy`` (nf, 3N) μB; labels ``energy.npy`` (nf,) eV, ``force.npy``
-    (nf, 3N) eV/Å and ``force_mag.npy`` (nf, 3N) eV/μB are read when present.
+    (nf, 3N) eV/Å and ``force_mag.npy`` (nf, 3N) eV/μB are read when present. A ``labeller.json`` beside
+    ``type.raw`` (written by :func:`write_deepmd_npy` for frames a labeller made) gives every frame its
+    ``torque_labels`` and ``labeller``; ``label_moment.npy`` (nf, 3N) μB its ``label_moments``.
     """
     system = Path(system)
     for name in ("type.raw", "type_map.raw"):
@@ -156,6 +182,12 @@ def read_deepmd_npy(system: str | os.PathLike) -> list[Frame]:
     sets = sorted(p for p in system.glob("set.*") if p.is_dir())
     if not sets:
         raise FileNotFoundError(f"{system}: no set.* folders")
+    record = {}
+    if (system / LABELLER_FILE).is_file():
+        try:
+            record = json.loads((system / LABELLER_FILE).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{system / LABELLER_FILE} is not valid JSON: {err}") from None
     frames = []
     for s in sets:
         def load(name, width, required):
@@ -173,8 +205,10 @@ def read_deepmd_npy(system: str | os.PathLike) -> list[Frame]:
 
         box, coord, spin = load("box", 9, True), load("coord", 3 * n, True), load("spin", 3 * n, True)
         energy, force, force_mag = load("energy", 0, False), load("force", 3 * n, False), load("force_mag", 3 * n, False)
+        moments = load("label_moment", 3 * n, False)
         nf = len(coord)
-        for name, values in [("box", box), ("spin", spin), ("energy", energy), ("force", force), ("force_mag", force_mag)]:
+        for name, values in [("box", box), ("spin", spin), ("energy", energy), ("force", force), ("force_mag", force_mag),
+                             ("label_moment", moments)]:
             if values is not None and len(values) != nf:
                 raise ValueError(f"{s}: {name}.npy has {len(values)} frames but coord.npy has {nf}")
         for f in range(nf):
@@ -183,6 +217,8 @@ def read_deepmd_npy(system: str | os.PathLike) -> list[Frame]:
                 spins=spin[f].reshape(n, 3), energy=None if energy is None else float(energy[f]),
                 forces=None if force is None else force[f].reshape(n, 3),
                 torques=None if force_mag is None else force_mag[f].reshape(n, 3), source=f"{s}#{f}",
+                torque_labels=record.get("torque_labels", "full"),
+                labeller=record.get("method"), label_moments=None if moments is None else moments[f].reshape(n, 3),
             ))
     return frames
 
@@ -255,10 +291,15 @@ def read_extxyz(path: str | os.PathLike) -> list[Frame]:
         for name, values in [("positions", atoms.positions), ("spins", spins), ("energy", energy), ("forces", forces),
                              ("magnetic_torques", torques)]:
             _check_finite(name, values, where)
+        labeller = atoms.info.get("labeller")
+        moments = atoms.arrays.get("label_moments")
         frames.append(Frame(symbols=np.array(atoms.get_chemical_symbols()), positions=atoms.positions.copy(),
                             cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy(), spins=spins, energy=energy,
                             forces=None if forces is None else np.array(forces),
-                            torques=None if torques is None else np.array(torques), source=where))
+                            torques=None if torques is None else np.array(torques), source=where,
+                            torque_labels=atoms.info.get("torque_labels", "full"),
+                            labeller=None if labeller is None else json.loads(labeller),
+                            label_moments=None if moments is None else np.array(moments, dtype=float)))
     return frames
 
 
@@ -266,7 +307,9 @@ def write_deepmd_npy(system: str | os.PathLike, frames: list[Frame], type_map: l
     """Write labelled frames of one composition (same symbols in the same order) as a DeePMD-kit npy system
     with spins (``type.raw``, ``type_map.raw``, ``set.000/{box,coord,spin,energy,force,force_mag}.npy``),
     as :func:`read_deepmd_npy` reads them. Periodic cells only. Frames without forces (spins on a frozen
-    lattice) are written without ``force.npy``, when none of them has forces. Returns the system folder."""
+    lattice) are written without ``force.npy``, when none of them has forces; frames without torque labels
+    without ``force_mag.npy``. The frames' ``torque_labels`` and ``labeller`` (one for all of them) go to
+    ``labeller.json``, their ``label_moments`` to ``label_moment.npy``. Returns the system folder."""
     system = Path(system)
     if not frames:
         raise ValueError("no frames to write")
@@ -274,10 +317,14 @@ def write_deepmd_npy(system: str | os.PathLike, frames: list[Frame], type_map: l
     for f in frames:
         if list(f.symbols) != symbols:
             raise ValueError(f"frames of one npy system need the same atoms in the same order; {f.source} differs")
-        if f.energy is None or f.torques is None:
+        if f.energy is None or (f.torques is None and f.torque_labels != "none"):
             raise ValueError(f"{f.source or 'a frame'} lacks energy or torques: only labelled frames are written")
-        if (f.forces is None) != (frames[0].forces is None):
-            raise ValueError("frames of one npy system either all have forces or none has")
+        for name in ("forces", "torques", "label_moments"):
+            if (getattr(f, name) is None) != (getattr(frames[0], name) is None):
+                raise ValueError(f"frames of one npy system either all have {name} or none has")
+        if (f.torque_labels, f.labeller) != (frames[0].torque_labels, frames[0].labeller):
+            raise ValueError("frames of one npy system share one labeller and one kind of torque label; "
+                             f"{f.source or 'a frame'} differs")
         if not np.all(f.pbc):
             raise ValueError(f"{f.source or 'a frame'} is not periodic in all directions; npy systems are")
     unknown = sorted(set(symbols) - set(type_map))
@@ -294,7 +341,15 @@ def write_deepmd_npy(system: str | os.PathLike, frames: list[Frame], type_map: l
     np.save(data / "energy.npy", np.array([float(f.energy) for f in frames]))
     if frames[0].forces is not None:
         np.save(data / "force.npy", stack(lambda f: f.forces))
-    np.save(data / "force_mag.npy", stack(lambda f: f.torques))
+    if frames[0].torques is not None:
+        np.save(data / "force_mag.npy", stack(lambda f: f.torques))
+    if frames[0].label_moments is not None:
+        np.save(data / "label_moment.npy", stack(lambda f: f.label_moments))
+    if frames[0].labeller is not None or frames[0].torque_labels != "full":
+        record = {"torque_labels": frames[0].torque_labels, "method": frames[0].labeller}
+        (system / LABELLER_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    else:
+        (system / LABELLER_FILE).unlink(missing_ok=True)  # a rewrite of the system must not inherit an old record
     return system
 
 
@@ -334,6 +389,17 @@ def frame_system(frame: Frame) -> str:
     return str(where.parent if where.name.startswith("set.") else where)
 
 
+def systems_named(systems, name: str, what: str) -> list[str]:
+    """The systems (paths as :func:`frame_system` gives them) that ``name``, the end of a path, names;
+    raises ValueError, starting with ``what``, when it names none."""
+    name = name.rstrip("/")
+    named = [s for s in systems if s == name or s.endswith("/" + name)]
+    if not named:
+        raise ValueError(f"{what} names no system of the data "
+                         f"(systems: {', '.join(sorted(Path(s).name for s in systems))})")
+    return named
+
+
 def hold_out(frames: list[Frame], selections: list[str]) -> tuple[list[Frame], list[Frame]]:
     """(kept, held) frames: ``held`` are those of ``selections``, each ``SYSTEM`` or ``SYSTEM#a:b``.
 
@@ -353,11 +419,7 @@ def hold_out(frames: list[Frame], selections: list[str]) -> tuple[list[Frame], l
         if len(bounds) != 2 or not all(v.lstrip("-").isdigit() for v in bounds if v):
             raise ValueError(f"held-out selection {selection!r}: the part after # must be a range a:b")
         block = slice(*(int(v) if v else None for v in bounds))
-        name = name.rstrip("/")
-        systems = [s for s in by_system if s == name or s.endswith("/" + name)]
-        if not systems:
-            raise ValueError(f"held-out selection {selection!r} names no system of the data "
-                             f"(systems: {', '.join(sorted(Path(s).name for s in by_system))})")
+        systems = systems_named(by_system, name, f"held-out selection {selection!r}")
         for system in systems:
             members = by_system[system][block]
             if not members:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..io.frames import Frame
 from .config import read_yaml
@@ -73,8 +74,9 @@ class ExploreConfig:
     every ``sample_every`` steps. A sample is accurate when max_devi_f < trust_f[0] and max_devi_fm <
     trust_fm[0], failed when either reaches its trust[1], a candidate otherwise; at most ``max_labels``
     candidates per iteration are labelled (chosen at random with ``seed``) by the oracle, any ASE
-    calculator with ``magnetic_torques`` (a DFT wrapper; ``oracle: "module:function"`` names a function
-    that returns one). With ``warm_start`` each member of iteration i > 0 (and of the final committee)
+    calculator with ``magnetic_torques`` (a DFT labeller such as
+    :func:`~ase_deepspin.calculators.collinear_dft.gpaw_labeller`; ``oracle: "module:function"`` names a
+    function that returns one, called with the keyword arguments ``oracle_settings``). With ``warm_start`` each member of iteration i > 0 (and of the final committee)
     starts from the same member of iteration i − 1 and trains ``warm_steps`` steps (default: the
     training YAML's numb_steps) on all data, with the YAML's learning-rate schedule compressed into
     them. Units: eV/Å, eV/μB, K, fs.
@@ -100,6 +102,7 @@ class ExploreConfig:
     warm_start: bool = False
     warm_steps: int | None = None
     oracle: str | None = None  # "module:function" returning the labelling ASE calculator (for the CLI)
+    oracle_settings: dict = field(default_factory=dict)  # keyword arguments of that function
 
     @classmethod
     def from_yaml(cls, path) -> "ExploreConfig":
@@ -116,21 +119,35 @@ class ExploreConfig:
         return cls(**raw)
 
 
-def load_oracle(spec: str):
-    """The calculator returned by the function ``"module:function"`` names (called without arguments)."""
+def load_oracle(spec: str, settings: dict | None = None):
+    """The calculator returned by the function ``"module:function"`` names, called with ``settings`` as
+    keyword arguments. ``"gpaw"`` names :func:`~ase_deepspin.calculators.collinear_dft.gpaw_labeller`."""
     import importlib
 
+    if spec == "gpaw":
+        spec = "ase_deepspin.calculators.collinear_dft:gpaw_labeller"
     module, _, name = spec.partition(":")
     if not name:
-        raise ValueError(f"oracle must be 'module:function', got {spec!r}")
-    calc = getattr(importlib.import_module(module), name)()
+        raise ValueError(f"oracle must be 'gpaw' or 'module:function', got {spec!r}")
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"oracle {spec}: {err}") from None
+    try:
+        calc = function(**(settings or {}))
+    except TypeError as err:
+        raise ValueError(f"oracle {spec} does not take the settings {sorted(settings or {})}: {err}") from None
     if "magnetic_torques" not in getattr(calc, "implemented_properties", ()):
         raise ValueError(f"the oracle {spec} gives no magnetic_torques; active learning needs them as labels")
     return calc
 
 
 def label(atoms, oracle) -> Frame:
-    """A labelled frame: the oracle's energy (eV), forces (eV/Å) and magnetic torques (eV/μB)."""
+    """A labelled frame: the oracle's energy (eV), forces (eV/Å) and magnetic torques (eV/μB). An oracle
+    with a ``label_frame(atoms)`` method (a DFT labeller, :class:`~ase_deepspin.calculators.collinear_dft.
+    CollinearDFT`) makes the frame itself: which labels it carries and the structure it labelled are its own."""
+    if hasattr(oracle, "label_frame"):
+        return oracle.label_frame(atoms)
     atoms = atoms.copy()
     atoms.calc = oracle
     torques = oracle.get_property("magnetic_torques", atoms)
@@ -201,8 +218,11 @@ def explore_once(models, frames: list[Frame], cfg: ExploreConfig, iteration: int
 
 
 def committee_rmse(models, frames: list[Frame]) -> dict:
-    """The committee's (mean's) RMSE of forces (eV/Å) and torques on magnetic atoms (eV/μB) on labelled frames."""
+    """The committee's (mean's) RMSE of forces (eV/Å) and torques on magnetic atoms (eV/μB) on labelled frames,
+    over the torque labels they carry (across the spins only for ``torque_labels="transverse"``); torques
+    None where no frame has torque labels."""
     from ..calculators.deepspin import DeepSpinCalculator
+    from .train import along_spin_weighted
 
     calc = DeepSpinCalculator(list(models))
     df, dm = [], []
@@ -210,9 +230,14 @@ def committee_rmse(models, frames: list[Frame]) -> dict:
         atoms = f.to_atoms()
         atoms.calc = calc
         df.append(atoms.get_forces() - f.forces)
+        if f.torque_labels == "none":
+            continue
         magnetic = np.linalg.norm(f.spins, axis=1) > 0
-        dm.append((calc.get_magnetic_torques(atoms) - f.torques)[magnetic])
-    rms = lambda parts: float(np.sqrt(np.mean(np.concatenate(parts) ** 2)))  # noqa: E731
+        error = (calc.get_magnetic_torques(atoms) - f.torques)[magnetic]
+        if f.torque_labels == "transverse":
+            error = along_spin_weighted(torch.as_tensor(error), torch.as_tensor(f.spins[magnetic]), 0.0).numpy()
+        dm.append(error)
+    rms = lambda parts: float(np.sqrt(np.mean(np.concatenate(parts) ** 2))) if parts else None  # noqa: E731
     return {"forces": rms(df), "torques": rms(dm)}
 
 
@@ -247,10 +272,12 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
             candidates = [s for s in samples if s[2] == "candidate"]
             chosen = [candidates[int(k)] for k in iteration_rng.permutation(len(candidates))[: cfg.max_labels]]
             frames = [label(atoms, oracle) for atoms, _, _ in chosen]
+            scores = [{k: devi[k] for k in ("max_devi_f", "max_devi_fm", "devi_e")} for _, devi, _ in chosen]
             counts = {c: sum(s[2] == c for s in samples) for c in ("accurate", "candidate", "failed")}
             summary = {"iteration": i, "temperature_K": cfg.temperatures_K[min(i, len(cfg.temperatures_K) - 1)],
                        "samples": len(samples), **{f"{c}_fraction": n / max(len(samples), 1) for c, n in counts.items()},
-                       "labelled": len(frames), "rmse_on_new_labels": committee_rmse(models, frames) if frames else None}
+                       "labelled": len(frames), "committee_deviation_of_labelled": scores,
+                       "rmse_on_new_labels": committee_rmse(models, frames) if frames else None}
             if frames:
                 write_deepmd_npy(folder / "labels", frames, type_map)
             done.write_text(json.dumps(summary, indent=1))
@@ -261,8 +288,9 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
             f"{summary['accurate_fraction']:.2f} candidate {summary['candidate_fraction']:.2f} failed "
             f"{summary['failed_fraction']:.2f}; {summary['labelled']} labelled"
             + ("" if not summary["rmse_on_new_labels"] else
-               f", committee RMSE on them F {summary['rmse_on_new_labels']['forces']:.3g} eV/Å, "
-               f"ω {summary['rmse_on_new_labels']['torques']:.3g} eV/μB"))
+               f", committee RMSE on them F {summary['rmse_on_new_labels']['forces']:.3g} eV/Å"
+               + ("" if summary["rmse_on_new_labels"]["torques"] is None else
+                  f", ω {summary['rmse_on_new_labels']['torques']:.3g} eV/μB")))
     (workdir / "summary.json").write_text(json.dumps(summaries, indent=1))
     plot_active_learning(summaries, workdir / "active_learning.png")
     return summaries
@@ -310,6 +338,7 @@ def plot_active_learning(summaries: list[dict], path) -> None:
     rows = [s for s in summaries if s["rmse_on_new_labels"]]
     right.plot([s["iteration"] for s in rows], [s["rmse_on_new_labels"]["forces"] for s in rows], "o-",
                label="forces (eV/Å)")
+    rows = [s for s in rows if s["rmse_on_new_labels"]["torques"] is not None]  # labels without torques
     right.plot([s["iteration"] for s in rows], [s["rmse_on_new_labels"]["torques"] for s in rows], "s-",
                label="torques (eV/μB)")
     right.set(xlabel="iteration", ylabel="committee RMSE on new labels", yscale="log")

@@ -137,6 +137,9 @@ class TrainingDataInput:
     systems: list[str] = key(doc="DeePMD-kit npy systems (or folders of them) or extxyz files", factory=list)
     batch_size: typing.Union[int, str] = key(3, "frames per step, or \"auto\" / \"auto:N\" (DeePMD-kit's: enough "
                                                 "frames for N atoms, default 32, in the smallest system)")
+    relative_energy: list[str] = key(doc="systems (named as in held_out) whose energies have their own zero, "
+                                         "another code's: each gets a constant (eV/atom) fitted in training, so only "
+                                         "energy differences within it are learned", factory=list)
 
 
 @dataclass
@@ -400,7 +403,10 @@ class TrainConfig:
     without spin-orbit coupling (collinear or non-collinear DFT without SOC, isotropic exchange), whose
     energy is invariant under a rotation of the spins alone, and wrong for any label with magnetic
     anisotropy or DMI. The DeepSPIN model is invariant only under joint rotations of lattice and
-    spins, so this teaches it the larger symmetry the data have. Times in seconds.
+    spins, so this teaches it the larger symmetry the data have. ``relative_energy`` names systems (as
+    ``held_out`` does) whose energies have their own zero, as labels of another DFT code do: each such
+    system gets one constant per atom, fitted with the weights, and only its energy differences train the
+    model (see :func:`ase_deepspin.training.train.energy_groups`). Times in seconds.
     """
 
     model: ModelConfig
@@ -429,6 +435,7 @@ class TrainConfig:
     wall: dict | None = None
     init_model: str | None = None
     augment_spin_rotation: bool = False
+    relative_energy: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
@@ -507,6 +514,7 @@ class TrainConfig:
             batch_size = auto_batch_size(batch_size, t.training_data.systems)
         stat_frames = None if m.data_stat_nbatch is None else m.data_stat_nbatch * batch_size
         return cls(model=model, systems=[str(s) for s in t.training_data.systems], validation_systems=validation,
+                   relative_energy=[str(s) for s in t.training_data.relative_energy],
                    loss=LossConfig(**{f.name: getattr(loss, f.name) for f in dataclasses.fields(LossConfig)}),
                    wall=wall, batch_size=batch_size, start_lr=lr.start_lr, stop_lr=lr.stop_lr,
                    decay_steps=lr.decay_steps, n_validation=n_validation, stat_frames=stat_frames, **run)

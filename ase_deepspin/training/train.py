@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io.frames import Frame, hold_out, read_frames, split_frames
+from ..io.frames import Frame, frame_system, hold_out, read_frames, split_frames, systems_named
 from .config import LossConfig, TrainConfig, nuclear_charges
 from ..model import DeepSpinModel, ModelConfig
 from ..io import save_model
@@ -39,30 +39,42 @@ from ..system import model_graph, symbol_types, validate_spins
 
 # ---------------------------------------------------------------------------------------------- batches
 class PreparedFrames:
-    """Frames with neighbour lists and labels as tensors, ready to be concatenated into batches."""
+    """Frames with neighbour lists and labels as tensors, ready to be concatenated into batches.
 
-    def __init__(self, frames: list[Frame], model: DeepSpinModel):
+    ``groups`` maps systems whose energies have their own zero to the index of their fitted constant
+    (:func:`energy_groups`); a frame's ``energy_group`` is −1 where its energy is on the model's zero.
+    """
+
+    def __init__(self, frames: list[Frame], model: DeepSpinModel, groups: dict[str, int] | None = None):
         cfg = model.config
         self.model = model
         self.items, self.structures = [], []
+        groups = groups or {}
         for f in frames:
             types = symbol_types(f.symbols, cfg.type_map, f.source)
             missing = [name for name, label in (("energy (energy.npy)", f.energy),
-                                                ("torques (force_mag.npy)", f.torques)) if label is None]
+                                                ("torques (force_mag.npy)", f.torques)) if label is None
+                       and not (name.startswith("torques") and f.torque_labels == "none")]
             if missing:
-                raise ValueError(f"{f.source}: training needs energy and torque labels (forces are optional); "
-                                 f"missing {', '.join(missing)}")
+                raise ValueError(f"{f.source}: training needs energy and torque labels (forces are optional, torques "
+                                 f"too where the frame says it has none); missing {', '.join(missing)}")
             spins = validate_spins(f.spins, np.asarray(cfg.magnetic)[types], f.symbols, f.source)
             inputs = model_graph(model, f.positions, f.cell, f.pbc, types, spins).inputs()
             self.structures.append((f.positions, f.cell, f.pbc, types, spins))
             dt = model.dtype
-            # a frame without force labels (spins on a frozen lattice) weighs only energy and torques
+            # a frame weighs only the labels it carries: no forces (spins on a frozen lattice), no torques or
+            # only their part across the spins (a collinear DFT state)
             has_forces = f.forces is not None
+            magnetic = torch.as_tensor(np.asarray(cfg.magnetic)[types])
             inputs.update(energy=torch.tensor([f.energy], dtype=dt),
+                          energy_group=torch.tensor([groups.get(frame_system(f), -1)]),
                           forces_label=torch.as_tensor(f.forces if has_forces else np.zeros((len(types), 3)), dtype=dt),
                           has_forces=torch.full((len(types),), has_forces),
-                          torques_label=torch.as_tensor(f.torques, dtype=dt),
-                          magnetic=torch.as_tensor(np.asarray(cfg.magnetic)[types]))
+                          torques_label=torch.as_tensor(f.torques if f.torques is not None else np.zeros((len(types), 3)),
+                                                        dtype=dt),
+                          has_torques=magnetic & (f.torque_labels != "none"),
+                          transverse_only=torch.full((len(types),), f.torque_labels == "transverse"),
+                          magnetic=magnetic)
             self.items.append(inputs)
 
     def __len__(self):
@@ -93,6 +105,14 @@ class PreparedFrames:
         return {k: torch.cat(v) for k, v in out.items()}
 
 
+def energy_groups(frames: list[Frame], selections: list[str]) -> dict[str, int]:
+    """Index of the fitted energy constant of each system ``selections`` name (ends of paths, as
+    ``held_out`` names them): systems labelled by another code, whose energies have their own zero."""
+    systems = sorted({frame_system(f) for f in frames})
+    named = [s for name in selections for s in systems_named(systems, name, f"relative_energy entry {name!r}")]
+    return {system: k for k, system in enumerate(dict.fromkeys(named))}
+
+
 def energy_bias(frames: list[Frame], type_map: list[str]) -> np.ndarray:
     """Per-type energy bias (eV): least squares of frame energies on type counts."""
     counts = np.array([[np.sum(f.symbols == t) for t in type_map] for f in frames], dtype=float)
@@ -119,10 +139,33 @@ def shift_energy_bias(model: DeepSpinModel, data: PreparedFrames, frames: list[F
     leaves (DeePMD-kit's ``change-bias``)."""
     predicted = np.concatenate([evaluate(model, data.batch([k]), create_graph=False)["energy"].detach().numpy()
                                 for k in range(len(data))])
-    residual = [dataclasses.replace(f, energy=f.energy - e) for f, e in zip(frames, predicted)]
+    # frames of another code's energy zero say nothing about this one
+    residual = [dataclasses.replace(f, energy=f.energy - e) for f, e, item in zip(frames, predicted, data.items)
+                if int(item["energy_group"]) < 0]
+    if not residual:
+        raise ValueError("every frame's energy is relative (relative_energy): at least one system must fix the "
+                         "model's energy zero")
     shift = energy_bias(residual, model.config.type_map)
     model.energy_bias.add_(torch.as_tensor(shift, dtype=model.energy_bias.dtype))
     return shift
+
+
+@torch.no_grad()
+def fit_energy_offsets(model: DeepSpinModel, datasets: list[PreparedFrames], n_groups: int) -> torch.Tensor:
+    """The constant (eV/atom) [G] of each relative-energy group that best aligns its labels with the
+    model's energies: the mean of (label − model)/atoms over the group's frames in the first of
+    ``datasets`` that has any."""
+    offsets = torch.zeros(n_groups, dtype=model.energy_bias.dtype)
+    for g in range(n_groups):
+        for data in datasets:
+            members = [k for k, item in enumerate(data.items) if int(item["energy_group"]) == g]
+            if members:
+                batch = data.batch(members)
+                n_atoms = torch.bincount(batch["atom_frames"]).to(offsets.dtype)
+                predicted = evaluate(model, batch, create_graph=False)["energy"]
+                offsets[g] = ((batch["energy"] - predicted) / n_atoms).mean()
+                break
+    return offsets
 
 
 def resolve_wall(model: ModelConfig, shortest: torch.Tensor, margin: float = 0.1, width: float = 0.5) -> ModelConfig:
@@ -166,19 +209,31 @@ def evaluate(model: DeepSpinModel, batch: dict, create_graph: bool) -> dict:
     return model(**{k: batch[k] for k in keys}, n_frames=n_frames, create_graph=create_graph)
 
 
-def errors(model: DeepSpinModel, batch: dict, create_graph: bool, loss: LossConfig | None = None) -> dict:
-    """Squared-error means of a batch: energy per atom (eV²), forces (eV²/Å²), torques (eV²/μB²).
+def errors(model: DeepSpinModel, batch: dict, create_graph: bool, loss: LossConfig | None = None,
+           offsets: torch.Tensor | None = None) -> dict:
+    """Squared-error means of a batch: energy per atom (eV²), forces (eV²/Å²), torques (eV²/μB²), each
+    over the labels the frames carry (torques of transverse-only frames across the spins alone).
 
     With ``loss`` giving ``relative_f``/``relative_fm``, ``f``/``m`` are the relative errors the loss
     uses (dimensionless, see :class:`LossConfig`) and ``f_absolute``/``m_absolute`` the absolute ones.
+    ``offsets`` [G] (eV/atom) are the constants of the relative-energy groups (:func:`energy_groups`),
+    needed when the batch has frames of one.
     """
     out = evaluate(model, batch, create_graph)
     n_atoms = torch.bincount(batch["atom_frames"]).to(out["energy"].dtype)
-    mag, labelled = batch["magnetic"], batch["has_forces"]
+    energy, group = out["energy"], batch["energy_group"]
+    if bool((group >= 0).any()):
+        if offsets is None:
+            raise ValueError("the batch has frames of relative energy (relative_energy): their constants are needed")
+        energy = energy + torch.where(group >= 0, offsets[group.clamp(min=0)], 0.0) * n_atoms
+    mag, labelled = batch["magnetic"] & batch["has_torques"], batch["has_forces"]
     forces, torques = batch["forces_label"][labelled], batch["torques_label"][mag]
     force_error = out["forces"][labelled] - forces if bool(labelled.any()) else out["energy"].new_zeros((1, 3))
     torque_error = out["torques"][mag] - torques if bool(mag.any()) else out["energy"].new_zeros((1, 3))
-    result = {"e": (((out["energy"] - batch["energy"]) / n_atoms) ** 2).mean(),
+    transverse = batch["transverse_only"][mag].unsqueeze(-1)
+    if bool(transverse.any()):  # the part along the spin is no label there
+        torque_error = along_spin_weighted(torque_error, batch["spins"][mag], torch.where(transverse, 0.0, 1.0))
+    result = {"e": (((energy - batch["energy"]) / n_atoms) ** 2).mean(),
               "f": force_error.pow(2).mean(), "m": torque_error.pow(2).mean()}
     if loss is None:
         return result
@@ -194,22 +249,24 @@ def errors(model: DeepSpinModel, batch: dict, create_graph: bool, loss: LossConf
     return result
 
 
-def along_spin_weighted(torque_error: torch.Tensor, spins: torch.Tensor, weight: float) -> torch.Tensor:
+def along_spin_weighted(torque_error: torch.Tensor, spins: torch.Tensor, weight) -> torch.Tensor:
     """Torque errors [M, 3] with their part along each spin [M, 3] scaled so that its square weighs
-    ``weight`` times the part across; errors of vanishing moments (no direction) are left whole."""
+    ``weight`` (a number, or one per atom [M, 1]) times the part across; errors of vanishing moments (no
+    direction) are left whole."""
     length = spins.norm(dim=-1, keepdim=True)
     direction = torch.where(length > 0, spins / length.clamp_min(1e-12), torch.zeros_like(spins))
     along = (torque_error * direction).sum(-1, keepdim=True) * direction
-    return torque_error - (1.0 - math.sqrt(weight)) * along
+    return torque_error - (1.0 - (weight ** 0.5)) * along
 
 
-def take_step(model, optimizer, batch, cfg: TrainConfig, step: int) -> dict:
-    """One Adam step at the scheduled learning rate and prefactors; returns the batch's errors."""
+def take_step(model, optimizer, batch, cfg: TrainConfig, step: int, offsets: torch.Tensor | None = None) -> dict:
+    """One Adam step at the scheduled learning rate and prefactors; returns the batch's errors. ``offsets``:
+    the relative-energy constants (:func:`errors`), trained by the same optimizer."""
     lr = learning_rate(cfg, step)
     for group in optimizer.param_groups:
         group["lr"] = lr
     pe, pf, pm = prefactors(cfg.loss, lr, cfg.start_lr)
-    err = errors(model, batch, create_graph=True, loss=cfg.loss)
+    err = errors(model, batch, create_graph=True, loss=cfg.loss, offsets=offsets)
     loss = pe * err["e"] + pf * err["f"] + pm * err["m"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -219,17 +276,19 @@ def take_step(model, optimizer, batch, cfg: TrainConfig, step: int) -> dict:
     return absolute | {"loss": float(loss.detach()), "lr": lr}
 
 
-def validation_rmse(model, data: PreparedFrames, batch_size: int = 8, indices: list[int] | None = None) -> dict:
+def validation_rmse(model, data: PreparedFrames, batch_size: int = 8, indices: list[int] | None = None,
+                    offsets: torch.Tensor | None = None) -> dict:
     """RMSEs over all frames (or those of ``indices``): energy per atom (eV), forces (eV/Å), torques on
-    magnetic atoms (eV/μB)."""
+    magnetic atoms (eV/μB), each over the labels the frames carry; ``offsets`` as :func:`errors` takes them."""
     sums = {"e": 0.0, "f": 0.0, "m": 0.0}
     weights = {"e": 0, "f": 0, "m": 0}
     indices = list(range(len(data))) if indices is None else list(indices)
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
         batch = data.batch(idx)
-        err = errors(model, batch, create_graph=False)
-        n_frames, n_forces, n_mag = len(idx), int(batch["has_forces"].sum()), int(batch["magnetic"].sum())
+        err = errors(model, batch, create_graph=False, offsets=offsets)
+        n_frames, n_forces = len(idx), int(batch["has_forces"].sum())
+        n_mag = int((batch["magnetic"] & batch["has_torques"]).sum())
         for k, w in [("e", n_frames), ("f", 3 * n_forces), ("m", 3 * n_mag)]:
             sums[k] += float(err[k].detach()) * w
             weights[k] += w
@@ -297,7 +356,8 @@ def change_bias(path, out=None, systems: list[str] | None = None, log=print) -> 
     log(f"reading the training frames of {', '.join(cfg.systems)}")
     all_frames, train_frames, valid_frames = select_frames(cfg)
     log(f"fitting the energy bias on {len(train_frames)} frames, then measuring {len(valid_frames)} held-out frames")
-    shift = shift_energy_bias(model, PreparedFrames(train_frames, model), train_frames)
+    groups = energy_groups(all_frames, cfg.relative_energy)
+    shift = shift_energy_bias(model, PreparedFrames(train_frames, model, groups), train_frames)
     # the held-out errors the file records were measured with the old bias: measure them again
     training = {**model.provenance["training"], **held_out_record(model, cfg, all_frames, valid_frames)}
     _save_like(model, path, out, {"training": training,
@@ -391,21 +451,26 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     out_dir.mkdir(parents=True, exist_ok=True)
     all_frames, train_frames, valid_frames = select_frames(cfg)
     model = DeepSpinModel(cfg.model)
-    train_data = PreparedFrames(train_frames, model)
-    valid_data = PreparedFrames(valid_frames, model)
+    groups = energy_groups(all_frames, cfg.relative_energy)
+    train_data = PreparedFrames(train_frames, model, groups)
+    valid_data = PreparedFrames(valid_frames, model, groups)
     shortest = shortest_distances(train_data.items, cfg.model.n_types)
     cfg.model = dataclasses.replace(cfg.model, data_ranges=data_ranges(train_data.items, cfg.model.magnetic, shortest))
     if cfg.wall is not None:
         cfg.model = resolve_wall(cfg.model, shortest, **cfg.wall)
         log(f"ZBL wall: r_outer {cfg.model.short_range['r_outer']} Å, r_inner {cfg.model.short_range['r_inner']} Å")
     model = DeepSpinModel(cfg.model)  # the same seeded weights: ranges and wall have none
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.start_lr)
+    # the constants of relative-energy systems train with the weights (none: an empty group is harmless)
+    offsets = torch.zeros(len(groups), dtype=model.energy_bias.dtype, requires_grad=True)
+    optimizer = torch.optim.Adam([{"params": list(model.parameters())}, {"params": [offsets]}], lr=cfg.start_lr)
     step, curve = 0, []
     if resume:
         ckpt = torch.load(resume, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, curve = int(ckpt["step"]), json.loads(ckpt["lcurve"])
+        with torch.no_grad():
+            offsets.copy_(ckpt["energy_offsets"])
     elif cfg.init_model:
         warm_start(model, cfg.init_model)
         if cfg.numb_steps == 0:
@@ -423,15 +488,21 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         initial_energy_bias(model, train_data, train_frames)
         log(f"training on {len(train_frames)} frames, validating on {len(valid_frames)}; "
             f"{sum(p.numel() for p in model.parameters())} parameters")
+    if groups and not resume:
+        with torch.no_grad():
+            offsets.copy_(fit_energy_offsets(model, [train_data, valid_data], len(groups)))
+        log("relative energies: " + ", ".join(f"{Path(system).name} {offsets[k].item():+.4f} eV/atom"
+                                              for system, k in groups.items()))
 
     def checkpoint():
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "energy_offsets": offsets.detach().clone(),
                     "lcurve": json.dumps(curve), "config": json.dumps(cfg.to_dict())}, out_dir / "checkpoint.pt")
         (out_dir / "lcurve.json").write_text(json.dumps(curve))
         (out_dir / cfg.disp_file).write_text(lcurve_table(curve))
 
     def record(stats):
-        rmse = validation_rmse(model, valid_data) if len(valid_data) else {"e": 0.0, "f": 0.0, "m": 0.0}
+        rmse = validation_rmse(model, valid_data, offsets=offsets) if len(valid_data) else {"e": 0.0, "f": 0.0, "m": 0.0}
         curve.append({"step": step, "lr": stats["lr"], "time_s": time.perf_counter() - started,
                       "train_e": math.sqrt(stats["e"]), "train_f": math.sqrt(stats["f"]),
                       "train_m": math.sqrt(stats["m"]), "val_e": rmse["e"], "val_f": rmse["f"], "val_m": rmse["m"]})
@@ -449,7 +520,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     while step < cfg.numb_steps:
         indices = _batch_indices(cfg, len(train_data), step)
         batch = train_data.batch(indices, _spin_rotations(cfg, step, len(indices)))
-        stats = take_step(model, optimizer, batch, cfg, step)
+        stats = take_step(model, optimizer, batch, cfg, step, offsets)
         if not math.isfinite(stats["loss"]):
             raise RuntimeError(f"training diverged at step {step}: the loss is {stats['loss']} (learning rate "
                                f"{stats['lr']:.3g}); lower start_lr, or check the labels of the training frames. The "
@@ -471,7 +542,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     training = {"config": cfg.to_dict(), "systems": cfg.systems, "training_frames": len(train_frames),
                 "validation_frames": len(valid_frames), "steps": step,
                 **held_out_record(model, cfg, all_frames, valid_frames, valid_data,
-                                  pooled=(curve[-1]["val_e"], curve[-1]["val_f"], curve[-1]["val_m"]) if curve else None)}
+                                  pooled=(curve[-1]["val_e"], curve[-1]["val_f"], curve[-1]["val_m"]) if curve else None,
+                                  offsets=offsets.detach())}
+    if groups:
+        training["energy_offsets_eV_per_atom"] = {system: offsets[k].item() for system, k in groups.items()}
     save_model(model, model_path, storage_dtype=getattr(torch, cfg.storage_dtype), provenance={"training": training})
     if curve:
         from .plots import plot_learning_curve
@@ -481,20 +555,25 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
 
 
 def held_out_record(model: DeepSpinModel, cfg: TrainConfig, all_frames: list[Frame], valid_frames: list[Frame],
-                    valid_data: PreparedFrames | None = None, pooled: tuple | None = None) -> dict:
+                    valid_data: PreparedFrames | None = None, pooled: tuple | None = None,
+                    offsets: torch.Tensor | None = None) -> dict:
     """The model's RMSE on a run's validation frames, as a model file's provenance records it:
     ``held_out_rmse`` pooled over them (meV/atom, meV/Å, meV/μB; None without validation frames) and,
     where the run holds out named selections, ``held_out_rmse_by_selection``. ``pooled`` (eV/atom, eV/Å,
-    eV/μB) is the pooled RMSE where the caller has just measured it (training's last curve row)."""
+    eV/μB) is the pooled RMSE where the caller has just measured it (training's last curve row);
+    ``offsets`` the relative-energy constants (fitted to the validation frames where not given)."""
     if not valid_frames:
         return {"held_out_rmse": None}
-    valid_data = valid_data or PreparedFrames(valid_frames, model)
-    record = {"held_out_rmse": _milli(*(pooled or validation_rmse(model, valid_data).values()))}
+    groups = energy_groups(all_frames, cfg.relative_energy)
+    valid_data = valid_data or PreparedFrames(valid_frames, model, groups)
+    if offsets is None:
+        offsets = fit_energy_offsets(model, [valid_data], len(groups))
+    record = {"held_out_rmse": _milli(*(pooled or validation_rmse(model, valid_data, offsets=offsets).values()))}
     if cfg.held_out:
         # one pooled number hides which held-out part is hard (hot frames dominate it): keep each
         position = {id(f): k for k, f in enumerate(valid_frames)}
         record["held_out_rmse_by_selection"] = {
-            selection: _milli(*validation_rmse(model, valid_data, indices=[
+            selection: _milli(*validation_rmse(model, valid_data, offsets=offsets, indices=[
                 position[id(f)] for f in hold_out(all_frames, [selection])[1]]).values())
             for selection in cfg.held_out}
     return record

@@ -12,10 +12,13 @@ rhombohedral magnetic cell. Stages (each reads what the one before wrote into --
   (about 90 s per frame on one core; rerun to continue).
 * ``eos``: GPAW's own answers from the labels: the equation of state (Birch–Murnaghan: a0, B) and the energy
   of each shear against the cubic cell.
+* ``compare``: the same answers from models (default: the shipped one) on the same structures, their forces
+  against GPAW's on the displaced cells, and their RMSE on the 20 DeltaSpin frames the shipped model held out.
 
     python examples/nio_gpaw_labels.py structures [--workdir runs/nio_gpaw]
     python examples/nio_gpaw_labels.py label
     python examples/nio_gpaw_labels.py eos
+    python examples/nio_gpaw_labels.py compare [--model nio runs/nio_gpaw_train/model.pt]
 
 Train with them beside the DeltaSpin data by naming these systems in ``training_data.relative_energy``: GPAW's
 energies have another zero than VASP's. GPAW's equilibrium at these settings (a0 4.24 Å) lies 1.3 % above the
@@ -23,6 +26,7 @@ DeltaSpin cell (4.186 Å); PBEsol setups would close it but are not in GPAW's da
 """
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -66,34 +70,80 @@ def label(workdir: Path) -> None:
                         str(workdir / kind), "--type-map", "Ni", "O"], check=True)
 
 
-def eos(workdir: Path) -> dict:
-    """a0 (Å), B (GPa) and the shear energies (meV/atom against the cubic cell at 4.186 Å) of the labels."""
+def answers(volume: list, shear: list, who: str) -> dict:
+    """a0 (Å), B (GPa) and the shear energies (meV/atom against the cubic cell at 4.186 Å, from the fit) of
+    frames labelled with energies (GPAW's, or a model's on the same structures)."""
     from ase.eos import EquationOfState
     from ase.units import GPa
 
-    volume = read_frames(workdir / "volume")
     fit = EquationOfState([abs(np.linalg.det(f.cell)) / len(f) for f in volume],
                           [f.energy / len(f) for f in volume], eos="birchmurnaghan")
     v0, e0, b = fit.fit()
-    a0 = (4 * 2 * v0) ** (1 / 3)  # 8 atoms per cubic cell of a³
+    a0 = (8 * v0) ** (1 / 3)  # 8 atoms per cubic cell of a³
     cubic = fit.func(A_DELTASPIN**3 / 8, *fit.eos_parameters)
-    shears = [f.energy / len(f) for f in read_frames(workdir / "shear")]
-    result = {"a0_A": a0, "bulk_modulus_GPa": b / GPa, "shear_meV_per_atom": {
-        f"{name} {e:+.0%}": 1e3 * (energy - cubic)
-        for (name, e), energy in zip([(n, e) for n in ("rhombohedral", "tetragonal") for e in (-0.02, -0.01, 0.01, 0.02)],
-                                     shears)}}
-    print(f"GPAW PBE+U: a0 {a0:.4f} Å, B {b / GPa:.0f} GPa")
-    for name, value in result["shear_meV_per_atom"].items():
-        print(f"  {name}: {value:+.2f} meV/atom against the cubic cell")
+    names = [f"{n} {e:+.0%}" for n in ("rhombohedral", "tetragonal") for e in (-0.02, -0.01, 0.01, 0.02)]
+    result = {"a0_A": a0, "bulk_modulus_GPa": b / GPa,
+              "shear_meV_per_atom": {name: 1e3 * (f.energy / len(f) - cubic) for name, f in zip(names, shear)}}
+    print(f"{who}: a0 {a0:.4f} Å, B {b / GPa:.0f} GPa; shears (meV/atom against cubic): "
+          + ", ".join(f"{name} {value:+.2f}" for name, value in result["shear_meV_per_atom"].items()))
     return result
+
+
+def eos(workdir: Path) -> dict:
+    return answers(read_frames(workdir / "volume"), read_frames(workdir / "shear"), "GPAW PBE+U")
+
+
+def compare(workdir: Path, models: list[str]) -> dict:
+    import dataclasses
+
+    from ase_deepspin import DeepSpinCalculator
+    from ase_deepspin.io.frames import split_frames
+
+    results = {"gpaw": eos(workdir)}
+    held_out = split_frames(read_frames(Path(__file__).resolve().parents[1] / "../shared/data/nio-deltaspin"), 20, 0)[1]
+    for name in models:
+        calc = DeepSpinCalculator(name)
+
+        def relabel(frames):
+            out = []
+            for f in frames:
+                atoms = f.to_atoms()
+                atoms.calc = calc
+                out.append(dataclasses.replace(f, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                                               torques=calc.get_magnetic_torques(atoms)))
+            return out
+
+        result = answers(relabel(read_frames(workdir / "volume")), relabel(read_frames(workdir / "shear")), name)
+        displaced = read_frames(workdir / "displaced")
+        predicted = relabel(displaced)
+        result["displaced_force_rmse_meV_per_A"] = 1e3 * float(np.sqrt(np.mean(
+            [np.mean((p.forces - f.forces) ** 2) for p, f in zip(predicted, displaced)])))
+        predicted = relabel(held_out)
+        magnetic = [f.symbols == "Ni" for f in held_out]
+        result["deltaspin_held_out"] = {
+            "energy_meV_per_atom": 1e3 * float(np.sqrt(np.mean([((p.energy - f.energy) / len(f)) ** 2
+                                                                for p, f in zip(predicted, held_out)]))),
+            "forces_meV_per_A": 1e3 * float(np.sqrt(np.mean([np.mean((p.forces - f.forces) ** 2)
+                                                             for p, f in zip(predicted, held_out)]))),
+            "torques_meV_per_muB": 1e3 * float(np.sqrt(np.mean([np.mean((p.torques - f.torques)[m] ** 2)
+                                                                for p, f, m in zip(predicted, held_out, magnetic)])))}
+        print(f"  forces on the displaced cells against GPAW: {result['displaced_force_rmse_meV_per_A']:.1f} meV/Å; "
+              "DeltaSpin held-out: " + ", ".join(f"{k} {v:.3f}" for k, v in result["deltaspin_held_out"].items()))
+        results[name] = result
+    return results
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("structures", "label", "eos"))
+    parser.add_argument("stage", choices=("structures", "label", "eos", "compare"))
     parser.add_argument("--workdir", type=Path, default=Path("runs/nio_gpaw"))
+    parser.add_argument("--model", nargs="+", default=["nio"], help="models to compare (compare stage)")
     args = parser.parse_args(argv)
-    {"structures": structures, "label": label, "eos": eos}[args.stage](args.workdir)
+    if args.stage == "compare":
+        result = compare(args.workdir, args.model)
+        (args.workdir / "compare.json").write_text(json.dumps(result, indent=1))
+    else:
+        {"structures": structures, "label": label, "eos": eos}[args.stage](args.workdir)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,12 @@ def test_relative_energies_train_their_differences_only(tmp_path):
     assert float(errors(model, data.batch([3, 4, 5]), False, offsets=offsets)["e"]) < 1e-4
     with pytest.raises(ValueError, match="names no system"):
         energy_groups(frames, ["nowhere"])
+    # systems of one labeller (the same recorded settings) share one constant, of another their own
+    for name, frames_of in (("a", labelled_frames(2)), ("b", labelled_frames(2)),
+                            ("c", [dataclasses.replace(f, labeller={"code": "other"}) for f in labelled_frames(2)])):
+        write_deepmd_npy(tmp_path / name, frames_of, ["Ni", "O"])
+    groups = energy_groups([f for name in "abc" for f in read_frames(tmp_path / name)], ["a", "b", "c"])
+    assert groups == {str(tmp_path / "a"): 0, str(tmp_path / "b"): 0, str(tmp_path / "c"): 1}
 
 
 @needs_gpaw
@@ -211,3 +217,21 @@ def test_active_learning_with_gpaw_labels(tmp_path):
         label = read_frames(tmp_path / "al" / f"iter_{i:03d}" / "labels")[0]
         assert label.labeller["code"] == "gpaw" and label.torque_labels == "transverse"
         assert collinear_axis(label.spins)[2] < 1e-12  # the collinear projection of a canted sample
+
+
+def test_accuracy_of_frames_from_another_code(tmp_path):
+    """`ase-deepspin test` on labels of another code: energies compared after the system's constant, torques
+    labelled across S only reported as that part alone."""
+    from ase_deepspin.training.evaluate import accuracy_report, predict
+    from ase_deepspin import DeepSpinCalculator
+
+    frames = [dataclasses.replace(f, energy=f.energy + 50.0) for f in labelled_frames(3)]
+    write_deepmd_npy(tmp_path / "other", frames, ["Ni", "O"])
+    calc = DeepSpinCalculator("nio")
+    report = accuracy_report("nio", [str(tmp_path / "other")], plot=None, calc=calc, relative_energy=["other"])
+    assert "across S" in report and "along S" not in report
+    pairs = predict(calc, read_frames(tmp_path / "other"), ("energy", "torques"), relative_energy=["other"])
+    reference = predict(calc, read_frames(NIO_DATA / "data_0")[:3], ("energy", "torques"))
+    residual = reference["energy"][0] - reference["energy"][1]
+    assert np.allclose(pairs["energy"][0] - pairs["energy"][1], residual - residual.mean(), atol=1e-12)
+    assert np.allclose(np.sort(pairs["torques_transverse"][0]), np.sort(reference["torques_transverse"][0]))

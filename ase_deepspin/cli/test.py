@@ -11,6 +11,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--validation-of", type=int, default=None, metavar="N",
                         help="only the N frames a training run with the same split held out")
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--relative-energy", nargs="+", default=[], metavar="SYSTEM",
+                        help="systems whose energies have another code's zero (as training's relative_energy names "
+                             "them): compared after removing their mean difference per atom")
     parser.add_argument("--plot", default="parity.png")
     parser.add_argument("--no-plot", action="store_true")
 
@@ -19,5 +22,5 @@ def run(args):
     from ..training.evaluate import accuracy_report
 
     table = accuracy_report(args.model, args.data, n_validation=args.validation_of, split_seed=args.split_seed,
-                       plot=None if args.no_plot else args.plot)
+                       plot=None if args.no_plot else args.plot, relative_energy=args.relative_energy)
     print(table)

@@ -139,7 +139,8 @@ class TrainingDataInput:
                                                 "frames for N atoms, default 32, in the smallest system)")
     relative_energy: list[str] = key(doc="systems (named as in held_out) whose energies have their own zero, "
                                          "another code's: each gets a constant (eV/atom) fitted in training, so only "
-                                         "energy differences within it are learned", factory=list)
+                                         "energy differences within it are learned (systems of one recorded labeller "
+                                         "share one)", factory=list)
 
 
 @dataclass
@@ -405,8 +406,8 @@ class TrainConfig:
     anisotropy or DMI. The DeepSPIN model is invariant only under joint rotations of lattice and
     spins, so this teaches it the larger symmetry the data have. ``relative_energy`` names systems (as
     ``held_out`` does) whose energies have their own zero, as labels of another DFT code do: each such
-    system gets one constant per atom, fitted with the weights, and only its energy differences train the
-    model (see :func:`ase_deepspin.training.train.energy_groups`). Times in seconds.
+    system gets one constant per atom (systems of one recorded labeller share it), fitted with the weights,
+    and only its energy differences train the model (see :func:`ase_deepspin.training.train.energy_groups`). Times in seconds.
     """
 
     model: ModelConfig

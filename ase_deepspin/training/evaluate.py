@@ -17,17 +17,22 @@ LABELS = tuple(LABEL_FILES)
 
 def labelled_quantities(frames) -> list[str]:
     """The quantities ("energy", "forces", "torques") labelled in every frame; raises if none is."""
-    present = [k for k in LABELS if all(getattr(f, k) is not None for f in frames)]
+    present = [k for k in LABELS if all(getattr(f, k) is not None and not (k == "torques" and f.torque_labels == "none")
+                                        for f in frames)]
     if not present:
         raise ValueError(f"no frame carries labels ({', '.join(LABEL_FILES.values())} in a DeePMD-kit system, or "
                          "energy/forces/magnetic_torques in extxyz): nothing to test against")
     return present
 
 
-def predict(calc: DeepSpinCalculator, frames, quantities=("energy", "forces", "torques")) -> dict:
+def predict(calc: DeepSpinCalculator, frames, quantities=("energy", "forces", "torques"),
+            relative_energy: list[str] = ()) -> dict:
     """Reference and predicted energy per atom (eV), forces (eV/Å), torques on magnetic atoms (eV/μB).
 
-    ``quantities`` chooses which of the three (each must be labelled in every frame)."""
+    ``quantities`` chooses which of the three (each must be labelled in every frame). Torques of frames
+    labelled across the spins only (``torque_labels="transverse"``) enter the part across S alone. The
+    energies of the systems ``relative_energy`` names (as training names them: another code's zero) are
+    compared after removing their mean difference per atom from the model's (the constant training fits)."""
     cfg = calc.model.config
     for k in quantities:
         missing = [f.source for f in frames if getattr(f, k) is None]
@@ -35,6 +40,7 @@ def predict(calc: DeepSpinCalculator, frames, quantities=("energy", "forces", "t
             raise ValueError(f"{len(missing)} frame(s) have no {k} label ({LABEL_FILES[k]}), e.g. {missing[0]}")
     out = {k: ([], []) for k in quantities}
     spins = []  # of the magnetic atoms, to split the torques along and across S
+    transverse = ([], [], [])  # spins, reference, predicted of frames labelled across S only
     for f in frames:
         atoms = f.to_atoms()
         calc.calculate(atoms, ["energy", "forces", "magnetic_torques"])
@@ -45,14 +51,34 @@ def predict(calc: DeepSpinCalculator, frames, quantities=("energy", "forces", "t
         if "forces" in out:
             out["forces"][0].append(f.forces)
             out["forces"][1].append(calc.results["forces"])
-        if "torques" in out:
+        if "torques" in out and f.torque_labels == "transverse":
+            for part, values in zip(transverse, (f.spins, f.torques, calc.results["magnetic_torques"])):
+                part.append(values[magnetic])
+        elif "torques" in out:
             out["torques"][0].append(f.torques[magnetic])
             out["torques"][1].append(calc.results["magnetic_torques"][magnetic])
             spins.append(f.spins[magnetic])
+    if "energy" in out and relative_energy:
+        from .train import energy_groups
+        from ..io.frames import frame_system
+
+        groups = energy_groups(frames, list(relative_energy))
+        residual = np.array(out["energy"][0]) - np.array(out["energy"][1])
+        reference = np.array(out["energy"][0])
+        member = np.array([groups.get(frame_system(f), -1) for f in frames])
+        for g in set(groups.values()):
+            reference[member == g] -= residual[member == g].mean()
+        out["energy"] = (list(reference), out["energy"][1])
+    if "torques" in out and not spins:
+        del out["torques"]  # every frame is labelled across S only: that part alone is reported
     pairs = {k: (np.concatenate([np.ravel(a) for a in ref]), np.concatenate([np.ravel(a) for a in pred]))
              for k, (ref, pred) in out.items()}
     if "torques" in out:
         pairs.update(torque_parts(np.concatenate(spins), *(v.reshape(-1, 3) for v in pairs["torques"])))
+    if transverse[0]:
+        across = torque_parts(*(np.concatenate(v) for v in transverse))["torques_transverse"]
+        pairs["torques_transverse"] = tuple(np.concatenate([a, b]) for a, b in
+                                            zip(pairs.get("torques_transverse", ((), ())), across))
     return pairs
 
 
@@ -90,15 +116,17 @@ def error_table(pairs: dict) -> dict:
 
 
 def accuracy_report(model, data: list[str], n_validation: int | None = None, split_seed: int = 0,
-               plot: str | Path | None = "parity.png", calc: DeepSpinCalculator | None = None) -> str:
+               plot: str | Path | None = "parity.png", calc: DeepSpinCalculator | None = None,
+               relative_energy: list[str] = ()) -> str:
     """Print-ready RMSE/MAE table of ``model`` over the frames in ``data`` (optionally only the
-    ``n_validation`` frames that a training run with ``split_seed`` held out); writes parity plots."""
+    ``n_validation`` frames that a training run with ``split_seed`` held out); writes parity plots.
+    ``relative_energy`` as :func:`predict` takes it."""
     frames = [f for d in data for f in read_frames(d)]
     if n_validation is not None:
         frames = split_frames(frames, n_validation, split_seed)[1]
     quantities = labelled_quantities(frames)
     calc = calc or DeepSpinCalculator(model)
-    pairs = predict(calc, frames, quantities)
+    pairs = predict(calc, frames, quantities, relative_energy)
     table = error_table(pairs)
     units = {"energy": "meV/atom", "forces": "meV/Å", "torques": "meV/μB"}
     names = {"torques_longitudinal": "  along S", "torques_transverse": "  across S"}
@@ -111,7 +139,7 @@ def accuracy_report(model, data: list[str], n_validation: int | None = None, spl
         from .plots import plot_parity
 
         titles = {"energy": "energy (eV/atom)", "forces": "force (eV/Å)", "torques": "torque (eV/μB)"}
-        plot_parity({titles[k]: pairs[k] for k in quantities}, plot)
+        plot_parity({titles[k]: pairs[k] for k in quantities if k in pairs}, plot)
         lines.append(f"parity plots: {plot}")
     return "\n".join(lines)
 

@@ -107,10 +107,14 @@ class PreparedFrames:
 
 def energy_groups(frames: list[Frame], selections: list[str]) -> dict[str, int]:
     """Index of the fitted energy constant of each system ``selections`` name (ends of paths, as
-    ``held_out`` names them): systems labelled by another code, whose energies have their own zero."""
-    systems = sorted({frame_system(f) for f in frames})
-    named = [s for name in selections for s in systems_named(systems, name, f"relative_energy entry {name!r}")]
-    return {system: k for k, system in enumerate(dict.fromkeys(named))}
+    ``held_out`` names them): systems labelled by another code, whose energies have their own zero. Systems
+    whose frames record the same labeller (code and settings) share one constant, so that energies across
+    them (a strained cell against the cubic one) still count; others get one each."""
+    labellers = {frame_system(f): json.dumps(f.labeller, sort_keys=True) if f.labeller else None for f in frames}
+    named = [s for name in selections for s in systems_named(sorted(labellers), name, f"relative_energy entry {name!r}")]
+    keys = {system: labellers[system] or system for system in dict.fromkeys(named)}
+    index = {key: k for k, key in enumerate(dict.fromkeys(keys.values()))}
+    return {system: index[key] for system, key in keys.items()}
 
 
 def energy_bias(frames: list[Frame], type_map: list[str]) -> np.ndarray:

@@ -186,8 +186,9 @@ def test_label_command_continues_where_it_stopped(tmp_path, capsys):
 
 @needs_gpaw
 def test_active_learning_with_gpaw_labels(tmp_path):
-    """The loop end to end with the DFT labeller on a 4-atom NiO cell: two iterations, one GPAW label each,
-    the labeller's record and the committee's scores in the summary."""
+    """The loop end to end with the DFT labeller, as NiO runs it: DeltaSpin frames beside GPAW's (another
+    energy zero), exploration from the 4-atom GPAW cells; two iterations, one GPAW label each, which joins
+    the relative energies; the labeller's record and the committee's scores in the summary."""
     from ase_deepspin.calculators.collinear_dft import gpaw_labeller
     from ase_deepspin.training.active import ExploreConfig, run_active_learning
 
@@ -203,10 +204,12 @@ def test_active_learning_with_gpaw_labels(tmp_path):
                                          "neuron": [4, 8], "axis_neuron": 4},
                           "fitting_net": {"neuron": [16, 16]}, "spin": {"use_spin": [True, False]}},
                 "learning_rate": {"start_lr": 3e-3, "stop_lr": 3e-4, "decay_steps": 10},
-                "training": {"training_data": {"systems": [str(tmp_path / "seed")], "batch_size": 1}, "numb_steps": 30, "n_validation": 1,
+                "training": {"training_data": {"systems": [str(tmp_path / "seed")], "batch_size": 1,
+                                               "relative_energy": ["seed"]}, "numb_steps": 30, "n_validation": 1,
                              "disp_freq": 10, "save_freq": 10}}
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(training))
-    cfg = ExploreConfig(training=str(tmp_path / "train.yaml"), systems=[str(tmp_path / "seed")], members=2,
+    cfg = ExploreConfig(training=str(tmp_path / "train.yaml"), systems=[str(NIO_DATA / "data_0"), str(tmp_path / "seed")],
+                        start_systems=[str(tmp_path / "seed")], relative_energy_labels=True, members=2,
                         iterations=2, temperatures_K=[300.0], canting_rad=[0.3], starts=1, steps=4, sample_every=2,
                         trust_f=(0.0, 1e9), trust_fm=(0.0, 1e9), max_labels=1, strain=0.0, dt_fs=0.5)
     summaries = run_active_learning(cfg, labeller, tmp_path / "al", log=lambda *a: None)
@@ -216,7 +219,9 @@ def test_active_learning_with_gpaw_labels(tmp_path):
         assert s["rmse_on_new_labels"]["forces"] > 0 and s["rmse_on_new_labels"]["torques"] >= 0
         label = read_frames(tmp_path / "al" / f"iter_{i:03d}" / "labels")[0]
         assert label.labeller["code"] == "gpaw" and label.torque_labels == "transverse"
-        assert collinear_axis(label.spins)[2] < 1e-12  # the collinear projection of a canted sample
+        assert collinear_axis(label.spins)[2] < 1e-12 and len(label) == 4  # a canted sample's collinear projection
+    inputs = json.loads((tmp_path / "al" / "iter_001" / "members" / "member_0" / "input.json").read_text())
+    assert inputs["relative_energy"] == ["seed", str(tmp_path / "al" / "iter_000" / "labels")]
 
 
 def test_accuracy_of_frames_from_another_code(tmp_path):

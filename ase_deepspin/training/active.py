@@ -67,16 +67,19 @@ class ExploreConfig:
 
     ``training``: a training YAML (``ase-deepspin train`` format; its systems are replaced by ``systems``
     plus every labelled iteration); ``members``: committee size. Iteration i explores at
-    ``temperatures_K[i]`` (the last one repeats) from ``starts`` frames of the data, each spin turned by up
-    to ``canting_rad[i]``, each cell strained by up to ``strain`` and lattice velocities drawn at that
-    temperature, for ``steps`` steps of ``dt_fs`` with
-    Gilbert damping ``alpha`` (spin bath) and lattice friction ``friction_per_fs`` (lattice bath), sampling
-    every ``sample_every`` steps. A sample is accurate when max_devi_f < trust_f[0] and max_devi_fm <
-    trust_fm[0], failed when either reaches its trust[1], a candidate otherwise; at most ``max_labels``
-    candidates per iteration are labelled (chosen at random with ``seed``) by the oracle, any ASE
-    calculator with ``magnetic_torques`` (a DFT labeller such as
+    ``temperatures_K[i]`` (the last one repeats) from ``starts`` frames of ``start_systems`` (default:
+    ``systems``; small cells where the oracle is costly), each spin turned by up to ``canting_rad[i]``,
+    each cell strained by up to ``strain`` and lattice velocities drawn at that temperature, for ``steps``
+    steps of ``dt_fs`` with Gilbert damping ``alpha`` (spin bath) and lattice friction ``friction_per_fs``
+    (lattice bath), sampling every ``sample_every`` steps. A sample is accurate when max_devi_f <
+    trust_f[0] and max_devi_fm < trust_fm[0], failed when either reaches its trust[1], a candidate
+    otherwise; at most ``max_labels`` candidates per iteration are labelled (chosen at random with
+    ``seed``) by the oracle, any ASE calculator with ``magnetic_torques`` (a DFT labeller such as
     :func:`~ase_deepspin.calculators.collinear_dft.gpaw_labeller`; ``oracle: "module:function"`` names a
-    function that returns one, called with the keyword arguments ``oracle_settings``). With ``warm_start`` each member of iteration i > 0 (and of the final committee)
+    function that returns one, called with the keyword arguments ``oracle_settings``; ``oracle: gpaw``
+    that one). With ``relative_energy_labels`` the oracle's energies have another zero than the data's (a
+    DFT code other than the data's): each iteration's labels join the training YAML's
+    ``relative_energy``. With ``warm_start`` each member of iteration i > 0 (and of the final committee)
     starts from the same member of iteration i − 1 and trains ``warm_steps`` steps (default: the
     training YAML's numb_steps) on all data, with the YAML's learning-rate schedule compressed into
     them. Units: eV/Å, eV/μB, K, fs.
@@ -103,6 +106,8 @@ class ExploreConfig:
     warm_steps: int | None = None
     oracle: str | None = None  # "module:function" returning the labelling ASE calculator (for the CLI)
     oracle_settings: dict = field(default_factory=dict)  # keyword arguments of that function
+    start_systems: list[str] | None = None
+    relative_energy_labels: bool = False
 
     @classmethod
     def from_yaml(cls, path) -> "ExploreConfig":
@@ -116,6 +121,8 @@ class ExploreConfig:
         base = Path(path).resolve().parent  # relative paths are relative to the YAML
         raw["training"] = str(base / raw["training"])
         raw["systems"] = [str(base / s) for s in raw["systems"]]
+        if raw.get("start_systems"):
+            raw["start_systems"] = [str(base / s) for s in raw["start_systems"]]
         return cls(**raw)
 
 
@@ -256,7 +263,7 @@ def run_active_learning(cfg: ExploreConfig, oracle, workdir, log=print) -> list[
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     type_map = TrainConfig.from_yaml(cfg.training).model.type_map
-    data_frames = [f for s in cfg.systems for f in read_frames(s)]
+    data_frames = [f for s in (cfg.start_systems or cfg.systems) for f in read_frames(s)]
     labelled = []  # systems written by earlier iterations
     summaries = []
     models = None
@@ -302,8 +309,10 @@ def _committee(cfg: ExploreConfig, labelled: list[str], folder: Path, previous: 
     from .config import TrainConfig
     from .train import train_ensemble
 
-    train_cfg = dataclasses.replace(TrainConfig.from_yaml(cfg.training), systems=[*cfg.systems, *labelled],
-                                    output_dir=str(folder))
+    train_cfg = TrainConfig.from_yaml(cfg.training)
+    train_cfg = dataclasses.replace(train_cfg, systems=[*cfg.systems, *labelled], output_dir=str(folder),
+                                    relative_energy=[*train_cfg.relative_energy,
+                                                     *(labelled if cfg.relative_energy_labels else [])])
     warm = cfg.warm_start and previous is not None
     if warm and cfg.warm_steps is not None:
         train_cfg = dataclasses.replace(train_cfg, numb_steps=cfg.warm_steps,

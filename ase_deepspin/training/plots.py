@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from ..figures import new_figure
 
@@ -25,6 +26,8 @@ def plot_learning_curve(curve: list[dict], path: str | Path) -> Path:
             continue
         ax.loglog(steps, train, lw=0.8, alpha=0.6, marker=marker, ms=3, label="train batch")
         ax.loglog(steps, val, lw=1.5, marker=marker, ms=3, label="validation")
+        # a run spanning less than a decade gets labelled minor ticks on a log axis, which overlap
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].legend()
     fig.savefig(path, dpi=120)
     return Path(path)

@@ -43,6 +43,15 @@ def collinear_axis(spins: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return axis, np.sign(along) * lengths, float(angles.max())
 
 
+def _projected(atoms):
+    """(copy of ``atoms`` with its spins on their common axis, lengths kept; the axis (3,))."""
+    axis, signed, _ = collinear_axis(atoms.get_initial_magnetic_moments())
+    projected = atoms.copy()
+    projected.calc = None
+    projected.set_initial_magnetic_moments(signed[:, None] * axis)
+    return projected, axis
+
+
 class CollinearDFT(Calculator):
     """Collinear spin-polarised DFT as a spin calculator and an active-learning labeller.
 
@@ -96,19 +105,14 @@ class CollinearDFT(Calculator):
     def collinear(self, atoms):
         """A copy of ``atoms`` with each spin replaced by its projection on the common axis, length kept
         (the structure :meth:`label_frame` labels)."""
-        axis, signed, _ = collinear_axis(atoms.get_initial_magnetic_moments())
-        projected = atoms.copy()
-        projected.calc = None
-        projected.set_initial_magnetic_moments(signed[:, None] * axis)
-        return projected
+        return _projected(atoms)[0]
 
     def label_frame(self, atoms) -> Frame:
         """A labelled frame of the collinear projection of ``atoms`` (:meth:`collinear`): energy (eV),
         forces (eV/Å), torques zero across the spins (``torque_labels="transverse"``), the DFT moments as
         ``label_moments`` (N, 3) μB along the axis and the settings as ``labeller``. The energy label is the
         free energy (with the electrons' smearing), the one the forces are derivatives of."""
-        projected = self.collinear(atoms)
-        axis, _, _ = collinear_axis(projected.get_initial_magnetic_moments())
+        projected, axis = _projected(atoms)
         self.calculate(projected, ["energy", "forces"])
         return Frame(symbols=np.array(projected.get_chemical_symbols()), positions=projected.positions.copy(),
                      cell=projected.cell.array.copy(), pbc=projected.pbc.copy(),

@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
                         help="'gpaw' (ase_deepspin.calculators.collinear_dft.gpaw_labeller) or module:function "
                              "returning the labelling calculator (default: gpaw)")
     parser.add_argument("--settings", help="YAML file of the oracle's keyword arguments (for gpaw: ecut_eV, xc, "
-                                           "hubbard_u_eV, kpoint_density, smearing_eV, txt)")
+                                           "hubbard_u_eV, kpoint_density or kpoints, smearing_eV, txt)")
     parser.add_argument("--index", default=":", help="the frames to take, as ase.io.read's index ('::10', '-5:')")
     parser.add_argument("--type-map", nargs="+", help="element of each type of the npy system written (default: the "
                                                       "elements in the order they first appear)")

@@ -200,8 +200,8 @@ def fit_spin_baseline(model, items: list[dict], ridge: float = 1e-8, forces: boo
         for k, key in enumerate(("m", "f")):
             if key == "f" and "has_forces" in f and not bool(f["has_forces"].all()):
                 continue  # a frame without force labels
-            if key == "m" and "has_torques" in f and not (bool(f["has_torques"][f["magnetic"]].all())
-                                                          and not bool(f["transverse_only"].any())):
+            if key == "m" and "has_torques" in f and (not bool(f["has_torques"][f["magnetic"]].all())
+                                                      or bool(f["transverse_only"].any())):
                 continue  # a frame without full torque labels
             if key in blocks:
                 rows[key][0].append(torch.stack([c[k] for c in columns], dim=-1).reshape(-1, len(unit)))

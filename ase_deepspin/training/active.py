@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..io.frames import Frame
 from .config import read_yaml
@@ -229,7 +228,7 @@ def committee_rmse(models, frames: list[Frame]) -> dict:
     over the torque labels they carry (across the spins only for ``torque_labels="transverse"``); torques
     None where no frame has torque labels."""
     from ..calculators.deepspin import DeepSpinCalculator
-    from .train import along_spin_weighted
+    from ..spins import tangent, unit_vectors
 
     calc = DeepSpinCalculator(list(models))
     df, dm = [], []
@@ -242,7 +241,7 @@ def committee_rmse(models, frames: list[Frame]) -> dict:
         magnetic = np.linalg.norm(f.spins, axis=1) > 0
         error = (calc.get_magnetic_torques(atoms) - f.torques)[magnetic]
         if f.torque_labels == "transverse":
-            error = along_spin_weighted(torch.as_tensor(error), torch.as_tensor(f.spins[magnetic]), 0.0).numpy()
+            error = tangent(error, unit_vectors(f.spins[magnetic])[0])
         dm.append(error)
     rms = lambda parts: float(np.sqrt(np.mean(np.concatenate(parts) ** 2))) if parts else None  # noqa: E731
     return {"forces": rms(df), "torques": rms(dm)}

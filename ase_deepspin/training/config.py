@@ -407,7 +407,8 @@ class TrainConfig:
     spins, so this teaches it the larger symmetry the data have. ``relative_energy`` names systems (as
     ``held_out`` does) whose energies have their own zero, as labels of another DFT code do: each such
     system gets one constant per atom (systems of one recorded labeller share it), fitted with the weights,
-    and only its energy differences train the model (see :func:`ase_deepspin.training.train.energy_groups`). Times in seconds.
+    and only its energy differences train the model (see :func:`ase_deepspin.training.train.energy_groups`).
+    Times in seconds.
     """
 
     model: ModelConfig

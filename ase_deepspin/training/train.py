@@ -568,10 +568,10 @@ def held_out_record(model: DeepSpinModel, cfg: TrainConfig, all_frames: list[Fra
     ``offsets`` the relative-energy constants (fitted to the validation frames where not given)."""
     if not valid_frames:
         return {"held_out_rmse": None}
-    groups = energy_groups(all_frames, cfg.relative_energy)
-    valid_data = valid_data or PreparedFrames(valid_frames, model, groups)
-    if offsets is None:
-        offsets = fit_energy_offsets(model, [valid_data], len(groups))
+    if valid_data is None or offsets is None:
+        groups = energy_groups(all_frames, cfg.relative_energy)
+        valid_data = valid_data or PreparedFrames(valid_frames, model, groups)
+        offsets = offsets if offsets is not None else fit_energy_offsets(model, [valid_data], len(groups))
     record = {"held_out_rmse": _milli(*(pooled or validation_rmse(model, valid_data, offsets=offsets).values()))}
     if cfg.held_out:
         # one pooled number hides which held-out part is hard (hot frames dominate it): keep each

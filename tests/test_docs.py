@@ -84,6 +84,11 @@ def test_every_example_is_in_the_gallery_and_every_verb_in_the_cli_reference():
     assert files == set(gallery.EXAMPLES), (files ^ set(gallery.EXAMPLES))
     from ase_deepspin.cli import VERBS, build_parser
 
+    import ase_deepspin.cli as cli
+
+    # every verb module on disk is registered (the parser and the generated reference are built from VERBS)
+    modules = {m.name for m in pkgutil.iter_modules(cli.__path__)} - {"__main__"}
+    assert modules == {v.__name__.rsplit(".", 1)[1] for v in VERBS.values()}
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(subparsers.choices) == set(VERBS)
     assert all(VERBS[v].HELP for v in VERBS)
